@@ -1,0 +1,1 @@
+//! The micro-batcher. STUB.

@@ -1,0 +1,44 @@
+//! What can go wrong talking to Confluence, with what a person needs to act on it.
+
+/// An error from the Confluence boundary. Each message names the request and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfluenceError {
+    /// The space key resolves to nothing (or the credentials cannot see it).
+    #[error("space '{key}' was not found on {base}: check --space (keys are case-sensitive) and that the account can view it")]
+    SpaceNotFound { key: String, base: String },
+
+    /// A non-success HTTP status that retrying will not fix (or retries ran out).
+    #[error("confluence {what}: HTTP {status}{}: {hint}{}", page_id.as_deref().map(|p| format!(" for page {p}")).unwrap_or_default(), if snippet.is_empty() { String::new() } else { format!(" (server said: {snippet})") })]
+    Status {
+        /// The request in a few words, e.g. "list pages", "add labels".
+        what: &'static str,
+        status: u16,
+        page_id: Option<String>,
+        /// What the status most likely means and what to do about it.
+        hint: &'static str,
+        snippet: String,
+    },
+
+    /// The request never got an HTTP answer (DNS, connect, TLS, timeout, reset).
+    #[error("confluence {what}: cannot reach {url}: {source}")]
+    Transport {
+        what: &'static str,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// A 2xx answer whose body is not what the API documents (HTML login page, truncated JSON).
+    #[error("confluence {what}: unreadable response ({detail}): {snippet}")]
+    Decode { what: &'static str, detail: String, snippet: String },
+}
+
+impl ConfluenceError {
+    /// The HTTP status, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! serde mirrors of the Confluence REST JSON. STUB.

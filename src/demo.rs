@@ -1,0 +1,1 @@
+//! The bundled offline demo space. STUB.

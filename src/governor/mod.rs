@@ -1,0 +1,1 @@
+//! The governor: pacing, cooldowns, adaptive concurrency, retries and fallback. STUB.

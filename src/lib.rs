@@ -1,0 +1,30 @@
+//! tag-space: put good labels on every page of a Confluence space.
+//!
+//! One run is a pipeline:
+//!
+//! ```text
+//! config ─► confluence page stream ─► text extraction ─► micro-batcher
+//!        ─► governor (pacing, cooldowns, adaptive concurrency)
+//!        ─► Gemini, falling back to OpenAI ─► validation ─► label writes ─► summary
+//! ```
+//!
+//! The seams are traits so that each stage is tested on its own:
+//! [`confluence::PageSource`] (Confluence Cloud, Data Center, or the bundled demo space) and
+//! [`llm::Provider`] (Gemini, OpenAI-compatible, the keyword `rules` provider, and the
+//! wrappers that add pacing and fallback). Only `report` and `main.rs` write to the terminal;
+//! only `config` reads the environment.
+
+pub mod app;
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod confluence;
+pub mod demo;
+pub mod governor;
+pub mod http;
+pub mod llm;
+pub mod pipeline;
+pub mod report;
+pub mod retry;
+pub mod taxonomy;
+pub mod text;

@@ -1,0 +1,78 @@
+//! Asking an LLM to pick labels for a batch of pages.
+//!
+//! [`Provider`] is the seam. The HTTP clients ([`gemini::GeminiProvider`],
+//! [`openai::OpenAiProvider`]) make exactly one request per call and classify what went wrong
+//! into an [`LlmError`]; pacing, retries, cooldowns and fallback wrap them (see
+//! `crate::governor`), so there is one retry loop in the whole program.
+
+mod error;
+pub mod gemini;
+pub mod openai;
+pub mod prompt;
+pub mod rules;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+pub use error::{LlmError, LlmErrorKind};
+
+/// One page as the model sees it: id, title and extracted plain text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageText {
+    pub id: String,
+    pub title: String,
+    pub text: String,
+}
+
+/// Tokens a call consumed, as the provider reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// Rate-limit state a provider reported in its response headers (OpenAI-style
+/// `x-ratelimit-*`). Each field is optional: many servers send none of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitHints {
+    pub limit_requests: Option<u64>,
+    pub limit_tokens: Option<u64>,
+    pub remaining_requests: Option<u64>,
+    pub remaining_tokens: Option<u64>,
+    /// Time until the request bucket is full again.
+    pub reset_requests: Option<Duration>,
+    /// Time until the token bucket is full again.
+    pub reset_tokens: Option<Duration>,
+}
+
+/// A provider's answer for one batch, before validation: for each page id the model
+/// answered for, the labels it chose, as it wrote them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Which provider answered ("gemini", "openai", "rules").
+    pub provider: &'static str,
+    pub model: String,
+    pub labels: BTreeMap<String, Vec<String>>,
+    pub usage: Option<Usage>,
+    pub rate_limits: RateLimitHints,
+}
+
+/// Something that picks labels for a batch of pages.
+pub trait Provider: Send + Sync {
+    /// A short lowercase name for logs and metrics ("gemini", "openai", "rules").
+    fn name(&self) -> &'static str;
+
+    /// Classifies the batch in one call. The answer is not yet validated.
+    fn classify(&self, batch: &[PageText]) -> impl Future<Output = Result<Answer, LlmError>> + Send;
+}
+
+impl<P: Provider> Provider for std::sync::Arc<P> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn classify(&self, batch: &[PageText]) -> impl Future<Output = Result<Answer, LlmError>> + Send {
+        (**self).classify(batch)
+    }
+}

@@ -1,0 +1,1 @@
+//! The run: pages in, labels out. STUB.

@@ -1,0 +1,1 @@
+//! Everything a run shows a person. STUB.

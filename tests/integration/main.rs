@@ -1,0 +1,12 @@
+//! Integration tests. Every HTTP peer is a local fake on 127.0.0.1; nothing leaves the machine.
+
+// Confluence Cloud v2/v1 and Data Center wire shapes, pagination, retries, errors.
+mod confluence;
+// Gemini and OpenAI wire shapes, error classification, structured output.
+mod llm;
+// Pacing, cooldowns, adaptive concurrency and fallback on tokio's paused clock.
+mod governor;
+// The whole pipeline with in-memory fakes.
+mod pipeline;
+// The built binary end to end against local fakes: exit codes, output, writes.
+mod cli;
