@@ -39,7 +39,84 @@ pub enum TaxonomyError {
     Invalid { origin: String, message: String },
 }
 
+/// Checks a tag against Confluence's label rules; the error says which rule it breaks.
+pub fn check_label(name: &str) -> Result<(), String> {
+    const FORBIDDEN: &[char] = &[':', ';', ',', '.', '?', '&', '[', ']', '(', ')', '#', '^', '*', '@', '!', '\'', '`'];
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.chars().count() > 255 {
+        return Err("is longer than 255 characters".into());
+    }
+    if name.chars().any(char::is_whitespace) {
+        return Err("contains whitespace (Confluence would split it into several labels)".into());
+    }
+    if name.chars().any(char::is_uppercase) {
+        return Err(format!("has uppercase letters (Confluence stores labels in lowercase: use '{}')", name.to_lowercase()));
+    }
+    if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c) || c.is_control()) {
+        return Err(format!("contains '{}', which Confluence does not allow in labels", c.escape_default()));
+    }
+    Ok(())
+}
+
+fn fingerprint(categories: &[Category], max_labels_per_page: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    // Length-prefixed fields, so that no two different taxonomies hash the same input.
+    let mut field = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    field(&max_labels_per_page.to_string());
+    for c in categories {
+        field(&c.name);
+        field(&c.description);
+        field(&c.max_per_page.to_string());
+        for t in &c.tags {
+            field(&t.name);
+            field(&t.description);
+            for k in &t.keywords {
+                field(k);
+            }
+            field("");
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Taxonomy {
+    /// Builds a taxonomy from categories; `origin` names it in error messages. Every tag must
+    /// follow Confluence's label rules and appear once; every category needs a tag.
+    pub fn new(categories: Vec<Category>, max_labels_per_page: usize, origin: &str) -> Result<Self, TaxonomyError> {
+        let invalid = |message: String| TaxonomyError::Invalid { origin: origin.to_string(), message };
+        if categories.is_empty() {
+            return Err(invalid("it has no categories".into()));
+        }
+        if max_labels_per_page == 0 {
+            return Err(invalid("max_labels_per_page must be at least 1".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &categories {
+            if c.tags.is_empty() {
+                return Err(invalid(format!("category '{}' has no tags", c.name)));
+            }
+            if c.max_per_page == 0 {
+                return Err(invalid(format!("category '{}': max_per_page must be at least 1", c.name)));
+            }
+            for t in &c.tags {
+                if let Err(why) = check_label(&t.name) {
+                    return Err(invalid(format!("tag '{}' in category '{}' {why}", t.name, c.name)));
+                }
+                if !seen.insert(t.name.as_str()) {
+                    return Err(invalid(format!("tag '{}' appears more than once", t.name)));
+                }
+            }
+        }
+        let fingerprint = fingerprint(&categories, max_labels_per_page);
+        Ok(Self { categories, max_labels_per_page, fingerprint })
+    }
+
     /// The default taxonomy compiled into the binary (`config/taxonomy.toml`).
     pub fn embedded() -> Self {
         todo!()
