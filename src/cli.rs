@@ -1,1 +1,144 @@
-//! Command-line flags. STUB.
+//! Command-line flags (clap derive). No I/O and no environment reads here: `config` merges
+//! these flags over the environment and `.env`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+const ENV_HELP: &str = "\
+ENVIRONMENT (also read from ./.env; a flag beats the environment, which beats .env):
+  Confluence
+    CONFLUENCE_BASE_URL           Cloud: https://acme.atlassian.net/wiki
+                                  Data Center: https://confluence.acme.com[/context]
+    CONFLUENCE_EMAIL              Cloud account email (with CONFLUENCE_API_TOKEN)
+    CONFLUENCE_API_TOKEN          Cloud API token (Basic auth)
+    CONFLUENCE_PAT                Data Center personal access token (Bearer auth)
+    CONFLUENCE_FLAVOR             cloud | datacenter (default: inferred from the credentials)
+  Gemini (primary)
+    GEMINI_API_KEY                enables Gemini
+    GEMINI_MODEL                  default: gemini-2.5-flash
+    GEMINI_BASE_URL               default: https://generativelanguage.googleapis.com
+  OpenAI or any OpenAI-compatible server (fallback, or the only provider)
+    OPENAI_API_KEY                enables OpenAI (optional for a local server)
+    OPENAI_MODEL                  default: gpt-4.1-mini
+    OPENAI_BASE_URL               default: https://api.openai.com/v1 (e.g. http://127.0.0.1:11434/v1)
+  Run
+    TAG_SPACE_AI_CONCURRENCY      starting LLM concurrency per provider (default 3)
+    TAG_SPACE_MAX_AI_CONCURRENCY  ceiling for the adaptive concurrency (default 6)
+    TAG_SPACE_BATCH_SIZE          pages per LLM request (default 5)
+    TAG_SPACE_GEMINI_RPM          Gemini requests per minute quota (default: unknown)
+    TAG_SPACE_GEMINI_TPM          Gemini tokens per minute quota (default: unknown)
+    TAG_SPACE_OPENAI_RPM          OpenAI requests per minute quota (default: unknown)
+    TAG_SPACE_OPENAI_TPM          OpenAI tokens per minute quota (default: unknown)
+    TAG_SPACE_MAX_COOLDOWN_SECS   longest server-requested wait slept through (default 60)
+    TAG_SPACE_MAX_PAGE_CHARS      text budget per page sent to the LLM (default 8000)
+    TAG_SPACE_TAXONOMY            taxonomy file (default: the built-in one)
+    TAG_SPACE_CACHE_ENABLED       true | false (default true)
+    TAG_SPACE_CACHE_SIZE          in-memory cache entries (default 1000)
+    TAG_SPACE_CACHE_PATH          state file (default: the platform cache directory)
+
+EXIT STATUS:
+  0 every page fine, 1 finished but some pages failed, 2 usage, configuration or fatal error
+
+EXAMPLES:
+  tag-space --demo                      offline demo: bundled space, keyword rules, no credentials
+  tag-space --space ENG --dry-run       show the labels that would be added
+  tag-space --space ENG --limit 50      label the first 50 pages";
+
+/// Label every page of a Confluence space from a controlled taxonomy, with an LLM
+/// (Gemini first, OpenAI as fallback) paced to the provider's quota.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tag-space", version, about, after_long_help = ENV_HELP, after_help = "Run with --help for the environment variables, exit status and examples.")]
+pub struct Args {
+    /// Key of the Confluence space to label (e.g. ENG).
+    #[arg(short, long, value_name = "KEY", required_unless_present = "demo")]
+    pub space: Option<String>,
+
+    /// Write nothing; print the labels that would be added to each page.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Stop after this many pages.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Pages per LLM request [env: TAG_SPACE_BATCH_SIZE; default 5].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+
+    /// Taxonomy file (TOML) replacing the built-in one [env: TAG_SPACE_TAXONOMY].
+    #[arg(long, value_name = "FILE")]
+    pub taxonomy: Option<PathBuf>,
+
+    /// Run offline on the bundled DEMO space with the keyword rules provider: no network,
+    /// no credentials.
+    #[arg(long, conflicts_with = "space")]
+    pub demo: bool,
+
+    /// Add a last-resort provider after Gemini/OpenAI. `rules` tags from the taxonomy's
+    /// keywords and sends no page content anywhere.
+    #[arg(long, value_name = "PROVIDER")]
+    pub fallback: Option<FallbackArg>,
+
+    /// Starting LLM concurrency per provider [env: TAG_SPACE_AI_CONCURRENCY; default 3].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Ceiling for the adaptive LLM concurrency [env: TAG_SPACE_MAX_AI_CONCURRENCY; default 6].
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<usize>,
+
+    /// Do not read cached classifications (results are still stored) [env: TAG_SPACE_CACHE_ENABLED=false].
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// State file [env: TAG_SPACE_CACHE_PATH].
+    #[arg(long, value_name = "PATH")]
+    pub cache_path: Option<PathBuf>,
+
+    /// Print only errors and the summary.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More log detail (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Providers that can be added as a last resort with `--fallback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FallbackArg {
+    /// Keyword rules from the taxonomy; offline.
+    Rules,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn space_is_required_unless_demo() {
+        assert!(Args::try_parse_from(["tag-space"]).is_err());
+        assert!(Args::try_parse_from(["tag-space", "--demo"]).is_ok());
+        assert!(Args::try_parse_from(["tag-space", "--demo", "--space", "X"]).is_err());
+        let a =
+            Args::try_parse_from(["tag-space", "-s", "ENG", "--dry-run", "--limit", "3"]).unwrap();
+        assert_eq!(a.space.as_deref(), Some("ENG"));
+        assert!(a.dry_run);
+        assert_eq!(a.limit, Some(3));
+    }
+
+    #[test]
+    fn long_help_names_every_variable() {
+        let help = Args::command().render_long_help().to_string();
+        for var in crate::config::VARIABLES {
+            assert!(help.contains(var), "--help does not mention {var}");
+        }
+    }
+}

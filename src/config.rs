@@ -2,6 +2,7 @@
 //! beats `.env` beats default). The only module that reads the process environment.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::confluence::Flavor;
@@ -78,4 +79,700 @@ pub struct ProviderSettings {
     pub timeout: Duration,
     /// The output cap sent with each request (`maxOutputTokens` / `max_completion_tokens`).
     pub max_output_tokens: u32,
+}
+
+/// Every environment variable tag-space reads; `--help` and `.env.example` name each one.
+pub const VARIABLES: &[&str] = &[
+    "CONFLUENCE_BASE_URL",
+    "CONFLUENCE_EMAIL",
+    "CONFLUENCE_API_TOKEN",
+    "CONFLUENCE_PAT",
+    "CONFLUENCE_FLAVOR",
+    "GEMINI_API_KEY",
+    "GEMINI_MODEL",
+    "GEMINI_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_MODEL",
+    "OPENAI_BASE_URL",
+    "TAG_SPACE_AI_CONCURRENCY",
+    "TAG_SPACE_MAX_AI_CONCURRENCY",
+    "TAG_SPACE_BATCH_SIZE",
+    "TAG_SPACE_GEMINI_RPM",
+    "TAG_SPACE_GEMINI_TPM",
+    "TAG_SPACE_OPENAI_RPM",
+    "TAG_SPACE_OPENAI_TPM",
+    "TAG_SPACE_MAX_COOLDOWN_SECS",
+    "TAG_SPACE_MAX_PAGE_CHARS",
+    "TAG_SPACE_TAXONOMY",
+    "TAG_SPACE_CACHE_ENABLED",
+    "TAG_SPACE_CACHE_SIZE",
+    "TAG_SPACE_CACHE_PATH",
+];
+
+pub const DEFAULT_GEMINI_MODEL: &str = "gemini-2.5-flash";
+pub const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4.1-mini";
+pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// A setting that cannot be used. The message names the variable (or flag) and shows a valid
+/// example, so that one line tells a person what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not set: {hint}")]
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
+    #[error("{name}={value:?} is invalid: {reason} (e.g. {name}={example})")]
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+        example: &'static str,
+    },
+    #[error(
+        "no LLM provider is configured: set GEMINI_API_KEY and/or OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server), or try --demo"
+    )]
+    NoProvider,
+    #[error("cannot read .env: {0}")]
+    DotEnv(String),
+}
+
+/// Where the run's state (cache, ledger) lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub size: usize,
+    pub path: Option<PathBuf>,
+}
+
+/// Everything a run needs, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The space to label (`DEMO` in demo mode).
+    pub space: String,
+    /// `None` in demo mode: the bundled space stands in for Confluence.
+    pub confluence: Option<ConfluenceSettings>,
+    pub gemini: Option<ProviderSettings>,
+    pub openai: Option<ProviderSettings>,
+    /// Use the offline keyword rules provider: alone (demo) or as the last fallback.
+    pub rules: bool,
+    pub demo: bool,
+    pub dry_run: bool,
+    pub limit: Option<u64>,
+    pub batch_size: usize,
+    pub concurrency: usize,
+    pub max_concurrency: usize,
+    /// A server-requested wait longer than this marks the provider unavailable for the run.
+    pub max_cooldown: Duration,
+    /// Characters of a page's text sent to the LLM.
+    pub max_page_chars: usize,
+    pub taxonomy_path: Option<PathBuf>,
+    pub cache: CacheSettings,
+    /// Things worth a warning that do not stop the run (e.g. plain HTTP to a remote host).
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads the process environment and `./.env` (if present) under `args`. The only
+    /// function in the crate that reads the environment.
+    pub fn load(args: &crate::cli::Args) -> Result<Self, ConfigError> {
+        let dotenv = read_dotenv(std::path::Path::new(".env"))?;
+        Self::from_sources(args, |k| {
+            std::env::var(k)
+                .ok()
+                .or_else(|| dotenv.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        })
+    }
+
+    /// Pure: builds the configuration from flags and a variable lookup (environment, then
+    /// `.env`). Tests pass a map instead of touching the real environment.
+    pub fn from_sources(
+        args: &crate::cli::Args,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let mut warnings = Vec::new();
+
+        let batch_size = setting(
+            args.batch_size,
+            "--batch-size",
+            "TAG_SPACE_BATCH_SIZE",
+            &get,
+            5,
+            1,
+            100,
+            "5",
+        )?;
+        let concurrency = setting(
+            args.concurrency,
+            "--concurrency",
+            "TAG_SPACE_AI_CONCURRENCY",
+            &get,
+            3,
+            1,
+            64,
+            "3",
+        )?;
+        let max_concurrency = setting(
+            args.max_concurrency,
+            "--max-concurrency",
+            "TAG_SPACE_MAX_AI_CONCURRENCY",
+            &get,
+            6,
+            1,
+            64,
+            "6",
+        )?;
+        if max_concurrency < concurrency {
+            return Err(ConfigError::Invalid {
+                name: "TAG_SPACE_MAX_AI_CONCURRENCY".into(),
+                value: max_concurrency.to_string(),
+                reason: format!("it is below the starting concurrency {concurrency}"),
+                example: "6",
+            });
+        }
+        let max_cooldown_secs: u64 = setting(
+            None,
+            "",
+            "TAG_SPACE_MAX_COOLDOWN_SECS",
+            &get,
+            60,
+            1,
+            86_400,
+            "60",
+        )?;
+        let max_page_chars: usize = setting(
+            None,
+            "",
+            "TAG_SPACE_MAX_PAGE_CHARS",
+            &get,
+            8000,
+            200,
+            1_000_000,
+            "8000",
+        )?;
+        let cache_size: usize = setting(
+            None,
+            "",
+            "TAG_SPACE_CACHE_SIZE",
+            &get,
+            1000,
+            1,
+            10_000_000,
+            "1000",
+        )?;
+        let cache_enabled = !args.no_cache
+            && parse_bool(
+                "TAG_SPACE_CACHE_ENABLED",
+                get("TAG_SPACE_CACHE_ENABLED"),
+                true,
+            )?;
+        let cache_path = args
+            .cache_path
+            .clone()
+            .or_else(|| get("TAG_SPACE_CACHE_PATH").map(PathBuf::from));
+        let taxonomy_path = args
+            .taxonomy
+            .clone()
+            .or_else(|| get("TAG_SPACE_TAXONOMY").map(PathBuf::from));
+
+        let gemini_quota = Quota {
+            rpm: opt_setting("TAG_SPACE_GEMINI_RPM", &get, "60")?,
+            tpm: opt_setting("TAG_SPACE_GEMINI_TPM", &get, "250000")?,
+        };
+        let openai_quota = Quota {
+            rpm: opt_setting("TAG_SPACE_OPENAI_RPM", &get, "500")?,
+            tpm: opt_setting("TAG_SPACE_OPENAI_TPM", &get, "200000")?,
+        };
+
+        let demo = args.demo;
+        let rules = demo || args.fallback == Some(crate::cli::FallbackArg::Rules);
+        let (space, confluence, gemini, openai) = if demo {
+            // The demo is offline by design: it never reads credentials or opens a socket.
+            (crate::demo::SPACE_KEY.to_string(), None, None, None)
+        } else {
+            let space = args.space.clone().ok_or(ConfigError::Missing {
+                name: "--space",
+                hint: "name the space to label, e.g. --space ENG (or try --demo)",
+            })?;
+            let confluence = confluence_settings(&get, &mut warnings)?;
+            let gemini = gemini_settings(&get, gemini_quota, &mut warnings)?;
+            let openai = openai_settings(&get, openai_quota, &mut warnings)?;
+            if gemini.is_none() && openai.is_none() && !rules {
+                return Err(ConfigError::NoProvider);
+            }
+            (space, Some(confluence), gemini, openai)
+        };
+
+        Ok(Config {
+            space,
+            confluence,
+            gemini,
+            openai,
+            rules,
+            demo,
+            dry_run: args.dry_run,
+            limit: args.limit,
+            batch_size,
+            concurrency,
+            max_concurrency,
+            max_cooldown: Duration::from_secs(max_cooldown_secs),
+            max_page_chars,
+            taxonomy_path,
+            cache: CacheSettings {
+                enabled: cache_enabled,
+                size: cache_size,
+                path: cache_path,
+            },
+            warnings,
+        })
+    }
+}
+
+fn read_dotenv(path: &std::path::Path) -> Result<Vec<(String, String)>, ConfigError> {
+    match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::DotEnv(e.to_string())),
+        Err(e) if e.not_found() => Ok(Vec::new()),
+        Err(e) => Err(ConfigError::DotEnv(e.to_string())),
+    }
+}
+
+/// A numeric setting: the flag wins, then the variable, then the default; must lie in
+/// `min..=max`.
+#[allow(clippy::too_many_arguments)]
+fn setting<T>(
+    flag_value: Option<T>,
+    flag: &str,
+    var: &str,
+    get: &impl Fn(&str) -> Option<String>,
+    default: T,
+    min: T,
+    max: T,
+    example: &'static str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let (name, value) = match (flag_value, get(var)) {
+        (Some(v), _) => (flag.to_string(), v),
+        (None, Some(raw)) => {
+            let v = raw.parse::<T>().map_err(|_| ConfigError::Invalid {
+                name: var.to_string(),
+                value: raw.clone(),
+                reason: "not a whole number".into(),
+                example,
+            })?;
+            (var.to_string(), v)
+        }
+        (None, None) => return Ok(default),
+    };
+    if value < min || value > max {
+        return Err(ConfigError::Invalid {
+            name,
+            value: value.to_string(),
+            reason: format!("must be between {min} and {max}"),
+            example,
+        });
+    }
+    Ok(value)
+}
+
+/// An optional positive quota; unset means unknown.
+fn opt_setting(
+    var: &str,
+    get: &impl Fn(&str) -> Option<String>,
+    example: &'static str,
+) -> Result<Option<u32>, ConfigError> {
+    let Some(raw) = get(var) else { return Ok(None) };
+    match raw.parse::<u32>() {
+        Ok(v) if v > 0 => Ok(Some(v)),
+        _ => Err(ConfigError::Invalid {
+            name: var.to_string(),
+            value: raw,
+            reason: "must be a whole number of at least 1 (leave it unset if unknown)".into(),
+            example,
+        }),
+    }
+}
+
+fn parse_bool(var: &str, raw: Option<String>, default: bool) -> Result<bool, ConfigError> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            name: var.to_string(),
+            value: raw,
+            reason: "must be true or false".into(),
+            example: "true",
+        }),
+    }
+}
+
+/// A base URL: http(s), no query; returned without a trailing slash. Plain HTTP to anything
+/// but loopback is allowed (local gateways) but warned about: credentials would travel in clear.
+fn base_url(
+    var: &str,
+    raw: &str,
+    example: &'static str,
+    warnings: &mut Vec<String>,
+) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: var.to_string(),
+        value: raw.to_string(),
+        reason: reason.to_string(),
+        example,
+    };
+    let url = url::Url::parse(raw).map_err(|e| invalid(&format!("not a URL ({e})")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                warnings.push(format!(
+                    "{var} uses plain http://: credentials and page content travel unencrypted"
+                ));
+            }
+        }
+        _ => return Err(invalid("must start with https:// (or http://)")),
+    }
+    if url.host().is_none() {
+        return Err(invalid("has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("must not have a query or fragment"));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+fn confluence_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<ConfluenceSettings, ConfigError> {
+    const BASE_HINT: &str = "set the site address, e.g. CONFLUENCE_BASE_URL=https://acme.atlassian.net/wiki (Cloud) or https://confluence.acme.com (Data Center)";
+    const CRED_HINT: &str =
+        "set CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN (Cloud) or CONFLUENCE_PAT (Data Center)";
+    let raw = get("CONFLUENCE_BASE_URL").ok_or(ConfigError::Missing {
+        name: "CONFLUENCE_BASE_URL",
+        hint: BASE_HINT,
+    })?;
+    let base = base_url(
+        "CONFLUENCE_BASE_URL",
+        &raw,
+        "https://acme.atlassian.net/wiki",
+        warnings,
+    )?;
+    let email = get("CONFLUENCE_EMAIL");
+    let token = get("CONFLUENCE_API_TOKEN").map(Secret::new);
+    let pat = get("CONFLUENCE_PAT").map(Secret::new);
+
+    let flavor = match get("CONFLUENCE_FLAVOR") {
+        Some(f) => match f.to_ascii_lowercase().as_str() {
+            "cloud" => Flavor::Cloud,
+            "datacenter" | "data-center" | "dc" | "server" => Flavor::DataCenter,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "CONFLUENCE_FLAVOR".into(),
+                    value: f,
+                    reason: "must be cloud or datacenter".into(),
+                    example: "cloud",
+                })
+            }
+        },
+        None => match (&email, &token, &pat) {
+            (_, _, Some(_)) if email.is_none() && token.is_none() => Flavor::DataCenter,
+            (_, _, None) if email.is_some() || token.is_some() => Flavor::Cloud,
+            (_, _, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "CONFLUENCE_FLAVOR".into(),
+                    value: String::new(),
+                    reason: "both Cloud (CONFLUENCE_EMAIL/CONFLUENCE_API_TOKEN) and Data Center (CONFLUENCE_PAT) credentials are set; say which to use".into(),
+                    example: "cloud",
+                })
+            }
+            _ => return Err(ConfigError::Missing { name: "Confluence credentials", hint: CRED_HINT }),
+        },
+    };
+    let auth = match flavor {
+        Flavor::Cloud => ConfluenceAuth::Basic {
+            email: email.ok_or(ConfigError::Missing {
+                name: "CONFLUENCE_EMAIL",
+                hint: "Confluence Cloud needs the account email with the API token, e.g. CONFLUENCE_EMAIL=you@acme.com",
+            })?,
+            token: token.ok_or(ConfigError::Missing {
+                name: "CONFLUENCE_API_TOKEN",
+                hint: "create one at id.atlassian.com > Security > API tokens and set CONFLUENCE_API_TOKEN",
+            })?,
+        },
+        Flavor::DataCenter => ConfluenceAuth::Bearer(pat.ok_or(ConfigError::Missing {
+            name: "CONFLUENCE_PAT",
+            hint: "Data Center needs a personal access token (Profile > Personal Access Tokens), e.g. CONFLUENCE_PAT=...",
+        })?),
+    };
+    // Cloud API paths all start with /wiki; keep the root without it so `_links.next`
+    // (which already starts with /wiki) can be appended as is.
+    let root = match flavor {
+        Flavor::Cloud => base.strip_suffix("/wiki").unwrap_or(&base).to_string(),
+        Flavor::DataCenter => base,
+    };
+    Ok(ConfluenceSettings {
+        root,
+        flavor,
+        auth,
+        timeout: Duration::from_secs(60),
+        max_retries: 5,
+    })
+}
+
+fn gemini_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    quota: Quota,
+    warnings: &mut Vec<String>,
+) -> Result<Option<ProviderSettings>, ConfigError> {
+    let Some(key) = get("GEMINI_API_KEY") else {
+        return Ok(None);
+    };
+    let base = get("GEMINI_BASE_URL").unwrap_or_else(|| DEFAULT_GEMINI_BASE_URL.to_string());
+    Ok(Some(ProviderSettings {
+        api_key: Some(Secret::new(key)),
+        model: get("GEMINI_MODEL").unwrap_or_else(|| DEFAULT_GEMINI_MODEL.to_string()),
+        base_url: base_url("GEMINI_BASE_URL", &base, DEFAULT_GEMINI_BASE_URL, warnings)?,
+        quota,
+        timeout: Duration::from_secs(120),
+        max_output_tokens: 4096,
+    }))
+}
+
+fn openai_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    quota: Quota,
+    warnings: &mut Vec<String>,
+) -> Result<Option<ProviderSettings>, ConfigError> {
+    let key = get("OPENAI_API_KEY");
+    let base = get("OPENAI_BASE_URL");
+    // A local OpenAI-compatible server (Ollama, vLLM, llama.cpp) may need no key: setting its
+    // base URL is enough to enable it.
+    if key.is_none() && base.is_none() {
+        return Ok(None);
+    }
+    let base = base.unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_string());
+    Ok(Some(ProviderSettings {
+        api_key: key.map(Secret::new),
+        model: get("OPENAI_MODEL").unwrap_or_else(|| DEFAULT_OPENAI_MODEL.to_string()),
+        base_url: base_url("OPENAI_BASE_URL", &base, DEFAULT_OPENAI_BASE_URL, warnings)?,
+        quota,
+        timeout: Duration::from_secs(120),
+        max_output_tokens: 4096,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Args;
+    use clap::Parser;
+    use std::collections::HashMap;
+
+    fn load(argv: &[&str], vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let args =
+            Args::try_parse_from(std::iter::once("tag-space").chain(argv.iter().copied())).unwrap();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_sources(&args, |k| map.get(k).cloned())
+    }
+
+    const CLOUD: &[(&str, &str)] = &[
+        ("CONFLUENCE_BASE_URL", "https://acme.atlassian.net/wiki/"),
+        ("CONFLUENCE_EMAIL", "bot@acme.test"),
+        ("CONFLUENCE_API_TOKEN", "tok-SECRET-123"),
+        ("GEMINI_API_KEY", "gem-SECRET-456"),
+    ];
+
+    #[test]
+    fn cloud_defaults() {
+        let c = load(&["--space", "ENG"], CLOUD).unwrap();
+        let conf = c.confluence.as_ref().unwrap();
+        assert_eq!(conf.flavor, Flavor::Cloud);
+        assert_eq!(conf.root, "https://acme.atlassian.net");
+        assert_eq!(c.batch_size, 5);
+        assert_eq!((c.concurrency, c.max_concurrency), (3, 6));
+        assert!(c.cache.enabled);
+        assert_eq!(c.cache.size, 1000);
+        let g = c.gemini.as_ref().unwrap();
+        assert_eq!(g.model, DEFAULT_GEMINI_MODEL);
+        assert_eq!(g.base_url, DEFAULT_GEMINI_BASE_URL);
+        assert_eq!(g.quota, Quota::default());
+        assert!(c.openai.is_none());
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let c = load(&["--space", "ENG"], CLOUD).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("SECRET"), "{dbg}");
+        assert!(dbg.contains("Secret(***)"));
+    }
+
+    #[test]
+    fn datacenter_is_inferred_from_a_pat_and_keeps_its_context_path() {
+        let c = load(
+            &["--space", "OPS"],
+            &[
+                (
+                    "CONFLUENCE_BASE_URL",
+                    "https://confluence.acme.test/confluence/",
+                ),
+                ("CONFLUENCE_PAT", "pat"),
+                ("OPENAI_API_KEY", "k"),
+            ],
+        )
+        .unwrap();
+        let conf = c.confluence.unwrap();
+        assert_eq!(conf.flavor, Flavor::DataCenter);
+        assert_eq!(conf.root, "https://confluence.acme.test/confluence");
+        assert!(matches!(conf.auth, ConfluenceAuth::Bearer(_)));
+        assert_eq!(c.openai.unwrap().base_url, DEFAULT_OPENAI_BASE_URL);
+    }
+
+    #[test]
+    fn flags_beat_variables() {
+        let mut vars = CLOUD.to_vec();
+        vars.push(("TAG_SPACE_BATCH_SIZE", "9"));
+        assert_eq!(load(&["--space", "ENG"], &vars).unwrap().batch_size, 9);
+        assert_eq!(
+            load(&["--space", "ENG", "--batch-size", "2"], &vars)
+                .unwrap()
+                .batch_size,
+            2
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_show_an_example() {
+        let mut vars = CLOUD.to_vec();
+        vars.push(("TAG_SPACE_BATCH_SIZE", "five"));
+        let e = load(&["--space", "ENG"], &vars).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "TAG_SPACE_BATCH_SIZE=\"five\" is invalid: not a whole number (e.g. TAG_SPACE_BATCH_SIZE=5)"
+        );
+
+        let e = load(&["--space", "ENG", "--batch-size", "0"], CLOUD)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--batch-size=\"0\" is invalid: must be between 1 and 100"),
+            "{e}"
+        );
+
+        let mut vars = CLOUD.to_vec();
+        vars.push(("TAG_SPACE_GEMINI_RPM", "0"));
+        let e = load(&["--space", "ENG"], &vars).unwrap_err().to_string();
+        assert!(
+            e.contains("TAG_SPACE_GEMINI_RPM") && e.contains("e.g. TAG_SPACE_GEMINI_RPM=60"),
+            "{e}"
+        );
+
+        let mut vars = CLOUD.to_vec();
+        vars.push(("TAG_SPACE_CACHE_ENABLED", "maybe"));
+        assert!(
+            load(&["--space", "ENG"], &vars)
+                .unwrap_err()
+                .to_string()
+                .contains("TAG_SPACE_CACHE_ENABLED")
+        );
+
+        let mut vars = CLOUD.to_vec();
+        vars.push(("TAG_SPACE_AI_CONCURRENCY", "8"));
+        assert!(
+            load(&["--space", "ENG"], &vars)
+                .unwrap_err()
+                .to_string()
+                .starts_with("TAG_SPACE_MAX_AI_CONCURRENCY")
+        );
+    }
+
+    #[test]
+    fn missing_settings_say_what_to_set() {
+        let e = load(&["--space", "ENG"], &[]).unwrap_err().to_string();
+        assert!(e.starts_with("CONFLUENCE_BASE_URL is not set"), "{e}");
+        let e = load(&["--space", "ENG"], &CLOUD[..1])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CONFLUENCE_PAT"), "{e}");
+        let e = load(&["--space", "ENG"], &CLOUD[..3]).unwrap_err();
+        assert!(matches!(e, ConfigError::NoProvider));
+        let e = load(&["--space", "ENG"], &CLOUD[..2])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("CONFLUENCE_API_TOKEN is not set"), "{e}");
+    }
+
+    #[test]
+    fn base_urls_are_checked() {
+        let mut vars = CLOUD.to_vec();
+        vars[0] = ("CONFLUENCE_BASE_URL", "acme.atlassian.net");
+        assert!(
+            load(&["--space", "ENG"], &vars)
+                .unwrap_err()
+                .to_string()
+                .contains("not a URL")
+        );
+        vars[0] = ("CONFLUENCE_BASE_URL", "ftp://acme.test");
+        assert!(
+            load(&["--space", "ENG"], &vars)
+                .unwrap_err()
+                .to_string()
+                .contains("https://")
+        );
+        vars[0] = ("CONFLUENCE_BASE_URL", "http://wiki.acme.test");
+        let c = load(&["--space", "ENG"], &vars).unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        vars[0] = ("CONFLUENCE_BASE_URL", "http://127.0.0.1:8090");
+        assert!(
+            load(&["--space", "ENG"], &vars)
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_local_openai_compatible_server_needs_no_key() {
+        let mut vars = CLOUD[..3].to_vec();
+        vars.push(("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1/"));
+        let c = load(&["--space", "ENG"], &vars).unwrap();
+        let o = c.openai.unwrap();
+        assert_eq!(o.api_key, None);
+        assert_eq!(o.base_url, "http://127.0.0.1:11434/v1");
+    }
+
+    #[test]
+    fn demo_needs_nothing_and_reads_no_credentials() {
+        let c = load(&["--demo"], CLOUD).unwrap();
+        assert!(c.demo && c.rules);
+        assert_eq!(c.space, "DEMO");
+        assert!(c.confluence.is_none() && c.gemini.is_none() && c.openai.is_none());
+    }
+
+    #[test]
+    fn rules_fallback_alone_is_a_provider() {
+        let c = load(&["--space", "ENG", "--fallback", "rules"], &CLOUD[..3]).unwrap();
+        assert!(c.rules && c.gemini.is_none());
+    }
 }

@@ -1,1 +1,2 @@
 //! The bundled offline demo space. STUB.
+pub const SPACE_KEY: &str = "DEMO";

@@ -21,7 +21,11 @@ impl ConfluenceClient {
 }
 
 impl PageSource for ConfluenceClient {
-    async fn stream_pages(&self, _space_key: &str, _tx: mpsc::Sender<Page>) -> Result<u64, ConfluenceError> {
+    async fn stream_pages(
+        &self,
+        _space_key: &str,
+        _tx: mpsc::Sender<Page>,
+    ) -> Result<u64, ConfluenceError> {
         todo!()
     }
     async fn labels(&self, _page_id: &str) -> Result<Vec<Label>, ConfluenceError> {
