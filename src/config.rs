@@ -776,3 +776,14 @@ mod tests {
         assert!(c.rules && c.gemini.is_none());
     }
 }
+
+#[cfg(test)]
+mod env_example {
+    #[test]
+    fn env_example_documents_every_variable() {
+        let example = include_str!("../.env.example");
+        for var in super::VARIABLES {
+            assert!(example.lines().any(|l| l.starts_with(&format!("{var}="))), ".env.example lacks {var}");
+        }
+    }
+}
