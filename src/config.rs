@@ -783,7 +783,10 @@ mod env_example {
     fn env_example_documents_every_variable() {
         let example = include_str!("../.env.example");
         for var in super::VARIABLES {
-            assert!(example.lines().any(|l| l.starts_with(&format!("{var}="))), ".env.example lacks {var}");
+            assert!(
+                example.lines().any(|l| l.starts_with(&format!("{var}="))),
+                ".env.example lacks {var}"
+            );
         }
     }
 }

@@ -14,7 +14,8 @@ pub fn init(quiet: bool, verbose: u8) {
     // Our crate at the chosen level; dependencies (hyper, reqwest) one notch quieter.
     let default = format!("{level},hyper=warn,reqwest=warn,rustls=warn,h2=warn");
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -42,7 +42,11 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(space: &str, dry_run: bool) -> Self {
-        Self { space: space.to_string(), dry_run, ..Self::default() }
+        Self {
+            space: space.to_string(),
+            dry_run,
+            ..Self::default()
+        }
     }
 
     pub fn record(&mut self, o: &PageOutcome) {
@@ -65,7 +69,12 @@ pub fn write_page_line(out: &mut impl Write, o: &PageOutcome, dry_run: bool) -> 
             let verb = if dry_run { "would add" } else { "added" };
             let labels: Vec<String> = o.added.iter().map(|l| format!("+{l}")).collect();
             let by = o.provider.map(|p| format!("  [{p}]")).unwrap_or_default();
-            writeln!(out, "{verb:<10} {id} \"{title}\": {}{by}", labels.join(" "), id = o.id)
+            writeln!(
+                out,
+                "{verb:<10} {id} \"{title}\": {}{by}",
+                labels.join(" "),
+                id = o.id
+            )
         }
         Status::Skipped => writeln!(
             out,
@@ -87,7 +96,11 @@ pub fn write_page_line(out: &mut impl Write, o: &PageOutcome, dry_run: bool) -> 
 
 /// The end-of-run summary.
 pub fn write_summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
-    let mode = if s.dry_run { " (dry run: nothing written)" } else { "" };
+    let mode = if s.dry_run {
+        " (dry run: nothing written)"
+    } else {
+        ""
+    };
     let verb = if s.dry_run { "to add" } else { "added" };
     writeln!(out)?;
     writeln!(out, "space {}{mode}", s.space)?;
@@ -101,7 +114,13 @@ pub fn write_summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
         writeln!(
             out,
             "  {:<10} {} calls, {} rate-limited (429), {} retries, {} fallbacks, {} tokens in, {} out",
-            p.name, p.calls, p.rate_limited, p.retries, p.fallbacks, p.input_tokens, p.output_tokens
+            p.name,
+            p.calls,
+            p.rate_limited,
+            p.retries,
+            p.fallbacks,
+            p.input_tokens,
+            p.output_tokens
         )?;
     }
     writeln!(out, "  elapsed    {:.1}s", s.elapsed.as_secs_f64())
@@ -151,7 +170,12 @@ mod tests {
             outcome("1", Status::Tagged, &["type-howto", "tool-jira"], None),
             outcome("2", Status::Unchanged, &[], None),
             outcome("3", Status::Skipped, &[], Some("the page has no text")),
-            outcome("4", Status::Failed, &[], Some("gemini: quota exhausted (HTTP 429)")),
+            outcome(
+                "4",
+                Status::Failed,
+                &[],
+                Some("gemini: quota exhausted (HTTP 429)"),
+            ),
         ];
         let mut s = Summary::new("ENG", true);
         let mut buf = Vec::new();
@@ -159,8 +183,20 @@ mod tests {
             s.record(p);
             write_page_line(&mut buf, p, true).unwrap();
         }
-        s.providers.push(ProviderLine { name: "gemini", calls: 3, rate_limited: 1, retries: 1, fallbacks: 1, input_tokens: 900, output_tokens: 60 });
-        s.providers.push(ProviderLine { name: "openai", calls: 1, ..Default::default() });
+        s.providers.push(ProviderLine {
+            name: "gemini",
+            calls: 3,
+            rate_limited: 1,
+            retries: 1,
+            fallbacks: 1,
+            input_tokens: 900,
+            output_tokens: 60,
+        });
+        s.providers.push(ProviderLine {
+            name: "openai",
+            calls: 1,
+            ..Default::default()
+        });
         s.elapsed = Duration::from_millis(2345);
         write_summary(&mut buf, &s).unwrap();
         let expected = r#"would add  1 "Title \"1\"": +type-howto +tool-jira  [gemini]
