@@ -14,14 +14,14 @@
 
 use std::time::Duration;
 
-use reqwest::header::ACCEPT;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use url::Url;
 
 use super::wire::{
-    DcContent, DcList, DcSpace, ErrorBody, Links, V2List, V2Page, V2Space, WireLabel,
+    DcContent, DcList, DcSpace, ErrorBody, LabelCreate, Links, V2List, V2Page, V2Space, WireLabel,
 };
 use super::{ConfluenceError, Flavor, LABEL_PREFIX, Label, Page, PageSource};
 use crate::config::{ConfluenceAuth, ConfluenceSettings};
@@ -213,13 +213,15 @@ impl ConfluenceClient {
         page_id: Option<&str>,
         method: Method,
         url: &Url,
-        json: Option<&serde_json::Value>,
+        json: Option<&[u8]>,
     ) -> Result<String, ConfluenceError> {
         let mut attempt: u32 = 0;
         loop {
             let mut req = self.request(method.clone(), url.clone());
             if let Some(body) = json {
-                req = req.json(body);
+                req = req
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.to_vec());
             }
             let (status, hint, err) = match req.send().await {
                 Ok(resp) => {
@@ -548,12 +550,14 @@ impl PageSource for ConfluenceClient {
             Flavor::DataCenter => &["rest", "api", "content", page_id, "label"],
         };
         let url = self.api(segments, &[]);
-        let body = serde_json::Value::Array(
-            names
-                .iter()
-                .map(|n| serde_json::json!({ "prefix": LABEL_PREFIX, "name": n }))
-                .collect(),
-        );
+        let body: Vec<LabelCreate<'_>> = names
+            .iter()
+            .map(|n| LabelCreate {
+                prefix: LABEL_PREFIX,
+                name: n,
+            })
+            .collect();
+        let body = serde_json::to_vec(&body).expect("a list of string pairs always serialises");
         let text = self
             .fetch(WHAT, Some(page_id), Method::POST, &url, Some(&body))
             .await?;

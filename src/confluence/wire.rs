@@ -5,7 +5,7 @@
 //! Shapes: Cloud v2 `MultiEntityResult<PageBulk>`, `SpaceBulk`, `Label`; Data Center
 //! `PageResponse<Content>`, `Label`, `RestError`; Cloud v2 `{"errors":[...]}` error bodies.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{LABEL_PREFIX, Label};
 
@@ -84,6 +84,14 @@ impl From<WireLabel> for Label {
             name: l.name,
         }
     }
+}
+
+/// v1/DC `LabelCreate`, the element of the `POST .../content/{id}/label` array. Field order
+/// follows the docs: `{"prefix":"global","name":"..."}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct LabelCreate<'a> {
+    pub prefix: &'a str,
+    pub name: &'a str,
 }
 
 /// Data Center `PageResponse<T>`: `{ results, start, limit, size, _links{next?} }`.
