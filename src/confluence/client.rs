@@ -729,6 +729,22 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_credentials() {
+        let mut s = settings("https://acme.atlassian.net", Flavor::Cloud);
+        s.auth = ConfluenceAuth::Basic {
+            email: "a@b.example".into(),
+            token: Secret::new("tok-secret-1"),
+        };
+        let cloud = ConfluenceClient::new(s).unwrap();
+        let dc = ConfluenceClient::new(settings("https://c.acme.com", Flavor::DataCenter)).unwrap();
+        let shown = format!("{cloud:?} {dc:?}");
+        assert!(
+            !shown.contains("tok-secret-1") && !shown.contains("\"pat\""),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn only_429_and_5xx_are_retryable() {
         for s in [429, 500, 502, 503, 504] {
             assert!(retryable(StatusCode::from_u16(s).unwrap()), "{s}");
