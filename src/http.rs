@@ -15,11 +15,7 @@ pub fn snippet(body: &str) -> String {
     let mut count = 0;
     let mut last_space = true;
     for c in body.chars() {
-        let c = if c.is_whitespace() || c.is_control() {
-            ' '
-        } else {
-            c
-        };
+        let c = if c.is_whitespace() || c.is_control() { ' ' } else { c };
         if c == ' ' && last_space {
             continue;
         }
@@ -37,12 +33,7 @@ pub fn snippet(body: &str) -> String {
 /// The wait a server asks for, from `retry-after-ms` (OpenAI, milliseconds) or `Retry-After`
 /// (seconds, possibly fractional, or an HTTP date).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
             return Some(Duration::from_secs_f64(ms / 1000.0));
@@ -90,14 +81,8 @@ mod tests {
             parse_retry_after("Sun, 22 Nov 2026 10:00:30 GMT", now),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(
-            parse_retry_after("Sun, 22 Nov 2026 09:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(
-            parse_retry_after("0.25", now),
-            Some(Duration::from_millis(250))
-        );
+        assert_eq!(parse_retry_after("Sun, 22 Nov 2026 09:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("0.25", now), Some(Duration::from_millis(250)));
         assert_eq!(parse_retry_after("-1", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
     }

@@ -34,20 +34,14 @@ pub struct Taxonomy {
 #[derive(Debug, thiserror::Error)]
 pub enum TaxonomyError {
     #[error("cannot read taxonomy {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    Read { path: String, #[source] source: std::io::Error },
     #[error("taxonomy {origin}: {message}")]
     Invalid { origin: String, message: String },
 }
 
 /// Checks a tag against Confluence's label rules; the error says which rule it breaks.
 pub fn check_label(name: &str) -> Result<(), String> {
-    const FORBIDDEN: &[char] = &[
-        ':', ';', ',', '.', '?', '&', '[', ']', '(', ')', '#', '^', '*', '@', '!', '\'', '`',
-    ];
+    const FORBIDDEN: &[char] = &[':', ';', ',', '.', '?', '&', '[', ']', '(', ')', '#', '^', '*', '@', '!', '\'', '`'];
     if name.is_empty() {
         return Err("is empty".into());
     }
@@ -58,19 +52,10 @@ pub fn check_label(name: &str) -> Result<(), String> {
         return Err("contains whitespace (Confluence would split it into several labels)".into());
     }
     if name.chars().any(char::is_uppercase) {
-        return Err(format!(
-            "has uppercase letters (Confluence stores labels in lowercase: use '{}')",
-            name.to_lowercase()
-        ));
+        return Err(format!("has uppercase letters (Confluence stores labels in lowercase: use '{}')", name.to_lowercase()));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| FORBIDDEN.contains(c) || c.is_control())
-    {
-        return Err(format!(
-            "contains '{}', which Confluence does not allow in labels",
-            c.escape_default()
-        ));
+    if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c) || c.is_control()) {
+        return Err(format!("contains '{}', which Confluence does not allow in labels", c.escape_default()));
     }
     Ok(())
 }
@@ -103,15 +88,8 @@ fn fingerprint(categories: &[Category], max_labels_per_page: usize) -> String {
 impl Taxonomy {
     /// Builds a taxonomy from categories; `origin` names it in error messages. Every tag must
     /// follow Confluence's label rules and appear once; every category needs a tag.
-    pub fn new(
-        categories: Vec<Category>,
-        max_labels_per_page: usize,
-        origin: &str,
-    ) -> Result<Self, TaxonomyError> {
-        let invalid = |message: String| TaxonomyError::Invalid {
-            origin: origin.to_string(),
-            message,
-        };
+    pub fn new(categories: Vec<Category>, max_labels_per_page: usize, origin: &str) -> Result<Self, TaxonomyError> {
+        let invalid = |message: String| TaxonomyError::Invalid { origin: origin.to_string(), message };
         if categories.is_empty() {
             return Err(invalid("it has no categories".into()));
         }
@@ -124,17 +102,11 @@ impl Taxonomy {
                 return Err(invalid(format!("category '{}' has no tags", c.name)));
             }
             if c.max_per_page == 0 {
-                return Err(invalid(format!(
-                    "category '{}': max_per_page must be at least 1",
-                    c.name
-                )));
+                return Err(invalid(format!("category '{}': max_per_page must be at least 1", c.name)));
             }
             for t in &c.tags {
                 if let Err(why) = check_label(&t.name) {
-                    return Err(invalid(format!(
-                        "tag '{}' in category '{}' {why}",
-                        t.name, c.name
-                    )));
+                    return Err(invalid(format!("tag '{}' in category '{}' {why}", t.name, c.name)));
                 }
                 if !seen.insert(t.name.as_str()) {
                     return Err(invalid(format!("tag '{}' appears more than once", t.name)));
@@ -142,11 +114,7 @@ impl Taxonomy {
             }
         }
         let fingerprint = fingerprint(&categories, max_labels_per_page);
-        Ok(Self {
-            categories,
-            max_labels_per_page,
-            fingerprint,
-        })
+        Ok(Self { categories, max_labels_per_page, fingerprint })
     }
 
     /// The default taxonomy compiled into the binary (`config/taxonomy.toml`).
@@ -171,15 +139,11 @@ impl Taxonomy {
         self.category_of(tag).is_some()
     }
     pub fn category_of(&self, tag: &str) -> Option<&Category> {
-        self.categories
-            .iter()
-            .find(|c| c.tags.iter().any(|t| t.name == tag))
+        self.categories.iter().find(|c| c.tags.iter().any(|t| t.name == tag))
     }
     /// Every tag name, in file order.
     pub fn tag_names(&self) -> impl Iterator<Item = &str> {
-        self.categories
-            .iter()
-            .flat_map(|c| c.tags.iter().map(|t| t.name.as_str()))
+        self.categories.iter().flat_map(|c| c.tags.iter().map(|t| t.name.as_str()))
     }
     /// SHA-256 (hex) of the taxonomy's content; changes whenever a tag or description changes.
     pub fn fingerprint(&self) -> &str {

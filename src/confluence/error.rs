@@ -4,9 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ConfluenceError {
     /// The space key resolves to nothing (or the credentials cannot see it).
-    #[error(
-        "space '{key}' was not found on {base}: check --space (keys are case-sensitive) and that the account can view it"
-    )]
+    #[error("space '{key}' was not found on {base}: check --space (keys are case-sensitive) and that the account can view it")]
     SpaceNotFound { key: String, base: String },
 
     /// A non-success HTTP status that retrying will not fix (or retries ran out).
@@ -46,11 +44,7 @@ pub enum ConfluenceError {
 
     /// A 2xx answer whose body is not what the API documents (HTML login page, truncated JSON).
     #[error("confluence {what}: unreadable response ({detail}): {snippet}")]
-    Decode {
-        what: &'static str,
-        detail: String,
-        snippet: String,
-    },
+    Decode { what: &'static str, detail: String, snippet: String },
 }
 
 impl ConfluenceError {

@@ -40,12 +40,7 @@ impl MemorySource {
 
     /// The labels a page has now.
     pub fn current_labels(&self, page_id: &str) -> Vec<Label> {
-        self.labels
-            .lock()
-            .expect("labels lock poisoned")
-            .get(page_id)
-            .cloned()
-            .unwrap_or_default()
+        self.labels.lock().expect("labels lock poisoned").get(page_id).cloned().unwrap_or_default()
     }
 
     fn not_found(what: &'static str, page_id: &str) -> ConfluenceError {
@@ -60,11 +55,7 @@ impl MemorySource {
 }
 
 impl PageSource for MemorySource {
-    async fn stream_pages(
-        &self,
-        space_key: &str,
-        tx: mpsc::Sender<Page>,
-    ) -> Result<u64, ConfluenceError> {
+    async fn stream_pages(&self, space_key: &str, tx: mpsc::Sender<Page>) -> Result<u64, ConfluenceError> {
         if space_key != self.space_key {
             return Err(ConfluenceError::SpaceNotFound {
                 key: space_key.to_string(),
@@ -93,19 +84,14 @@ impl PageSource for MemorySource {
 
     async fn add_labels(&self, page_id: &str, names: &[String]) -> Result<(), ConfluenceError> {
         let mut labels = self.labels.lock().expect("labels lock poisoned");
-        let current = labels
-            .get_mut(page_id)
-            .ok_or_else(|| Self::not_found("add labels", page_id))?;
+        let current = labels.get_mut(page_id).ok_or_else(|| Self::not_found("add labels", page_id))?;
         for name in names {
             let label = Label::global(name.clone());
             if !current.contains(&label) {
                 current.push(label);
             }
         }
-        self.writes
-            .lock()
-            .expect("writes lock poisoned")
-            .push((page_id.to_string(), names.to_vec()));
+        self.writes.lock().expect("writes lock poisoned").push((page_id.to_string(), names.to_vec()));
         Ok(())
     }
 }

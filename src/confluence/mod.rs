@@ -63,10 +63,7 @@ pub struct Label {
 
 impl Label {
     pub fn global(name: impl Into<String>) -> Self {
-        Self {
-            prefix: LABEL_PREFIX.to_string(),
-            name: name.into(),
-        }
+        Self { prefix: LABEL_PREFIX.to_string(), name: name.into() }
     }
 }
 
@@ -83,10 +80,7 @@ pub trait PageSource: Send + Sync {
     ) -> impl Future<Output = Result<u64, ConfluenceError>> + Send;
 
     /// The page's current labels (all prefixes).
-    fn labels(
-        &self,
-        page_id: &str,
-    ) -> impl Future<Output = Result<Vec<Label>, ConfluenceError>> + Send;
+    fn labels(&self, page_id: &str) -> impl Future<Output = Result<Vec<Label>, ConfluenceError>> + Send;
 
     /// Adds `names` to the page under the `global` prefix, in one request. Never removes a label.
     fn add_labels(

@@ -41,18 +41,8 @@ pub struct LlmError {
 }
 
 impl LlmError {
-    pub fn new(
-        provider: &'static str,
-        kind: LlmErrorKind,
-        status: Option<u16>,
-        detail: impl AsRef<str>,
-    ) -> Self {
-        Self {
-            provider,
-            kind,
-            status,
-            detail: crate::http::snippet(detail.as_ref()),
-        }
+    pub fn new(provider: &'static str, kind: LlmErrorKind, status: Option<u16>, detail: impl AsRef<str>) -> Self {
+        Self { provider, kind, status, detail: crate::http::snippet(detail.as_ref()) }
     }
 
     /// Worth trying again on the same provider (after a wait).
@@ -69,8 +59,7 @@ impl LlmError {
     /// The wait the server asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self.kind {
-            LlmErrorKind::RateLimited { retry_after }
-            | LlmErrorKind::Overloaded { retry_after } => retry_after,
+            LlmErrorKind::RateLimited { retry_after } | LlmErrorKind::Overloaded { retry_after } => retry_after,
             _ => None,
         }
     }
@@ -82,9 +71,7 @@ impl LlmError {
 
     fn describe(&self) -> String {
         match self.kind {
-            LlmErrorKind::RateLimited {
-                retry_after: Some(d),
-            } => format!("rate limited, retry after {:.1}s", d.as_secs_f64()),
+            LlmErrorKind::RateLimited { retry_after: Some(d) } => format!("rate limited, retry after {:.1}s", d.as_secs_f64()),
             LlmErrorKind::RateLimited { retry_after: None } => "rate limited".into(),
             LlmErrorKind::QuotaExhausted => "quota exhausted".into(),
             LlmErrorKind::TooLarge => "request too large".into(),
@@ -104,30 +91,12 @@ mod tests {
 
     #[test]
     fn message_names_provider_status_and_detail() {
-        let e = LlmError::new(
-            "gemini",
-            LlmErrorKind::QuotaExhausted,
-            Some(429),
-            "PerDay\nquota",
-        );
-        assert_eq!(
-            e.to_string(),
-            "gemini: quota exhausted (HTTP 429): PerDay quota"
-        );
+        let e = LlmError::new("gemini", LlmErrorKind::QuotaExhausted, Some(429), "PerDay\nquota");
+        assert_eq!(e.to_string(), "gemini: quota exhausted (HTTP 429): PerDay quota");
         assert!(!e.is_retryable());
         assert!(e.is_provider_dead());
-        let e = LlmError::new(
-            "openai",
-            LlmErrorKind::RateLimited {
-                retry_after: Some(Duration::from_millis(1500)),
-            },
-            Some(429),
-            "",
-        );
-        assert_eq!(
-            e.to_string(),
-            "openai: rate limited, retry after 1.5s (HTTP 429)"
-        );
+        let e = LlmError::new("openai", LlmErrorKind::RateLimited { retry_after: Some(Duration::from_millis(1500)) }, Some(429), "");
+        assert_eq!(e.to_string(), "openai: rate limited, retry after 1.5s (HTTP 429)");
         assert!(e.is_retryable());
         assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
     }

@@ -65,18 +65,14 @@ pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Classifies the batch in one call. The answer is not yet validated.
-    fn classify(&self, batch: &[PageText])
-    -> impl Future<Output = Result<Answer, LlmError>> + Send;
+    fn classify(&self, batch: &[PageText]) -> impl Future<Output = Result<Answer, LlmError>> + Send;
 }
 
 impl<P: Provider> Provider for std::sync::Arc<P> {
     fn name(&self) -> &'static str {
         (**self).name()
     }
-    fn classify(
-        &self,
-        batch: &[PageText],
-    ) -> impl Future<Output = Result<Answer, LlmError>> + Send {
+    fn classify(&self, batch: &[PageText]) -> impl Future<Output = Result<Answer, LlmError>> + Send {
         (**self).classify(batch)
     }
 }
