@@ -30,6 +30,20 @@ pub enum ConfluenceError {
         source: reqwest::Error,
     },
 
+    /// The server asked to wait longer (`Retry-After`) than tag-space is willing to sleep.
+    #[error("confluence {what}: HTTP {status}{}: the server asked to wait {}s before retrying, longer than tag-space waits ({}s); run again later", page_id.as_deref().map(|p| format!(" for page {p}")).unwrap_or_default(), wait.as_secs(), limit.as_secs())]
+    RetryAfterTooLong {
+        what: &'static str,
+        status: u16,
+        page_id: Option<String>,
+        wait: std::time::Duration,
+        limit: std::time::Duration,
+    },
+
+    /// The client could not be built from the settings (bad root URL, unusable credentials).
+    #[error("confluence settings: {detail}")]
+    Setup { detail: String },
+
     /// A 2xx answer whose body is not what the API documents (HTML login page, truncated JSON).
     #[error("confluence {what}: unreadable response ({detail}): {snippet}")]
     Decode {
@@ -43,7 +57,7 @@ impl ConfluenceError {
     /// The HTTP status, when there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::Status { status, .. } => Some(*status),
+            Self::Status { status, .. } | Self::RetryAfterTooLong { status, .. } => Some(*status),
             _ => None,
         }
     }

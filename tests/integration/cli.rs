@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -22,7 +22,10 @@ fn tag_space(args: &[&str], vars: &[(&str, String)]) -> Output {
 
 fn tag_space_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).current_dir(dir).env_clear().env("NO_COLOR", "1");
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("NO_COLOR", "1");
     for (k, v) in vars {
         cmd.env(k, v);
     }
@@ -79,10 +82,15 @@ async fn cloud_site() -> MockServer {
         .mount(&server)
         .await;
     for (id, labels) in [("101", vec![]), ("102", vec!["tool-jira"]), ("103", vec![])] {
-        let results: Vec<Value> = labels.iter().map(|l| json!({"id": "1", "name": l, "prefix": "global"})).collect();
+        let results: Vec<Value> = labels
+            .iter()
+            .map(|l| json!({"id": "1", "name": l, "prefix": "global"}))
+            .collect();
         Mock::given(method("GET"))
             .and(path(format!("/wiki/api/v2/pages/{id}/labels")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": results, "_links": {}})))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"results": results, "_links": {}})),
+            )
             .mount(&server)
             .await;
     }
@@ -137,7 +145,10 @@ async fn gemini() -> MockServer {
 }
 
 fn gemini_vars(server: &MockServer) -> Vec<(&'static str, String)> {
-    vec![("GEMINI_API_KEY", GEMINI_KEY.into()), ("GEMINI_BASE_URL", server.uri())]
+    vec![
+        ("GEMINI_API_KEY", GEMINI_KEY.into()),
+        ("GEMINI_BASE_URL", server.uri()),
+    ]
 }
 
 async fn label_posts(server: &MockServer) -> Vec<(String, Value)> {
@@ -147,7 +158,12 @@ async fn label_posts(server: &MockServer) -> Vec<(String, Value)> {
         .unwrap()
         .into_iter()
         .filter(|r: &Request| r.method == wiremock::http::Method::POST)
-        .map(|r| (r.url.path().to_string(), serde_json::from_slice(&r.body).unwrap()))
+        .map(|r| {
+            (
+                r.url.path().to_string(),
+                serde_json::from_slice(&r.body).unwrap(),
+            )
+        })
         .collect();
     posts.sort_by(|a, b| a.0.cmp(&b.0));
     posts
@@ -156,16 +172,36 @@ async fn label_posts(server: &MockServer) -> Vec<(String, Value)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn cloud_dry_run_proposes_labels_and_writes_nothing() {
     let confluence = cloud_site().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&confluence).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&confluence)
+        .await;
     let llm = gemini().await;
     let vars = [cloud_vars(&confluence), gemini_vars(&llm)].concat();
     let out = tag_space(&["--space", "ENG", "--dry-run"], &vars);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", text(&out.stderr));
-    assert!(stdout.contains(r#"would add  101 "How to request a Jira project": +type-howto +tool-jira  [gemini]"#), "{stdout}");
-    assert!(stdout.contains(r#"would add  102 "Jira workflow reference": +type-reference  [gemini]"#), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            r#"would add  101 "How to request a Jira project": +type-howto +tool-jira  [gemini]"#
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"would add  102 "Jira workflow reference": +type-reference  [gemini]"#),
+        "{stdout}"
+    );
     assert!(stdout.contains("+type-postmortem"), "{stdout}");
-    assert!(stdout.contains("3 seen, 3 tagged, 0 unchanged, 0 skipped, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("3 seen, 3 tagged, 0 unchanged, 0 skipped, 0 failed"),
+        "{stdout}"
+    );
     assert!(label_posts(&confluence).await.is_empty());
 }
 
@@ -174,7 +210,10 @@ async fn cloud_write_mode_adds_only_the_missing_labels() {
     let confluence = cloud_site().await;
     Mock::given(method("POST"))
         .and(path_regex(r"^/wiki/rest/api/content/\d+/label$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [], "start": 0, "limit": 200, "size": 0})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"results": [], "start": 0, "limit": 200, "size": 0})),
+        )
         .expect(3)
         .mount(&confluence)
         .await;
@@ -185,9 +224,18 @@ async fn cloud_write_mode_adds_only_the_missing_labels() {
     assert_eq!(
         label_posts(&confluence).await,
         [
-            ("/wiki/rest/api/content/101/label".to_string(), json!([{"prefix": "global", "name": "type-howto"}, {"prefix": "global", "name": "tool-jira"}])),
-            ("/wiki/rest/api/content/102/label".to_string(), json!([{"prefix": "global", "name": "type-reference"}])),
-            ("/wiki/rest/api/content/103/label".to_string(), json!([{"prefix": "global", "name": "type-postmortem"}])),
+            (
+                "/wiki/rest/api/content/101/label".to_string(),
+                json!([{"prefix": "global", "name": "type-howto"}, {"prefix": "global", "name": "tool-jira"}])
+            ),
+            (
+                "/wiki/rest/api/content/102/label".to_string(),
+                json!([{"prefix": "global", "name": "type-reference"}])
+            ),
+            (
+                "/wiki/rest/api/content/103/label".to_string(),
+                json!([{"prefix": "global", "name": "type-postmortem"}])
+            ),
         ]
     );
     // Basic auth, and the key never in a URL.
@@ -200,8 +248,14 @@ async fn datacenter_with_openai_only() {
     let confluence = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/confluence/rest/api/space/OPS"))
-        .and(header("authorization", format!("Bearer {CONFLUENCE_PAT}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 1, "key": "OPS", "name": "Ops", "type": "global"})))
+        .and(header(
+            "authorization",
+            format!("Bearer {CONFLUENCE_PAT}").as_str(),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": 1, "key": "OPS", "name": "Ops", "type": "global"})),
+        )
         .mount(&confluence)
         .await;
     let content = |id: &str, title: &str, labels: &[&str]| {
@@ -233,20 +287,34 @@ async fn datacenter_with_openai_only() {
     let openai = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .and(header("authorization", format!("Bearer {OPENAI_KEY}").as_str()))
+        .and(header(
+            "authorization",
+            format!("Bearer {OPENAI_KEY}").as_str(),
+        ))
         .respond_with(openai_ok())
         .mount(&openai)
         .await;
     let vars = vec![
-        ("CONFLUENCE_BASE_URL", format!("{}/confluence", confluence.uri())),
+        (
+            "CONFLUENCE_BASE_URL",
+            format!("{}/confluence", confluence.uri()),
+        ),
         ("CONFLUENCE_PAT", CONFLUENCE_PAT.into()),
         ("OPENAI_API_KEY", OPENAI_KEY.into()),
         ("OPENAI_BASE_URL", format!("{}/v1", openai.uri())),
     ];
     let out = tag_space(&["--space", "OPS"], &vars);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", text(&out.stderr));
-    assert!(stdout.contains("3 seen, 1 tagged, 2 unchanged, 0 skipped, 0 failed"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("3 seen, 1 tagged, 2 unchanged, 0 skipped, 0 failed"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,12 +323,19 @@ async fn gemini_quota_exhausted_falls_back_to_openai_and_a_failed_write_exits_1(
     // Page 103 was deleted between listing and labelling.
     Mock::given(method("POST"))
         .and(path("/wiki/rest/api/content/103/label"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"statusCode": 404, "message": "No content found with id 103"})))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(
+                json!({"statusCode": 404, "message": "No content found with id 103"}),
+            ),
+        )
         .mount(&confluence)
         .await;
     Mock::given(method("POST"))
         .and(path_regex(r"^/wiki/rest/api/content/10[12]/label$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [], "start": 0, "limit": 200, "size": 0})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"results": [], "start": 0, "limit": 200, "size": 0})),
+        )
         .expect(2)
         .mount(&confluence)
         .await;
@@ -278,20 +353,35 @@ async fn gemini_quota_exhausted_falls_back_to_openai_and_a_failed_write_exits_1(
         .mount(&llm)
         .await;
     let openai = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/v1/chat/completions")).respond_with(openai_ok()).mount(&openai).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(openai_ok())
+        .mount(&openai)
+        .await;
     let vars = [
         cloud_vars(&confluence),
         gemini_vars(&llm),
-        vec![("OPENAI_API_KEY", OPENAI_KEY.into()), ("OPENAI_BASE_URL", format!("{}/v1", openai.uri()))],
+        vec![
+            ("OPENAI_API_KEY", OPENAI_KEY.into()),
+            ("OPENAI_BASE_URL", format!("{}/v1", openai.uri())),
+        ],
     ]
     .concat();
     let out = tag_space(&["--space", "ENG", "--batch-size", "10"], &vars);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {}",
+        text(&out.stderr)
+    );
     assert!(stdout.contains("[openai]"), "{stdout}");
     assert!(stdout.contains("failed     103"), "{stdout}");
     assert!(stdout.contains("HTTP 404"), "{stdout}");
-    assert!(stdout.contains("3 seen, 2 tagged, 0 unchanged, 0 skipped, 1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("3 seen, 2 tagged, 0 unchanged, 0 skipped, 1 failed"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -299,7 +389,9 @@ async fn unknown_space_exits_2_with_one_clear_line() {
     let confluence = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/wiki/api/v2/spaces"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [], "_links": {}})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"results": [], "_links": {}})),
+        )
         .mount(&confluence)
         .await;
     let llm = gemini().await;
@@ -308,7 +400,14 @@ async fn unknown_space_exits_2_with_one_clear_line() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("space 'NOPE' was not found"), "{stderr}");
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("tag-space:")).count(), 1, "{stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("tag-space:"))
+            .count(),
+        1,
+        "{stderr}"
+    );
     assert!(llm.received_requests().await.unwrap().is_empty());
 }
 
@@ -318,7 +417,10 @@ fn missing_configuration_exits_2_naming_the_variable() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("tag-space: CONFLUENCE_BASE_URL is not set"), "{stderr}");
+    assert!(
+        stderr.starts_with("tag-space: CONFLUENCE_BASE_URL is not set"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -326,7 +428,10 @@ fn a_malformed_setting_exits_2_with_an_example() {
     let out = tag_space(
         &["--space", "ENG"],
         &[
-            ("CONFLUENCE_BASE_URL", "https://acme.atlassian.net/wiki".into()),
+            (
+                "CONFLUENCE_BASE_URL",
+                "https://acme.atlassian.net/wiki".into(),
+            ),
             ("CONFLUENCE_PAT", "x".into()),
             ("GEMINI_API_KEY", "x".into()),
             ("TAG_SPACE_BATCH_SIZE", "lots".into()),
@@ -334,13 +439,21 @@ fn a_malformed_setting_exits_2_with_an_example() {
     );
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("TAG_SPACE_BATCH_SIZE=\"lots\" is invalid") && stderr.contains("e.g. TAG_SPACE_BATCH_SIZE=5"), "{stderr}");
+    assert!(
+        stderr.contains("TAG_SPACE_BATCH_SIZE=\"lots\" is invalid")
+            && stderr.contains("e.g. TAG_SPACE_BATCH_SIZE=5"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_bad_taxonomy_exits_2_naming_the_tag() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tax.toml"), include_str!("../fixtures/e2e/bad-taxonomy.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("tax.toml"),
+        include_str!("../fixtures/e2e/bad-taxonomy.toml"),
+    )
+    .unwrap();
     let out = tag_space_in(dir.path(), &["--demo", "--taxonomy", "tax.toml"], &[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
@@ -350,20 +463,41 @@ fn a_bad_taxonomy_exits_2_naming_the_tag() {
 #[test]
 fn a_dotenv_file_is_read_and_the_environment_beats_it() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(".env"), "CONFLUENCE_BASE_URL=https://from-dotenv.test/wiki\nTAG_SPACE_BATCH_SIZE=0\n").unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "CONFLUENCE_BASE_URL=https://from-dotenv.test/wiki\nTAG_SPACE_BATCH_SIZE=0\n",
+    )
+    .unwrap();
     // .env alone: its bad batch size is reported.
     let out = tag_space_in(dir.path(), &["--space", "ENG"], &[]);
-    assert!(text(&out.stderr).contains("TAG_SPACE_BATCH_SIZE"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("TAG_SPACE_BATCH_SIZE"),
+        "{}",
+        text(&out.stderr)
+    );
     // The environment wins over .env.
-    let out = tag_space_in(dir.path(), &["--space", "ENG"], &[("TAG_SPACE_BATCH_SIZE", "4".into())]);
-    assert!(text(&out.stderr).contains("Confluence credentials is not set"), "{}", text(&out.stderr));
+    let out = tag_space_in(
+        dir.path(),
+        &["--space", "ENG"],
+        &[("TAG_SPACE_BATCH_SIZE", "4".into())],
+    );
+    assert!(
+        text(&out.stderr).contains("Confluence credentials is not set"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn the_demo_runs_offline_and_exits_0() {
     let out = tag_space(&["--demo"], &[]);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        text(&out.stderr)
+    );
     assert!(stdout.contains("space DEMO"), "{stdout}");
     assert!(stdout.contains("added"), "{stdout}");
     assert!(stdout.contains("skipped"), "{stdout}");
