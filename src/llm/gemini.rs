@@ -52,12 +52,24 @@ impl GeminiProvider {
             .api_key
             .clone()
             .filter(|k| !k.expose().is_empty())
-            .ok_or_else(|| LlmError::new(NAME, LlmErrorKind::Auth, None, "no API key is configured"))?;
+            .ok_or_else(|| {
+                LlmError::new(NAME, LlmErrorKind::Auth, None, "no API key is configured")
+            })?;
         let http = wire::http_client(NAME, settings.timeout)?;
         let model = settings.model.trim_start_matches("models/");
-        let url = format!("{}/v1beta/models/{model}:generateContent", settings.base_url.trim_end_matches('/'));
+        let url = format!(
+            "{}/v1beta/models/{model}:generateContent",
+            settings.base_url.trim_end_matches('/')
+        );
         let system = prompt::system_instruction(&taxonomy);
-        Ok(Self { http, settings, key, taxonomy, system, url })
+        Ok(Self {
+            http,
+            settings,
+            key,
+            taxonomy,
+            system,
+            url,
+        })
     }
 
     /// The JSON body of a `generateContent` request for this batch.
@@ -106,7 +118,10 @@ impl Provider for GeminiProvider {
             .map_err(|e| wire::transport_error(NAME, &e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.text().await.map_err(|e| wire::transport_error(NAME, &e))?;
+        let body = response
+            .text()
+            .await
+            .map_err(|e| wire::transport_error(NAME, &e))?;
         if !(200..300).contains(&status) {
             return Err(classify_error(status, &headers, &body, Some(&self.key)));
         }
@@ -140,7 +155,9 @@ pub fn thinking_config(model: &str) -> Option<Value> {
 /// `responseSchema` dialect: upper-case types, no `additionalProperties`, and an explicit
 /// `propertyOrdering` (taken from `required`, which is in batch and taxonomy order).
 pub fn to_gemini_schema(schema: &Value) -> Value {
-    let Value::Object(map) = schema else { return schema.clone() };
+    let Value::Object(map) = schema else {
+        return schema.clone();
+    };
     let mut out = Map::new();
     for (key, value) in map {
         match (key.as_str(), value) {
@@ -149,7 +166,10 @@ pub fn to_gemini_schema(schema: &Value) -> Value {
                 out.insert(key.clone(), Value::String(t.to_uppercase()));
             }
             ("properties", Value::Object(props)) => {
-                let props = props.iter().map(|(k, v)| (k.clone(), to_gemini_schema(v))).collect();
+                let props = props
+                    .iter()
+                    .map(|(k, v)| (k.clone(), to_gemini_schema(v)))
+                    .collect();
                 out.insert(key.clone(), Value::Object(props));
             }
             ("items", v) => {
@@ -162,7 +182,11 @@ pub fn to_gemini_schema(schema: &Value) -> Value {
     }
     if let Some(Value::Object(props)) = map.get("properties") {
         let mut order: Vec<&str> = match map.get("required") {
-            Some(Value::Array(req)) => req.iter().filter_map(Value::as_str).filter(|k| props.contains_key(*k)).collect(),
+            Some(Value::Array(req)) => req
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|k| props.contains_key(*k))
+                .collect(),
             _ => Vec::new(),
         };
         for k in props.keys() {
@@ -221,10 +245,14 @@ struct UsageMetadata {
 
 /// Reads a 200 body: the labels of `candidates[0]`, and the usage. Output tokens include
 /// thinking tokens, which are billed as output and count against `maxOutputTokens`.
-fn parse_response(body: &str, key: Option<&Secret>) -> Result<(BTreeMap<String, Vec<String>>, Option<Usage>), LlmError> {
+fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
     let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
-    let response: GenerateResponse = serde_json::from_str(body)
-        .map_err(|e| bad(&format!("not a generateContent response ({e}): {}", crate::http::snippet(body))))?;
+    let response: GenerateResponse = serde_json::from_str(body).map_err(|e| {
+        bad(&format!(
+            "not a generateContent response ({e}): {}",
+            crate::http::snippet(body)
+        ))
+    })?;
     let meta = response.usage_metadata.unwrap_or_default();
     let usage = Some(Usage {
         input_tokens: meta.prompt_token_count,
@@ -232,9 +260,14 @@ fn parse_response(body: &str, key: Option<&Secret>) -> Result<(BTreeMap<String, 
     });
     let Some(candidate) = response.candidates.into_iter().next() else {
         return Err(match response.prompt_feedback {
-            Some(PromptFeedback { block_reason: Some(reason), block_reason_message }) => bad(&format!(
+            Some(PromptFeedback {
+                block_reason: Some(reason),
+                block_reason_message,
+            }) => bad(&format!(
                 "prompt blocked: {reason}{}",
-                block_reason_message.map(|m| format!(": {m}")).unwrap_or_default()
+                block_reason_message
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
             )),
             _ => bad("no candidates in the answer"),
         });
@@ -252,7 +285,13 @@ fn parse_response(body: &str, key: Option<&Secret>) -> Result<(BTreeMap<String, 
     }
     let text: String = candidate
         .content
-        .map(|c| c.parts.into_iter().filter(|p| !p.thought).filter_map(|p| p.text).collect())
+        .map(|c| {
+            c.parts
+                .into_iter()
+                .filter(|p| !p.thought)
+                .filter_map(|p| p.text)
+                .collect()
+        })
         .unwrap_or_default();
     if text.trim().is_empty() {
         return Err(bad("empty answer"));
@@ -276,11 +315,25 @@ struct ApiError {
 
 /// Classifies a non-2xx answer (see the module table).
 fn classify_error(status: u16, headers: &HeaderMap, body: &str, key: Option<&Secret>) -> LlmError {
-    let api = serde_json::from_str::<ErrorEnvelope>(body).map(|e| e.error).unwrap_or_default();
-    let message = if api.message.is_empty() { body.to_string() } else { api.message.clone() };
-    let detail = if api.status.is_empty() { message.clone() } else { format!("{}: {message}", api.status) };
+    let api = serde_json::from_str::<ErrorEnvelope>(body)
+        .map(|e| e.error)
+        .unwrap_or_default();
+    let message = if api.message.is_empty() {
+        body.to_string()
+    } else {
+        api.message.clone()
+    };
+    let detail = if api.status.is_empty() {
+        message.clone()
+    } else {
+        format!("{}: {message}", api.status)
+    };
     let of_type = |suffix: &'static str| {
-        api.details.iter().filter(move |d| d.get("@type").and_then(Value::as_str).is_some_and(|t| t.ends_with(suffix)))
+        api.details.iter().filter(move |d| {
+            d.get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.ends_with(suffix))
+        })
     };
     let lower = message.to_lowercase();
     let kind = match status {
@@ -288,32 +341,47 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &str, key: Option<&Sec
             let per_day = of_type("QuotaFailure")
                 .filter_map(|d| d.get("violations").and_then(Value::as_array))
                 .flatten()
-                .any(|v| v.get("quotaId").and_then(Value::as_str).is_some_and(|id| id.contains("PerDay")));
+                .any(|v| {
+                    v.get("quotaId")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| id.contains("PerDay"))
+                });
             // Older bodies: ErrorInfo with metadata.quota_limit "...RequestsPerDay...".
             let per_day_info = of_type("ErrorInfo").any(|d| {
                 d.get("metadata")
                     .and_then(Value::as_object)
-                    .is_some_and(|m| m.values().any(|v| v.as_str().is_some_and(|s| s.contains("PerDay"))))
+                    .is_some_and(|m| {
+                        m.values()
+                            .any(|v| v.as_str().is_some_and(|s| s.contains("PerDay")))
+                    })
             });
             if per_day || per_day_info || has_limit_zero(&message) {
                 LlmErrorKind::QuotaExhausted
             } else {
-                let retry_info = of_type("RetryInfo")
-                    .find_map(|d| d.get("retryDelay").and_then(Value::as_str).and_then(wire::parse_go_duration));
-                let retry_after = retry_info.or_else(|| wait_in_message(&message)).or_else(|| crate::http::retry_after(headers));
+                let retry_info = of_type("RetryInfo").find_map(|d| {
+                    d.get("retryDelay")
+                        .and_then(Value::as_str)
+                        .and_then(wire::parse_go_duration)
+                });
+                let retry_after = retry_info
+                    .or_else(|| wait_in_message(&message))
+                    .or_else(|| crate::http::retry_after(headers));
                 LlmErrorKind::RateLimited { retry_after }
             }
         }
         413 => LlmErrorKind::TooLarge,
         400 if is_too_long(&lower) => LlmErrorKind::TooLarge,
         400 if lower.contains("api key not valid")
-            || of_type("ErrorInfo").any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID")) =>
+            || of_type("ErrorInfo")
+                .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID")) =>
         {
             LlmErrorKind::Auth
         }
         401 | 403 => LlmErrorKind::Auth,
         408 => LlmErrorKind::Timeout,
-        500..=599 => LlmErrorKind::Overloaded { retry_after: crate::http::retry_after(headers) },
+        500..=599 => LlmErrorKind::Overloaded {
+            retry_after: crate::http::retry_after(headers),
+        },
         _ => LlmErrorKind::BadRequest,
     };
     wire::error(NAME, kind, Some(status), &detail, key)
@@ -321,7 +389,9 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &str, key: Option<&Sec
 
 /// "limit: 0" as a whole number (not "limit: 05"): the model is not available on this tier.
 fn has_limit_zero(message: &str) -> bool {
-    message.match_indices("limit: 0").any(|(i, m)| !message[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    message
+        .match_indices("limit: 0")
+        .any(|(i, m)| !message[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// A 400 that says the input is more than the model takes.
@@ -353,37 +423,71 @@ mod tests {
 
     #[test]
     fn retry_delay_is_read_from_retry_info() {
-        let body = quota_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "26s");
-        assert_eq!(kind(429, &body), LlmErrorKind::RateLimited { retry_after: Some(Duration::from_secs(26)) });
-        let body = quota_429("GenerateContentInputTokensPerModelPerMinute-FreeTier", "1.5s");
-        assert_eq!(kind(429, &body), LlmErrorKind::RateLimited { retry_after: Some(Duration::from_millis(1500)) });
+        let body = quota_429(
+            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+            "26s",
+        );
+        assert_eq!(
+            kind(429, &body),
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(26))
+            }
+        );
+        let body = quota_429(
+            "GenerateContentInputTokensPerModelPerMinute-FreeTier",
+            "1.5s",
+        );
+        assert_eq!(
+            kind(429, &body),
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(1500))
+            }
+        );
     }
 
     #[test]
     fn retry_delay_falls_back_to_the_message_then_the_header() {
         let body = r#"{"error":{"code":429,"message":"Quota exceeded.\nPlease retry in 47.17s.","status":"RESOURCE_EXHAUSTED"}}"#;
-        assert_eq!(kind(429, body), LlmErrorKind::RateLimited { retry_after: Some(Duration::from_millis(47_170)) });
+        assert_eq!(
+            kind(429, body),
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(47_170))
+            }
+        );
         let mut headers = HeaderMap::new();
         headers.insert("retry-after", HeaderValue::from_static("9"));
         let body = r#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}"#;
         assert_eq!(
             classify_error(429, &headers, body, None).kind,
-            LlmErrorKind::RateLimited { retry_after: Some(Duration::from_secs(9)) }
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(9))
+            }
         );
-        assert_eq!(kind(429, body), LlmErrorKind::RateLimited { retry_after: None });
+        assert_eq!(
+            kind(429, body),
+            LlmErrorKind::RateLimited { retry_after: None }
+        );
     }
 
     #[test]
     fn a_daily_quota_is_exhausted_even_with_a_short_retry_delay() {
         // See: https://github.com/gke-labs/gemini-for-kubernetes-development/issues/1215
-        assert_eq!(kind(429, &quota_429("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "1s")), LlmErrorKind::QuotaExhausted);
+        assert_eq!(
+            kind(
+                429,
+                &quota_429("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "1s")
+            ),
+            LlmErrorKind::QuotaExhausted
+        );
         let old = r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED","metadata":{"quota_limit":"GenerateRequestsPerDayPerProjectPerModel"}}]}}"#;
         assert_eq!(kind(429, old), LlmErrorKind::QuotaExhausted);
     }
 
     #[test]
     fn limit_zero_is_exhausted_but_limit_05_is_not() {
-        assert!(has_limit_zero("Quota exceeded for metric: x, limit: 0, model: gemini-2.0-flash"));
+        assert!(has_limit_zero(
+            "Quota exceeded for metric: x, limit: 0, model: gemini-2.0-flash"
+        ));
         assert!(has_limit_zero("limit: 0"));
         assert!(!has_limit_zero("limit: 05, model"));
         assert!(!has_limit_zero("limit: 10"));
@@ -397,10 +501,24 @@ mod tests {
         assert_eq!(kind(400, bad_key), LlmErrorKind::Auth);
         let bad_schema = r#"{"error":{"code":400,"message":"Invalid JSON payload received.","status":"INVALID_ARGUMENT"}}"#;
         assert_eq!(kind(400, bad_schema), LlmErrorKind::BadRequest);
-        assert_eq!(kind(404, r#"{"error":{"code":404,"message":"models/x is not found"}}"#), LlmErrorKind::BadRequest);
+        assert_eq!(
+            kind(
+                404,
+                r#"{"error":{"code":404,"message":"models/x is not found"}}"#
+            ),
+            LlmErrorKind::BadRequest
+        );
         assert_eq!(kind(403, "{}"), LlmErrorKind::Auth);
-        assert_eq!(kind(504, "<html>gateway</html>"), LlmErrorKind::Overloaded { retry_after: None });
-        let e = classify_error(503, &HeaderMap::new(), r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#, None);
+        assert_eq!(
+            kind(504, "<html>gateway</html>"),
+            LlmErrorKind::Overloaded { retry_after: None }
+        );
+        let e = classify_error(
+            503,
+            &HeaderMap::new(),
+            r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#,
+            None,
+        );
         assert_eq!(e.detail, "UNAVAILABLE: The model is overloaded.");
     }
 
@@ -415,7 +533,13 @@ mod tests {
         });
         let (labels, usage) = parse_response(&body.to_string(), None).unwrap();
         assert_eq!(labels["1"].len(), 2);
-        assert_eq!(usage, Some(Usage { input_tokens: 120, output_tokens: 25 }));
+        assert_eq!(
+            usage,
+            Some(Usage {
+                input_tokens: 120,
+                output_tokens: 25
+            })
+        );
     }
 
     #[test]
@@ -431,17 +555,36 @@ mod tests {
             let e = parse_response(&body, None).unwrap_err();
             assert_eq!(e.kind, LlmErrorKind::BadAnswer, "{body}");
         }
-        let e = parse_response(&json!({"promptFeedback": {"blockReason": "SAFETY"}}).to_string(), None).unwrap_err();
+        let e = parse_response(
+            &json!({"promptFeedback": {"blockReason": "SAFETY"}}).to_string(),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.detail, "prompt blocked: SAFETY");
     }
 
     #[test]
     fn thinking_is_chosen_by_model_name() {
-        assert_eq!(thinking_config("gemini-2.5-flash"), Some(json!({"thinkingBudget": 0})));
-        assert_eq!(thinking_config("models/gemini-2.5-flash-lite"), Some(json!({"thinkingBudget": 0})));
-        assert_eq!(thinking_config("gemini-2.5-pro"), Some(json!({"thinkingBudget": 128})));
-        assert_eq!(thinking_config("gemini-3-flash-preview"), Some(json!({"thinkingLevel": "LOW"})));
-        assert_eq!(thinking_config("gemini-3.5-flash"), Some(json!({"thinkingLevel": "LOW"})));
+        assert_eq!(
+            thinking_config("gemini-2.5-flash"),
+            Some(json!({"thinkingBudget": 0}))
+        );
+        assert_eq!(
+            thinking_config("models/gemini-2.5-flash-lite"),
+            Some(json!({"thinkingBudget": 0}))
+        );
+        assert_eq!(
+            thinking_config("gemini-2.5-pro"),
+            Some(json!({"thinkingBudget": 128}))
+        );
+        assert_eq!(
+            thinking_config("gemini-3-flash-preview"),
+            Some(json!({"thinkingLevel": "LOW"}))
+        );
+        assert_eq!(
+            thinking_config("gemini-3.5-flash"),
+            Some(json!({"thinkingLevel": "LOW"}))
+        );
         assert_eq!(thinking_config("gemini-2.0-flash"), None);
         assert_eq!(thinking_config("gemini-flash-latest"), None);
     }
@@ -460,7 +603,10 @@ mod tests {
         assert_eq!(p["propertyOrdering"], json!(["type", "tool"]));
         assert_eq!(p["properties"]["tool"]["type"], "ARRAY");
         assert_eq!(p["properties"]["tool"]["maxItems"], 2);
-        assert_eq!(p["properties"]["tool"]["items"], json!({"type": "STRING", "enum": ["jira", "git", "docker"]}));
+        assert_eq!(
+            p["properties"]["tool"]["items"],
+            json!({"type": "STRING", "enum": ["jira", "git", "docker"]})
+        );
         assert!(!s.to_string().contains("additionalProperties"));
     }
 }

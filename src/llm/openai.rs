@@ -76,15 +76,30 @@ impl OpenAiProvider {
         let http = wire::http_client(NAME, settings.timeout)?;
         let base = settings.base_url.trim_end_matches('/');
         let url = format!("{base}/chat/completions");
-        let cap_field = if is_openai_host(base) { "max_completion_tokens" } else { "max_tokens" };
+        let cap_field = if is_openai_host(base) {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
         let system = prompt::system_instruction(&taxonomy);
-        Ok(Self { http, settings, taxonomy, system, url, cap_field, last_rate_limits: Mutex::default() })
+        Ok(Self {
+            http,
+            settings,
+            taxonomy,
+            system,
+            url,
+            cap_field,
+            last_rate_limits: Mutex::default(),
+        })
     }
 
     /// The `x-ratelimit-*` hints of the latest response, success or error (all `None` for
     /// servers that send none).
     pub fn last_rate_limits(&self) -> RateLimitHints {
-        *self.last_rate_limits.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .last_rate_limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The JSON body of a chat completion request for this batch.
@@ -130,17 +145,30 @@ impl Provider for OpenAiProvider {
         if batch.is_empty() {
             return Ok(answer(BTreeMap::new(), None, RateLimitHints::default()));
         }
-        let key = self.settings.api_key.as_ref().filter(|k| !k.expose().is_empty());
+        let key = self
+            .settings
+            .api_key
+            .as_ref()
+            .filter(|k| !k.expose().is_empty());
         let mut request = self.http.post(&self.url).json(&self.request_body(batch));
         if let Some(key) = key {
             request = request.bearer_auth(key.expose());
         }
-        let response = request.send().await.map_err(|e| wire::transport_error(NAME, &e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| wire::transport_error(NAME, &e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let hints = parse_rate_limits(&headers);
-        *self.last_rate_limits.lock().unwrap_or_else(|e| e.into_inner()) = hints;
-        let body = response.text().await.map_err(|e| wire::transport_error(NAME, &e))?;
+        *self
+            .last_rate_limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = hints;
+        let body = response
+            .text()
+            .await
+            .map_err(|e| wire::transport_error(NAME, &e))?;
         if !(200..300).contains(&status) {
             return Err(classify_error(status, &headers, &body, key));
         }
@@ -159,15 +187,26 @@ fn is_openai_host(base_url: &str) -> bool {
 
 /// Models that refuse `temperature: 0` and take `reasoning_effort` instead.
 fn is_reasoning_model(model: &str) -> bool {
-    let m = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
-    let o_series = ["o1", "o3", "o4"].iter().any(|p| m == *p || m.starts_with(&format!("{p}-")));
+    let m = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
+    let o_series = ["o1", "o3", "o4"]
+        .iter()
+        .any(|p| m == *p || m.starts_with(&format!("{p}-")));
     o_series || (m.starts_with("gpt-5") && !m.contains("-chat"))
 }
 
 /// Reads `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`; a missing or unreadable
 /// header is `None`.
 pub fn parse_rate_limits(headers: &HeaderMap) -> RateLimitHints {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
     let dur = |name: &str| get(name).and_then(parse_go_duration);
     RateLimitHints {
@@ -208,21 +247,33 @@ struct ChatUsage {
 }
 
 /// Reads a 200 body: the labels in `choices[0].message.content`, and the usage.
-fn parse_response(body: &str, key: Option<&Secret>) -> Result<(BTreeMap<String, Vec<String>>, Option<Usage>), LlmError> {
+fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
     let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
-    let response: ChatResponse = serde_json::from_str(body)
-        .map_err(|e| bad(&format!("not a chat completion ({e}): {}", crate::http::snippet(body))))?;
-    let usage = response.usage.map(|u| Usage { input_tokens: u.prompt_tokens, output_tokens: u.completion_tokens });
+    let response: ChatResponse = serde_json::from_str(body).map_err(|e| {
+        bad(&format!(
+            "not a chat completion ({e}): {}",
+            crate::http::snippet(body)
+        ))
+    })?;
+    let usage = response.usage.map(|u| Usage {
+        input_tokens: u.prompt_tokens,
+        output_tokens: u.completion_tokens,
+    });
     let Some(choice) = response.choices.into_iter().next() else {
         return Err(bad("no choices in the answer"));
     };
-    let message = choice.message.unwrap_or(Message { content: None, refusal: None });
+    let message = choice.message.unwrap_or(Message {
+        content: None,
+        refusal: None,
+    });
     if let Some(refusal) = message.refusal.filter(|r| !r.trim().is_empty()) {
         return Err(bad(&format!("refused: {refusal}")));
     }
     match choice.finish_reason.as_deref() {
         Some("length") => {
-            let used = usage.map(|u| format!(" after {} output tokens", u.output_tokens)).unwrap_or_default();
+            let used = usage
+                .map(|u| format!(" after {} output tokens", u.output_tokens))
+                .unwrap_or_default();
             return Err(bad(&format!(
                 "finish_reason length: the answer was cut off{used}; raise the output cap or use smaller batches"
             )));
@@ -256,9 +307,16 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &str, key: Option<&Sec
         .unwrap_or_else(|| body.to_string());
     let error_type = text(error.get("type")).unwrap_or_default();
     let code = text(error.get("code")).unwrap_or_default();
-    let detail = if code.is_empty() { message.clone() } else { format!("{code}: {message}") };
+    let detail = if code.is_empty() {
+        message.clone()
+    } else {
+        format!("{code}: {message}")
+    };
 
-    let kind = if error_type == "insufficient_quota" || QUOTA_CODES.contains(&code.as_str()) || status == 402 {
+    let kind = if error_type == "insufficient_quota"
+        || QUOTA_CODES.contains(&code.as_str())
+        || status == 402
+    {
         LlmErrorKind::QuotaExhausted
     } else if message.trim_start().starts_with("Request too large")
         || code == "context_length_exceeded"
@@ -276,13 +334,16 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &str, key: Option<&Sec
                     _ if hints.remaining_requests == Some(0) => hints.reset_requests,
                     _ => None,
                 };
-                let retry_after: Option<Duration> =
-                    crate::http::retry_after(headers).or_else(|| wait_in_message(&message)).or(reset);
+                let retry_after: Option<Duration> = crate::http::retry_after(headers)
+                    .or_else(|| wait_in_message(&message))
+                    .or(reset);
                 LlmErrorKind::RateLimited { retry_after }
             }
             401 | 403 => LlmErrorKind::Auth,
             408 => LlmErrorKind::Timeout,
-            500..=599 => LlmErrorKind::Overloaded { retry_after: crate::http::retry_after(headers) },
+            500..=599 => LlmErrorKind::Overloaded {
+                retry_after: crate::http::retry_after(headers),
+            },
             _ => LlmErrorKind::BadRequest,
         }
     };
@@ -312,53 +373,176 @@ mod tests {
 
     #[test]
     fn quota_is_told_apart_from_rate_limits() {
-        assert_eq!(kind(429, &err("You exceeded your current quota", "insufficient_quota", "insufficient_quota")), LlmErrorKind::QuotaExhausted);
-        assert_eq!(kind(429, &err("Spend limit", "insufficient_quota", "project_spend_limit_exceeded")), LlmErrorKind::QuotaExhausted);
-        assert_eq!(kind(429, &err("No credits", "billing", "credit_balance_exhausted")), LlmErrorKind::QuotaExhausted);
         assert_eq!(
-            kind(429, &err("Rate limit reached ... Please try again in 1.574s. Visit", "tokens", "rate_limit_exceeded")),
-            LlmErrorKind::RateLimited { retry_after: Some(Duration::from_millis(1574)) }
+            kind(
+                429,
+                &err(
+                    "You exceeded your current quota",
+                    "insufficient_quota",
+                    "insufficient_quota"
+                )
+            ),
+            LlmErrorKind::QuotaExhausted
         );
         assert_eq!(
-            kind(429, &err("... on requests per day (RPD): Limit 200. Please try again in 6m0s.", "requests", "rate_limit_exceeded")),
-            LlmErrorKind::RateLimited { retry_after: Some(Duration::from_secs(360)) }
+            kind(
+                429,
+                &err(
+                    "Spend limit",
+                    "insufficient_quota",
+                    "project_spend_limit_exceeded"
+                )
+            ),
+            LlmErrorKind::QuotaExhausted
+        );
+        assert_eq!(
+            kind(
+                429,
+                &err("No credits", "billing", "credit_balance_exhausted")
+            ),
+            LlmErrorKind::QuotaExhausted
+        );
+        assert_eq!(
+            kind(
+                429,
+                &err(
+                    "Rate limit reached ... Please try again in 1.574s. Visit",
+                    "tokens",
+                    "rate_limit_exceeded"
+                )
+            ),
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(1574))
+            }
+        );
+        assert_eq!(
+            kind(
+                429,
+                &err(
+                    "... on requests per day (RPD): Limit 200. Please try again in 6m0s.",
+                    "requests",
+                    "rate_limit_exceeded"
+                )
+            ),
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(360))
+            }
         );
     }
 
     #[test]
     fn request_too_large_is_split_not_retried() {
         // See: https://github.com/TheR1D/shell_gpt/issues/653
-        let body = err("Request too large for gpt-4o on tokens per min (TPM): Limit 30000, Requested 31538.", "tokens", "rate_limit_exceeded");
+        let body = err(
+            "Request too large for gpt-4o on tokens per min (TPM): Limit 30000, Requested 31538.",
+            "tokens",
+            "rate_limit_exceeded",
+        );
         assert_eq!(kind(429, &body), LlmErrorKind::TooLarge);
-        let body = err("This model's maximum context length is 128000 tokens.", "invalid_request_error", "context_length_exceeded");
+        let body = err(
+            "This model's maximum context length is 128000 tokens.",
+            "invalid_request_error",
+            "context_length_exceeded",
+        );
         assert_eq!(kind(400, &body), LlmErrorKind::TooLarge);
     }
 
     #[test]
     fn retry_after_headers_beat_the_message_and_reset_headers_come_last() {
-        let body = err("Please try again in 1.574s.", "tokens", "rate_limit_exceeded").to_string();
+        let body = err(
+            "Please try again in 1.574s.",
+            "tokens",
+            "rate_limit_exceeded",
+        )
+        .to_string();
         let h = headers(&[("retry-after-ms", "250"), ("retry-after", "3")]);
-        assert_eq!(classify_error(429, &h, &body, None).kind, LlmErrorKind::RateLimited { retry_after: Some(Duration::from_millis(250)) });
+        assert_eq!(
+            classify_error(429, &h, &body, None).kind,
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(250))
+            }
+        );
         let body = err("Rate limit reached.", "tokens", "rate_limit_exceeded").to_string();
-        let h = headers(&[("x-ratelimit-reset-tokens", "4m12.172s"), ("x-ratelimit-reset-requests", "1s")]);
-        assert_eq!(classify_error(429, &h, &body, None).kind, LlmErrorKind::RateLimited { retry_after: Some(Duration::from_millis(252_172)) });
+        let h = headers(&[
+            ("x-ratelimit-reset-tokens", "4m12.172s"),
+            ("x-ratelimit-reset-requests", "1s"),
+        ]);
+        assert_eq!(
+            classify_error(429, &h, &body, None).kind,
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(252_172))
+            }
+        );
         let body = err("Rate limit reached.", "", "rate_limit_exceeded").to_string();
-        let h = headers(&[("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-requests", "12ms")]);
-        assert_eq!(classify_error(429, &h, &body, None).kind, LlmErrorKind::RateLimited { retry_after: Some(Duration::from_millis(12)) });
+        let h = headers(&[
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "12ms"),
+        ]);
+        assert_eq!(
+            classify_error(429, &h, &body, None).kind,
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(12))
+            }
+        );
     }
 
     #[test]
     fn other_statuses_and_body_shapes() {
-        assert_eq!(kind(401, &err("Incorrect API key provided", "invalid_request_error", "invalid_api_key")), LlmErrorKind::Auth);
+        assert_eq!(
+            kind(
+                401,
+                &err(
+                    "Incorrect API key provided",
+                    "invalid_request_error",
+                    "invalid_api_key"
+                )
+            ),
+            LlmErrorKind::Auth
+        );
         assert_eq!(kind(403, &json!({})), LlmErrorKind::Auth);
-        assert_eq!(kind(400, &err("Invalid schema for response_format 'page_labels'", "invalid_request_error", "")), LlmErrorKind::BadRequest);
-        assert_eq!(kind(404, &json!({"error": "model 'x' not found"})), LlmErrorKind::BadRequest);
-        assert_eq!(kind(402, &json!({"error": {"message": "Insufficient credits", "code": 402}})), LlmErrorKind::QuotaExhausted);
+        assert_eq!(
+            kind(
+                400,
+                &err(
+                    "Invalid schema for response_format 'page_labels'",
+                    "invalid_request_error",
+                    ""
+                )
+            ),
+            LlmErrorKind::BadRequest
+        );
+        assert_eq!(
+            kind(404, &json!({"error": "model 'x' not found"})),
+            LlmErrorKind::BadRequest
+        );
+        assert_eq!(
+            kind(
+                402,
+                &json!({"error": {"message": "Insufficient credits", "code": 402}})
+            ),
+            LlmErrorKind::QuotaExhausted
+        );
         // llama-cpp-python reports an unsupported response_format as a 500 (reference §5).
-        assert_eq!(kind(500, &json!({"error": {"message": "boom", "type": "internal_server_error", "code": 500}})), LlmErrorKind::Overloaded { retry_after: None });
-        let e = classify_error(404, &HeaderMap::new(), r#"{"error": "model 'x' not found"}"#, None);
+        assert_eq!(
+            kind(
+                500,
+                &json!({"error": {"message": "boom", "type": "internal_server_error", "code": 500}})
+            ),
+            LlmErrorKind::Overloaded { retry_after: None }
+        );
+        let e = classify_error(
+            404,
+            &HeaderMap::new(),
+            r#"{"error": "model 'x' not found"}"#,
+            None,
+        );
         assert_eq!(e.detail, "model 'x' not found");
-        let e = classify_error(502, &HeaderMap::new(), "<html><body>Bad gateway</body></html>", None);
+        let e = classify_error(
+            502,
+            &HeaderMap::new(),
+            "<html><body>Bad gateway</body></html>",
+            None,
+        );
         assert_eq!(e.kind, LlmErrorKind::Overloaded { retry_after: None });
         assert_eq!(e.detail, "<html><body>Bad gateway</body></html>");
     }
@@ -384,7 +568,10 @@ mod tests {
                 reset_tokens: Some(Duration::from_secs(360)),
             }
         );
-        assert_eq!(parse_rate_limits(&headers(&[("x-ratelimit-limit-requests", "lots")])), RateLimitHints::default());
+        assert_eq!(
+            parse_rate_limits(&headers(&[("x-ratelimit-limit-requests", "lots")])),
+            RateLimitHints::default()
+        );
     }
 
     #[test]
@@ -402,9 +589,14 @@ mod tests {
             json!({"choices": []}).to_string(),
             "<!DOCTYPE html><html>login</html>".to_string(),
         ] {
-            assert_eq!(parse_response(&body, None).unwrap_err().kind, LlmErrorKind::BadAnswer, "{body}");
+            assert_eq!(
+                parse_response(&body, None).unwrap_err().kind,
+                LlmErrorKind::BadAnswer,
+                "{body}"
+            );
         }
-        let (labels, usage) = parse_response(&ok(r#"{"1": {"tool": ["git"]}}"#, "stop"), None).unwrap();
+        let (labels, usage) =
+            parse_response(&ok(r#"{"1": {"tool": ["git"]}}"#, "stop"), None).unwrap();
         assert_eq!(labels["1"], ["git"]);
         assert_eq!(usage, None);
     }
@@ -412,13 +604,31 @@ mod tests {
     #[test]
     fn hosts_and_models_choose_the_request_fields() {
         assert!(is_openai_host("https://api.openai.com/v1"));
-        assert!(is_openai_host("https://acme.openai.azure.com/openai/deployments/x"));
+        assert!(is_openai_host(
+            "https://acme.openai.azure.com/openai/deployments/x"
+        ));
         assert!(!is_openai_host("http://127.0.0.1:8080/v1"));
-        assert!(!is_openai_host("https://generativelanguage.googleapis.com/v1beta/openai"));
-        for m in ["o3", "o4-mini", "o1-2024-12-17", "gpt-5", "gpt-5-mini", "openai/gpt-5.1"] {
+        assert!(!is_openai_host(
+            "https://generativelanguage.googleapis.com/v1beta/openai"
+        ));
+        for m in [
+            "o3",
+            "o4-mini",
+            "o1-2024-12-17",
+            "gpt-5",
+            "gpt-5-mini",
+            "openai/gpt-5.1",
+        ] {
             assert!(is_reasoning_model(m), "{m}");
         }
-        for m in ["gpt-4o-mini", "gpt-4.1", "gpt-5-chat-latest", "gemma-3-270m", "llama3.2", "omni"] {
+        for m in [
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-5-chat-latest",
+            "gemma-3-270m",
+            "llama3.2",
+            "omni",
+        ] {
             assert!(!is_reasoning_model(m), "{m}");
         }
     }

@@ -152,7 +152,8 @@ pub struct ParseError(String);
 /// the arrays are concatenated), or a flat array of tags. An object wrapped in `{"pages":
 /// ...}`, and an array of `{"id": ..., "labels": [...]}` objects, are accepted too. A page
 /// whose value is anything else (null, a number) is left out, so it counts as missing.
-/// Labels are returned as written; [`super::validate`] normalises and checks them.
+/// Labels are returned as written (a page's category arrays in key order, since the JSON
+/// object does not keep the model's); [`super::validate`] normalises, orders and checks them.
 pub fn parse_answer(text: &str) -> Result<BTreeMap<String, Vec<String>>, ParseError> {
     let value = first_json_value(text).ok_or_else(|| {
         ParseError(format!(

@@ -1,13 +1,17 @@
 //! What the Gemini and OpenAI clients share: building the HTTP client, turning a transport
 //! failure into an [`LlmError`], and reading the waits that providers write as text.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{LlmError, LlmErrorKind};
+use super::{LlmError, LlmErrorKind, Usage};
 use crate::config::Secret;
 
 /// The `User-Agent` of every LLM request.
 pub(crate) const USER_AGENT: &str = concat!("tag-space/", env!("CARGO_PKG_VERSION"));
+
+/// What a client reads from a usable 200: labels by page id, as written, and the usage.
+pub(crate) type Parsed = (BTreeMap<String, Vec<String>>, Option<Usage>);
 
 /// The longest wait for a TCP (and TLS) connection, whatever the total timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
