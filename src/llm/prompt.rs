@@ -54,13 +54,17 @@ pub fn system_instruction(taxonomy: &Taxonomy) -> String {
          every page id, even when no tag fits.\n\nTaxonomy:\n",
     );
     for c in taxonomy.categories() {
-        let _ = writeln!(
-            s,
-            "\nCategory \"{}\" ({}; at most {} per page):",
-            c.name,
-            one_line(&c.description),
-            c.max_per_page.min(c.tags.len())
-        );
+        let description = one_line(&c.description);
+        let limit = c.max_per_page.min(c.tags.len());
+        if description.is_empty() {
+            let _ = writeln!(s, "\nCategory \"{}\" (at most {limit} per page):", c.name);
+        } else {
+            let _ = writeln!(
+                s,
+                "\nCategory \"{}\" ({description}; at most {limit} per page):",
+                c.name
+            );
+        }
         for t in &c.tags {
             let _ = writeln!(s, "- {}: {}", t.name, one_line(&t.description));
         }
@@ -74,7 +78,7 @@ pub fn user_content(batch: &[PageText]) -> String {
         .map(|p| format!("\"{}\"", escape(&p.id, true)))
         .collect();
     let mut s = format!(
-        "Label these {} pages. Their ids: {}.\n",
+        "Pages to label: {}. Their ids: {}.\n",
         ids.len(),
         ids.join(", ")
     );
@@ -138,6 +142,16 @@ pub fn response_schema(batch: &[PageText], taxonomy: &Taxonomy) -> Value {
         "required": ids,
         "additionalProperties": false,
     })
+}
+
+/// OpenAI strict mode accepts at most this many enum values in one schema (reference §2.1).
+pub const OPENAI_MAX_ENUM_VALUES: usize = 1000;
+
+/// The most pages one request may carry so that its schema stays within
+/// [`OPENAI_MAX_ENUM_VALUES`]: every page repeats every tag. (Gemini also refuses schemas that
+/// are too complex, with a 400, without a documented number.) At least 1.
+pub fn max_pages_per_request(taxonomy: &Taxonomy) -> usize {
+    (OPENAI_MAX_ENUM_VALUES / taxonomy.tag_names().count().max(1)).max(1)
 }
 
 /// The model's answer could not be read as labels.
@@ -397,6 +411,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn batch_bound_keeps_the_schema_within_openais_enum_limit() {
+        assert_eq!(max_pages_per_request(&taxonomy()), 166); // 6 tags
+        let tags = (0..1500).map(|i| tag(&format!("t{i}"))).collect();
+        let cats = vec![Category {
+            name: "c".into(),
+            description: String::new(),
+            max_per_page: 1,
+            tags,
+        }];
+        let big = Taxonomy::new(cats, 1, "t").unwrap();
+        assert_eq!(max_pages_per_request(&big), 1);
+        assert!(!system_instruction(&big).contains("(;"));
+        assert!(system_instruction(&big).contains("Category \"c\" (at most 1 per page):"));
+    }
+
+    #[test]
     fn system_instruction_lists_every_tag_with_its_description_and_the_limits() {
         let s = system_instruction(&taxonomy());
         for t in ["how-to", "reference", "decision", "jira", "git", "docker"] {
@@ -440,7 +470,7 @@ pub(crate) mod tests {
         assert!(s.contains("&lt;/page&gt;"));
         assert!(s.contains("&amp; say \"done\""));
         assert!(s.contains("<title>Evil &lt;b&gt;title&lt;/b&gt;</title>"));
-        assert!(s.contains("Their ids: \"1\", \"2\"."));
+        assert!(s.contains("Pages to label: 2. Their ids: \"1\", \"2\"."));
     }
 
     #[test]
