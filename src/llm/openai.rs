@@ -602,6 +602,30 @@ mod tests {
     }
 
     #[test]
+    fn openai_reasoning_models_get_the_completion_cap_and_no_temperature() {
+        use crate::llm::prompt::tests::{page, taxonomy};
+        let settings = ProviderSettings {
+            api_key: Some(Secret::new("k")),
+            model: "gpt-5-mini".into(),
+            base_url: "https://api.openai.com/v1/".into(),
+            quota: crate::config::Quota::default(),
+            timeout: Duration::from_secs(5),
+            max_output_tokens: 900,
+        };
+        let p = OpenAiProvider::new(settings, Arc::new(taxonomy())).unwrap();
+        assert_eq!(p.url, "https://api.openai.com/v1/chat/completions");
+        let body = p.request_body(&[page("1", "t", "x")]);
+        assert_eq!(body["max_completion_tokens"], 900);
+        assert!(body.get("max_tokens").is_none());
+        assert!(body.get("temperature").is_none());
+        assert_eq!(body["reasoning_effort"], "low");
+        assert_eq!(
+            body["response_format"]["json_schema"]["schema"]["required"],
+            json!(["1"])
+        );
+    }
+
+    #[test]
     fn hosts_and_models_choose_the_request_fields() {
         assert!(is_openai_host("https://api.openai.com/v1"));
         assert!(is_openai_host(
