@@ -231,6 +231,7 @@ async fn process_batch<S: PageSource, P: Provider>(
     let missing = match provider.classify(&texts).await {
         Ok(answer) => {
             let v = validate(&texts, &answer, taxonomy);
+            log_rejections(&v, answer.provider);
             for (id, labels) in v.labels {
                 chosen.insert(id, (labels, answer.provider));
             }
@@ -254,6 +255,7 @@ async fn process_batch<S: PageSource, P: Provider>(
         match provider.classify(single).await {
             Ok(answer) => {
                 let mut v = validate(single, &answer, taxonomy);
+                log_rejections(&v, answer.provider);
                 match v.labels.remove(&id) {
                     Some(labels) => {
                         chosen.insert(id, (labels, answer.provider));
@@ -282,6 +284,16 @@ async fn process_batch<S: PageSource, P: Provider>(
         outcomes.push(outcome);
     }
     outcomes
+}
+
+/// One warning per label the model chose that cannot be used, and per id it made up.
+fn log_rejections(v: &crate::llm::validate::Validated, provider: &'static str) {
+    for d in &v.dropped {
+        tracing::warn!(provider, "dropped a label from the answer: {d}");
+    }
+    for id in &v.unknown_ids {
+        tracing::warn!(provider, page = %id, "the answer names a page that is not in the batch; ignored");
+    }
 }
 
 /// Adds the chosen labels the page does not have yet (add-only: nothing is ever removed).

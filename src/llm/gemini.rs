@@ -1,1 +1,612 @@
-//! STUB.
+//! Google Gemini through the Developer API (`v1beta/models/{model}:generateContent`).
+//!
+//! One request per [`Provider::classify`] call and no retries here: the governor retries,
+//! using the classification below (reference §1.5 and §3.8):
+//!
+//! | answer | kind |
+//! |---|---|
+//! | 429 with a `QuotaFailure` whose `quotaId` has `PerDay`, or a message with `limit: 0` | `QuotaExhausted` |
+//! | other 429 | `RateLimited`, wait from `RetryInfo.retryDelay`, else "retry in Xs", else `Retry-After` |
+//! | 400 "input token count ... exceeds", 413 | `TooLarge` |
+//! | 5xx | `Overloaded` |
+//! | 401, 403, 400 "API key not valid" | `Auth` |
+//! | 408 | `Timeout` |
+//! | other 4xx | `BadRequest` |
+//! | 200 not JSON, no candidates, a blocked prompt, `finishReason` other than `STOP`, unreadable JSON | `BadAnswer` |
+//!
+//! Structured output uses `responseSchema`, Gemini's OpenAPI-subset dialect, converted from
+//! the generic schema by [`to_gemini_schema`]: every Gemini model accepts it, while
+//! `responseJsonSchema` is newer. The one keyword lost is `additionalProperties`, which the
+//! subset lacks; Gemini's decoder only writes declared properties anyway, and validation
+//! ignores unknown ids.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::wire::{self, wait_in_message};
+use super::{Answer, LlmError, LlmErrorKind, PageText, Provider, RateLimitHints, Usage, prompt};
+use crate::config::{ProviderSettings, Secret};
+use crate::taxonomy::Taxonomy;
+
+const NAME: &str = "gemini";
+
+/// Talks to one Gemini model.
+#[derive(Debug, Clone)]
+pub struct GeminiProvider {
+    http: reqwest::Client,
+    settings: ProviderSettings,
+    key: Secret,
+    taxonomy: Arc<Taxonomy>,
+    system: String,
+    url: String,
+}
+
+impl GeminiProvider {
+    /// Fails without an API key (Gemini always needs one) or if the HTTP client cannot be built.
+    pub fn new(settings: ProviderSettings, taxonomy: Arc<Taxonomy>) -> Result<Self, LlmError> {
+        let key = settings
+            .api_key
+            .clone()
+            .filter(|k| !k.expose().is_empty())
+            .ok_or_else(|| {
+                LlmError::new(NAME, LlmErrorKind::Auth, None, "no API key is configured")
+            })?;
+        let http = wire::http_client(NAME, settings.timeout)?;
+        let model = settings.model.trim_start_matches("models/");
+        let url = format!(
+            "{}/v1beta/models/{model}:generateContent",
+            settings.base_url.trim_end_matches('/')
+        );
+        let system = prompt::system_instruction(&taxonomy);
+        Ok(Self {
+            http,
+            settings,
+            key,
+            taxonomy,
+            system,
+            url,
+        })
+    }
+
+    /// The JSON body of a `generateContent` request for this batch.
+    fn request_body(&self, batch: &[PageText]) -> Value {
+        let schema = to_gemini_schema(&prompt::response_schema(batch, &self.taxonomy));
+        let mut generation = json!({
+            "temperature": 0.0,
+            "maxOutputTokens": self.settings.max_output_tokens,
+            "responseMimeType": "application/json",
+            "responseSchema": schema,
+        });
+        if let Some(thinking) = thinking_config(&self.settings.model) {
+            generation["thinkingConfig"] = thinking;
+        }
+        json!({
+            "systemInstruction": {"parts": [{"text": self.system}]},
+            "contents": [{"role": "user", "parts": [{"text": prompt::user_content(batch)}]}],
+            "generationConfig": generation,
+        })
+    }
+}
+
+impl Provider for GeminiProvider {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+        let answer = |labels, usage| Answer {
+            provider: NAME,
+            model: self.settings.model.clone(),
+            labels,
+            usage,
+            rate_limits: RateLimitHints::default(), // Gemini sends no rate-limit headers
+        };
+        if batch.is_empty() {
+            return Ok(answer(BTreeMap::new(), None));
+        }
+        let response = self
+            .http
+            .post(&self.url)
+            .header("x-goog-api-key", self.key.expose())
+            .json(&self.request_body(batch))
+            .send()
+            .await
+            .map_err(|e| wire::transport_error(NAME, &e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| wire::transport_error(NAME, &e))?;
+        if !(200..300).contains(&status) {
+            return Err(classify_error(status, &headers, &body, Some(&self.key)));
+        }
+        let (labels, usage) = parse_response(&body, Some(&self.key))?;
+        Ok(answer(labels, usage))
+    }
+}
+
+/// How much the model may think before answering, by model name (pitfall P7: thinking
+/// tokens count against `maxOutputTokens` and can leave the JSON cut off).
+///
+/// - `gemini-3…`: `thinkingLevel: LOW`. Every Gemini 3 model accepts LOW (Pro refuses
+///   MINIMAL), and Gemini 3 cannot switch thinking off.
+/// - `gemini-2.5…flash…`: `thinkingBudget: 0`, thinking off.
+/// - `gemini-2.5-pro…`: `thinkingBudget: 128`, its smallest budget (it cannot switch off).
+/// - anything else (2.0, aliases such as `gemini-flash-latest`): nothing. `thinkingLevel` on
+///   an older model is a 400, and an alias may point at either generation.
+pub fn thinking_config(model: &str) -> Option<Value> {
+    let model = model.trim_start_matches("models/");
+    if model.starts_with("gemini-3") {
+        Some(json!({"thinkingLevel": "LOW"}))
+    } else if model.starts_with("gemini-2.5") {
+        let budget = if model.contains("pro") { 128 } else { 0 };
+        Some(json!({"thinkingBudget": budget}))
+    } else {
+        None
+    }
+}
+
+/// Converts a standard JSON Schema (as [`prompt::response_schema`] builds it) to Gemini's
+/// `responseSchema` dialect: upper-case types, no `additionalProperties`, and an explicit
+/// `propertyOrdering` (taken from `required`, which is in batch and taxonomy order).
+pub fn to_gemini_schema(schema: &Value) -> Value {
+    let Value::Object(map) = schema else {
+        return schema.clone();
+    };
+    let mut out = Map::new();
+    for (key, value) in map {
+        match (key.as_str(), value) {
+            ("additionalProperties", _) => {}
+            ("type", Value::String(t)) => {
+                out.insert(key.clone(), Value::String(t.to_uppercase()));
+            }
+            ("properties", Value::Object(props)) => {
+                let props = props
+                    .iter()
+                    .map(|(k, v)| (k.clone(), to_gemini_schema(v)))
+                    .collect();
+                out.insert(key.clone(), Value::Object(props));
+            }
+            ("items", v) => {
+                out.insert(key.clone(), to_gemini_schema(v));
+            }
+            _ => {
+                out.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    if let Some(Value::Object(props)) = map.get("properties") {
+        let mut order: Vec<&str> = match map.get("required") {
+            Some(Value::Array(req)) => req
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|k| props.contains_key(*k))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for k in props.keys() {
+            if !order.contains(&k.as_str()) {
+                order.push(k);
+            }
+        }
+        out.insert("propertyOrdering".into(), json!(order));
+    }
+    Value::Object(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateResponse {
+    #[serde(default)]
+    candidates: Vec<Candidate>,
+    prompt_feedback: Option<PromptFeedback>,
+    usage_metadata: Option<UsageMetadata>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate {
+    content: Option<Content>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Content {
+    #[serde(default)]
+    parts: Vec<Part>,
+}
+
+#[derive(Deserialize)]
+struct Part {
+    text: Option<String>,
+    #[serde(default)]
+    thought: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PromptFeedback {
+    block_reason: Option<String>,
+    block_reason_message: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct UsageMetadata {
+    prompt_token_count: u64,
+    candidates_token_count: u64,
+    thoughts_token_count: u64,
+}
+
+/// Reads a 200 body: the labels of `candidates[0]`, and the usage. Output tokens include
+/// thinking tokens, which are billed as output and count against `maxOutputTokens`.
+fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
+    let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
+    let response: GenerateResponse = serde_json::from_str(body).map_err(|e| {
+        bad(&format!(
+            "not a generateContent response ({e}): {}",
+            crate::http::snippet(body)
+        ))
+    })?;
+    let meta = response.usage_metadata.unwrap_or_default();
+    let usage = Some(Usage {
+        input_tokens: meta.prompt_token_count,
+        output_tokens: meta.candidates_token_count + meta.thoughts_token_count,
+    });
+    let Some(candidate) = response.candidates.into_iter().next() else {
+        return Err(match response.prompt_feedback {
+            Some(PromptFeedback {
+                block_reason: Some(reason),
+                block_reason_message,
+            }) => bad(&format!(
+                "prompt blocked: {reason}{}",
+                block_reason_message
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            )),
+            _ => bad("no candidates in the answer"),
+        });
+    };
+    match candidate.finish_reason.as_deref() {
+        None | Some("STOP") => {}
+        Some("MAX_TOKENS") => {
+            return Err(bad(&format!(
+                "finishReason MAX_TOKENS: the answer was cut off after {} output tokens ({} of them thinking); raise the output cap or use smaller batches",
+                meta.candidates_token_count + meta.thoughts_token_count,
+                meta.thoughts_token_count
+            )));
+        }
+        Some(other) => return Err(bad(&format!("finishReason {other}"))),
+    }
+    let text: String = candidate
+        .content
+        .map(|c| {
+            c.parts
+                .into_iter()
+                .filter(|p| !p.thought)
+                .filter_map(|p| p.text)
+                .collect()
+        })
+        .unwrap_or_default();
+    if text.trim().is_empty() {
+        return Err(bad("empty answer"));
+    }
+    let labels = prompt::parse_answer(&text).map_err(|e| bad(&e.to_string()))?;
+    Ok((labels, usage))
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ApiError,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ApiError {
+    message: String,
+    status: String,
+    details: Vec<Value>,
+}
+
+/// Classifies a non-2xx answer (see the module table).
+fn classify_error(status: u16, headers: &HeaderMap, body: &str, key: Option<&Secret>) -> LlmError {
+    let api = serde_json::from_str::<ErrorEnvelope>(body)
+        .map(|e| e.error)
+        .unwrap_or_default();
+    let message = if api.message.is_empty() {
+        body.to_string()
+    } else {
+        api.message.clone()
+    };
+    let detail = if api.status.is_empty() {
+        message.clone()
+    } else {
+        format!("{}: {message}", api.status)
+    };
+    let of_type = |suffix: &'static str| {
+        api.details.iter().filter(move |d| {
+            d.get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.ends_with(suffix))
+        })
+    };
+    let lower = message.to_lowercase();
+    let kind = match status {
+        429 => {
+            let per_day = of_type("QuotaFailure")
+                .filter_map(|d| d.get("violations").and_then(Value::as_array))
+                .flatten()
+                .any(|v| {
+                    v.get("quotaId")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| id.contains("PerDay"))
+                });
+            // Older bodies: ErrorInfo with metadata.quota_limit "...RequestsPerDay...".
+            let per_day_info = of_type("ErrorInfo").any(|d| {
+                d.get("metadata")
+                    .and_then(Value::as_object)
+                    .is_some_and(|m| {
+                        m.values()
+                            .any(|v| v.as_str().is_some_and(|s| s.contains("PerDay")))
+                    })
+            });
+            if per_day || per_day_info || has_limit_zero(&message) {
+                LlmErrorKind::QuotaExhausted
+            } else {
+                let retry_info = of_type("RetryInfo").find_map(|d| {
+                    d.get("retryDelay")
+                        .and_then(Value::as_str)
+                        .and_then(wire::parse_go_duration)
+                });
+                let retry_after = retry_info
+                    .or_else(|| wait_in_message(&message))
+                    .or_else(|| crate::http::retry_after(headers));
+                LlmErrorKind::RateLimited { retry_after }
+            }
+        }
+        413 => LlmErrorKind::TooLarge,
+        400 if is_too_long(&lower) => LlmErrorKind::TooLarge,
+        400 if lower.contains("api key not valid")
+            || of_type("ErrorInfo")
+                .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID")) =>
+        {
+            LlmErrorKind::Auth
+        }
+        401 | 403 => LlmErrorKind::Auth,
+        408 => LlmErrorKind::Timeout,
+        500..=599 => LlmErrorKind::Overloaded {
+            retry_after: crate::http::retry_after(headers),
+        },
+        _ => LlmErrorKind::BadRequest,
+    };
+    wire::error(NAME, kind, Some(status), &detail, key)
+}
+
+/// "limit: 0" as a whole number (not "limit: 05"): the model is not available on this tier.
+fn has_limit_zero(message: &str) -> bool {
+    message
+        .match_indices("limit: 0")
+        .any(|(i, m)| !message[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// A 400 that says the input is more than the model takes.
+fn is_too_long(lower: &str) -> bool {
+    (lower.contains("token count") && lower.contains("exceed"))
+        || lower.contains("exceeds the maximum number of tokens")
+        || lower.contains("too long")
+        || lower.contains("payload size exceeds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::prompt::tests::{page, taxonomy};
+    use reqwest::header::HeaderValue;
+    use std::time::Duration;
+
+    fn kind(status: u16, body: &str) -> LlmErrorKind {
+        classify_error(status, &HeaderMap::new(), body, None).kind
+    }
+
+    fn quota_429(quota_id: &str, retry_delay: &str) -> String {
+        json!({"error": {"code": 429, "message": "You exceeded your current quota.", "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaId": quota_id}]},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}]}})
+        .to_string()
+    }
+
+    #[test]
+    fn retry_delay_is_read_from_retry_info() {
+        let body = quota_429(
+            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+            "26s",
+        );
+        assert_eq!(
+            kind(429, &body),
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(26))
+            }
+        );
+        let body = quota_429(
+            "GenerateContentInputTokensPerModelPerMinute-FreeTier",
+            "1.5s",
+        );
+        assert_eq!(
+            kind(429, &body),
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(1500))
+            }
+        );
+    }
+
+    #[test]
+    fn retry_delay_falls_back_to_the_message_then_the_header() {
+        let body = r#"{"error":{"code":429,"message":"Quota exceeded.\nPlease retry in 47.17s.","status":"RESOURCE_EXHAUSTED"}}"#;
+        assert_eq!(
+            kind(429, body),
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(47_170))
+            }
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("9"));
+        let body = r#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}"#;
+        assert_eq!(
+            classify_error(429, &headers, body, None).kind,
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(9))
+            }
+        );
+        assert_eq!(
+            kind(429, body),
+            LlmErrorKind::RateLimited { retry_after: None }
+        );
+    }
+
+    #[test]
+    fn a_daily_quota_is_exhausted_even_with_a_short_retry_delay() {
+        // See: https://github.com/gke-labs/gemini-for-kubernetes-development/issues/1215
+        assert_eq!(
+            kind(
+                429,
+                &quota_429("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "1s")
+            ),
+            LlmErrorKind::QuotaExhausted
+        );
+        let old = r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED","metadata":{"quota_limit":"GenerateRequestsPerDayPerProjectPerModel"}}]}}"#;
+        assert_eq!(kind(429, old), LlmErrorKind::QuotaExhausted);
+    }
+
+    #[test]
+    fn limit_zero_is_exhausted_but_limit_05_is_not() {
+        assert!(has_limit_zero(
+            "Quota exceeded for metric: x, limit: 0, model: gemini-2.0-flash"
+        ));
+        assert!(has_limit_zero("limit: 0"));
+        assert!(!has_limit_zero("limit: 05, model"));
+        assert!(!has_limit_zero("limit: 10"));
+    }
+
+    #[test]
+    fn other_statuses() {
+        let too_long = r#"{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#;
+        assert_eq!(kind(400, too_long), LlmErrorKind::TooLarge);
+        let bad_key = r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT"}}"#;
+        assert_eq!(kind(400, bad_key), LlmErrorKind::Auth);
+        let bad_schema = r#"{"error":{"code":400,"message":"Invalid JSON payload received.","status":"INVALID_ARGUMENT"}}"#;
+        assert_eq!(kind(400, bad_schema), LlmErrorKind::BadRequest);
+        assert_eq!(
+            kind(
+                404,
+                r#"{"error":{"code":404,"message":"models/x is not found"}}"#
+            ),
+            LlmErrorKind::BadRequest
+        );
+        assert_eq!(kind(403, "{}"), LlmErrorKind::Auth);
+        assert_eq!(
+            kind(504, "<html>gateway</html>"),
+            LlmErrorKind::Overloaded { retry_after: None }
+        );
+        let e = classify_error(
+            503,
+            &HeaderMap::new(),
+            r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#,
+            None,
+        );
+        assert_eq!(e.detail, "UNAVAILABLE: The model is overloaded.");
+    }
+
+    #[test]
+    fn success_parses_non_thought_parts_and_usage() {
+        let body = json!({
+            "candidates": [{"content": {"role": "model", "parts": [
+                {"text": "thinking about it", "thought": true},
+                {"text": "{\"1\": {\"type\": [\"how-to\"],"},
+                {"text": " \"tool\": [\"git\"]}}"}]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 20, "thoughtsTokenCount": 5}
+        });
+        let (labels, usage) = parse_response(&body.to_string(), None).unwrap();
+        assert_eq!(labels["1"].len(), 2);
+        assert_eq!(
+            usage,
+            Some(Usage {
+                input_tokens: 120,
+                output_tokens: 25
+            })
+        );
+    }
+
+    #[test]
+    fn unusable_200s_are_bad_answers() {
+        for body in [
+            json!({"candidates": [{"content": {"parts": [{"text": "{\"1\": {\"ty"}]}, "finishReason": "MAX_TOKENS"}]}).to_string(),
+            json!({"candidates": [{"finishReason": "SAFETY"}]}).to_string(),
+            json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}}).to_string(),
+            json!({"candidates": []}).to_string(),
+            json!({"candidates": [{"content": {"parts": [{"text": "no json here"}]}, "finishReason": "STOP"}]}).to_string(),
+            "<html>proxy error</html>".to_string(),
+        ] {
+            let e = parse_response(&body, None).unwrap_err();
+            assert_eq!(e.kind, LlmErrorKind::BadAnswer, "{body}");
+        }
+        let e = parse_response(
+            &json!({"promptFeedback": {"blockReason": "SAFETY"}}).to_string(),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.detail, "prompt blocked: SAFETY");
+    }
+
+    #[test]
+    fn thinking_is_chosen_by_model_name() {
+        assert_eq!(
+            thinking_config("gemini-2.5-flash"),
+            Some(json!({"thinkingBudget": 0}))
+        );
+        assert_eq!(
+            thinking_config("models/gemini-2.5-flash-lite"),
+            Some(json!({"thinkingBudget": 0}))
+        );
+        assert_eq!(
+            thinking_config("gemini-2.5-pro"),
+            Some(json!({"thinkingBudget": 128}))
+        );
+        assert_eq!(
+            thinking_config("gemini-3-flash-preview"),
+            Some(json!({"thinkingLevel": "LOW"}))
+        );
+        assert_eq!(
+            thinking_config("gemini-3.5-flash"),
+            Some(json!({"thinkingLevel": "LOW"}))
+        );
+        assert_eq!(thinking_config("gemini-2.0-flash"), None);
+        assert_eq!(thinking_config("gemini-flash-latest"), None);
+    }
+
+    #[test]
+    fn schema_is_converted_to_gemini_dialect() {
+        let batch = [page("202", "B", ""), page("101", "A", "")];
+        let s = to_gemini_schema(&prompt::response_schema(&batch, &taxonomy()));
+        assert_eq!(s["type"], "OBJECT");
+        assert!(s.get("additionalProperties").is_none());
+        assert_eq!(s["propertyOrdering"], json!(["202", "101"]));
+        assert_eq!(s["required"], json!(["202", "101"]));
+        let p = &s["properties"]["101"];
+        assert_eq!(p["type"], "OBJECT");
+        assert!(p.get("additionalProperties").is_none());
+        assert_eq!(p["propertyOrdering"], json!(["type", "tool"]));
+        assert_eq!(p["properties"]["tool"]["type"], "ARRAY");
+        assert_eq!(p["properties"]["tool"]["maxItems"], 2);
+        assert_eq!(
+            p["properties"]["tool"]["items"],
+            json!({"type": "STRING", "enum": ["jira", "git", "docker"]})
+        );
+        assert!(!s.to_string().contains("additionalProperties"));
+    }
+}

@@ -11,12 +11,14 @@ pub mod openai;
 pub mod prompt;
 pub mod rules;
 pub mod validate;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 pub use error::{LlmError, LlmErrorKind};
+pub use wire::parse_go_duration;
 
 /// One page as the model sees it: id, title and extracted plain text.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,1 +1,659 @@
-//! STUB.
+//! OpenAI Chat Completions, and any server that speaks it (Ollama, llama.cpp's
+//! `llama-server`, vLLM, LM Studio, LiteLLM, Gemini's OpenAI shim).
+//!
+//! One request per [`Provider::classify`] call and no retries here: the governor retries,
+//! using the classification below (reference §2.3, §2.4 and §3.8):
+//!
+//! | answer | kind |
+//! |---|---|
+//! | `insufficient_quota` (type or code) or a billing code, 402 | `QuotaExhausted` |
+//! | message "Request too large…", code `context_length_exceeded`, 413 | `TooLarge` |
+//! | other 429 | `RateLimited`, wait from `retry-after-ms` / `retry-after`, else "try again in Xs", else the matching `x-ratelimit-reset-*` |
+//! | 5xx | `Overloaded` |
+//! | 401, 403 | `Auth` |
+//! | 408 | `Timeout` |
+//! | other 4xx | `BadRequest` |
+//! | 200 not JSON, a refusal, `finish_reason` `length` / `content_filter`, unreadable JSON | `BadAnswer` |
+//!
+//! The `x-ratelimit-*` headers are read on every response, success or error: they come back
+//! in [`Answer::rate_limits`], and [`OpenAiProvider::last_rate_limits`] keeps the latest.
+//!
+//! Request choices for compatible servers:
+//! - The key is sent only when one is set (local servers often need none).
+//! - The output cap is `max_completion_tokens` for OpenAI's own hosts (`max_tokens` is
+//!   deprecated there and refused by reasoning models) and `max_tokens` everywhere else,
+//!   which is the field every compatible server knows. Without a cap a grammar-constrained
+//!   local server can generate for minutes (reference §5).
+//! - Reasoning models (`o1`, `o3`, `o4…`, `gpt-5…` except `gpt-5-chat…`) refuse any
+//!   `temperature` but the default, so they get `reasoning_effort: low` instead of
+//!   `temperature: 0`; their reasoning tokens count against the cap.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::wire::{self, parse_go_duration, wait_in_message};
+use super::{Answer, LlmError, LlmErrorKind, PageText, Provider, RateLimitHints, Usage, prompt};
+use crate::config::{ProviderSettings, Secret};
+use crate::taxonomy::Taxonomy;
+
+const NAME: &str = "openai";
+
+/// The `json_schema.name` sent with every request.
+const SCHEMA_NAME: &str = "page_labels";
+
+/// Billing codes reported under the `insufficient_quota` type (reference §2.3): permanent.
+const QUOTA_CODES: &[&str] = &[
+    "insufficient_quota",
+    "credit_balance_exhausted",
+    "organization_spend_limit_exceeded",
+    "project_spend_limit_exceeded",
+    "organization_usage_limit_exceeded",
+    "billing_hard_limit_reached",
+];
+
+/// Talks to one model of an OpenAI-compatible server.
+#[derive(Debug)]
+pub struct OpenAiProvider {
+    http: reqwest::Client,
+    settings: ProviderSettings,
+    taxonomy: Arc<Taxonomy>,
+    system: String,
+    url: String,
+    /// `max_completion_tokens` (OpenAI's own hosts) or `max_tokens` (everything else).
+    cap_field: &'static str,
+    last_rate_limits: Mutex<RateLimitHints>,
+}
+
+impl OpenAiProvider {
+    /// Fails only if the HTTP client cannot be built. A missing key is allowed: local
+    /// servers need none, and a server that does will answer 401 (`Auth`).
+    pub fn new(settings: ProviderSettings, taxonomy: Arc<Taxonomy>) -> Result<Self, LlmError> {
+        let http = wire::http_client(NAME, settings.timeout)?;
+        let base = settings.base_url.trim_end_matches('/');
+        let url = format!("{base}/chat/completions");
+        let cap_field = if is_openai_host(base) {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        let system = prompt::system_instruction(&taxonomy);
+        Ok(Self {
+            http,
+            settings,
+            taxonomy,
+            system,
+            url,
+            cap_field,
+            last_rate_limits: Mutex::default(),
+        })
+    }
+
+    /// The `x-ratelimit-*` hints of the latest response, success or error (all `None` for
+    /// servers that send none).
+    pub fn last_rate_limits(&self) -> RateLimitHints {
+        *self
+            .last_rate_limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The JSON body of a chat completion request for this batch.
+    fn request_body(&self, batch: &[PageText]) -> Value {
+        let mut body = json!({
+            "model": self.settings.model,
+            "messages": [
+                {"role": "system", "content": self.system},
+                {"role": "user", "content": prompt::user_content(batch)},
+            ],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": SCHEMA_NAME,
+                    "strict": true,
+                    "schema": prompt::response_schema(batch, &self.taxonomy),
+                },
+            },
+        });
+        body[self.cap_field] = json!(self.settings.max_output_tokens);
+        if is_reasoning_model(&self.settings.model) {
+            body["reasoning_effort"] = json!("low");
+        } else {
+            body["temperature"] = json!(0);
+        }
+        body
+    }
+}
+
+impl Provider for OpenAiProvider {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+        let answer = |labels, usage, rate_limits| Answer {
+            provider: NAME,
+            model: self.settings.model.clone(),
+            labels,
+            usage,
+            rate_limits,
+        };
+        if batch.is_empty() {
+            return Ok(answer(BTreeMap::new(), None, RateLimitHints::default()));
+        }
+        let key = self
+            .settings
+            .api_key
+            .as_ref()
+            .filter(|k| !k.expose().is_empty());
+        let mut request = self.http.post(&self.url).json(&self.request_body(batch));
+        if let Some(key) = key {
+            request = request.bearer_auth(key.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| wire::transport_error(NAME, &e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let hints = parse_rate_limits(&headers);
+        *self
+            .last_rate_limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = hints;
+        let body = response
+            .text()
+            .await
+            .map_err(|e| wire::transport_error(NAME, &e))?;
+        if !(200..300).contains(&status) {
+            return Err(classify_error(status, &headers, &body, key));
+        }
+        let (labels, usage) = parse_response(&body, key)?;
+        Ok(answer(labels, usage, hints))
+    }
+}
+
+/// OpenAI's own API (and Azure OpenAI), where `max_completion_tokens` is the output cap.
+fn is_openai_host(base_url: &str) -> bool {
+    url::Url::parse(base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .is_some_and(|h| h == "api.openai.com" || h.ends_with(".openai.azure.com"))
+}
+
+/// Models that refuse `temperature: 0` and take `reasoning_effort` instead.
+fn is_reasoning_model(model: &str) -> bool {
+    let m = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
+    let o_series = ["o1", "o3", "o4"]
+        .iter()
+        .any(|p| m == *p || m.starts_with(&format!("{p}-")));
+    o_series || (m.starts_with("gpt-5") && !m.contains("-chat"))
+}
+
+/// Reads `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`; a missing or unreadable
+/// header is `None`.
+pub fn parse_rate_limits(headers: &HeaderMap) -> RateLimitHints {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+    let dur = |name: &str| get(name).and_then(parse_go_duration);
+    RateLimitHints {
+        limit_requests: num("x-ratelimit-limit-requests"),
+        limit_tokens: num("x-ratelimit-limit-tokens"),
+        remaining_requests: num("x-ratelimit-remaining-requests"),
+        remaining_tokens: num("x-ratelimit-remaining-tokens"),
+        reset_requests: dur("x-ratelimit-reset-requests"),
+        reset_tokens: dur("x-ratelimit-reset-tokens"),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatResponse {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<ChatUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: Option<Message>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    content: Option<String>,
+    refusal: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChatUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+/// Reads a 200 body: the labels in `choices[0].message.content`, and the usage.
+fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
+    let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
+    let response: ChatResponse = serde_json::from_str(body).map_err(|e| {
+        bad(&format!(
+            "not a chat completion ({e}): {}",
+            crate::http::snippet(body)
+        ))
+    })?;
+    let usage = response.usage.map(|u| Usage {
+        input_tokens: u.prompt_tokens,
+        output_tokens: u.completion_tokens,
+    });
+    let Some(choice) = response.choices.into_iter().next() else {
+        return Err(bad("no choices in the answer"));
+    };
+    let message = choice.message.unwrap_or(Message {
+        content: None,
+        refusal: None,
+    });
+    if let Some(refusal) = message.refusal.filter(|r| !r.trim().is_empty()) {
+        return Err(bad(&format!("refused: {refusal}")));
+    }
+    match choice.finish_reason.as_deref() {
+        Some("length") => {
+            let used = usage
+                .map(|u| format!(" after {} output tokens", u.output_tokens))
+                .unwrap_or_default();
+            return Err(bad(&format!(
+                "finish_reason length: the answer was cut off{used}; raise the output cap or use smaller batches"
+            )));
+        }
+        Some("content_filter") => return Err(bad("finish_reason content_filter")),
+        _ => {}
+    }
+    let content = message.content.unwrap_or_default();
+    if content.trim().is_empty() {
+        return Err(bad("empty answer"));
+    }
+    let labels = prompt::parse_answer(&content).map_err(|e| bad(&e.to_string()))?;
+    Ok((labels, usage))
+}
+
+/// Classifies a non-2xx answer (see the module table).
+fn classify_error(status: u16, headers: &HeaderMap, body: &str, key: Option<&Secret>) -> LlmError {
+    let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let error = value.get("error").unwrap_or(&Value::Null);
+    let text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    // `{"error": {"message": ...}}` (OpenAI), `{"error": "..."}` (some local servers),
+    // `{"detail": ...}` / `{"message": ...}` (proxies), or whatever the body is.
+    let message = text(error.get("message"))
+        .or_else(|| text(Some(error)))
+        .or_else(|| text(value.get("detail")))
+        .or_else(|| text(value.get("message")))
+        .unwrap_or_else(|| body.to_string());
+    let error_type = text(error.get("type")).unwrap_or_default();
+    let code = text(error.get("code")).unwrap_or_default();
+    let detail = if code.is_empty() {
+        message.clone()
+    } else {
+        format!("{code}: {message}")
+    };
+
+    let kind = if error_type == "insufficient_quota"
+        || QUOTA_CODES.contains(&code.as_str())
+        || status == 402
+    {
+        LlmErrorKind::QuotaExhausted
+    } else if message.trim_start().starts_with("Request too large")
+        || code == "context_length_exceeded"
+        || status == 413
+    {
+        LlmErrorKind::TooLarge
+    } else {
+        match status {
+            429 => {
+                let hints = parse_rate_limits(headers);
+                let reset = match error_type.as_str() {
+                    "tokens" => hints.reset_tokens,
+                    "requests" => hints.reset_requests,
+                    _ if hints.remaining_tokens == Some(0) => hints.reset_tokens,
+                    _ if hints.remaining_requests == Some(0) => hints.reset_requests,
+                    _ => None,
+                };
+                let retry_after: Option<Duration> = crate::http::retry_after(headers)
+                    .or_else(|| wait_in_message(&message))
+                    .or(reset);
+                LlmErrorKind::RateLimited { retry_after }
+            }
+            401 | 403 => LlmErrorKind::Auth,
+            408 => LlmErrorKind::Timeout,
+            500..=599 => LlmErrorKind::Overloaded {
+                retry_after: crate::http::retry_after(headers),
+            },
+            _ => LlmErrorKind::BadRequest,
+        }
+    };
+    wire::error(NAME, kind, Some(status), &detail, key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn kind(status: u16, body: &Value) -> LlmErrorKind {
+        classify_error(status, &HeaderMap::new(), &body.to_string(), None).kind
+    }
+
+    fn err(message: &str, error_type: &str, code: &str) -> Value {
+        json!({"error": {"message": message, "type": error_type, "param": null, "code": code}})
+    }
+
+    #[test]
+    fn quota_is_told_apart_from_rate_limits() {
+        assert_eq!(
+            kind(
+                429,
+                &err(
+                    "You exceeded your current quota",
+                    "insufficient_quota",
+                    "insufficient_quota"
+                )
+            ),
+            LlmErrorKind::QuotaExhausted
+        );
+        assert_eq!(
+            kind(
+                429,
+                &err(
+                    "Spend limit",
+                    "insufficient_quota",
+                    "project_spend_limit_exceeded"
+                )
+            ),
+            LlmErrorKind::QuotaExhausted
+        );
+        assert_eq!(
+            kind(
+                429,
+                &err("No credits", "billing", "credit_balance_exhausted")
+            ),
+            LlmErrorKind::QuotaExhausted
+        );
+        assert_eq!(
+            kind(
+                429,
+                &err(
+                    "Rate limit reached ... Please try again in 1.574s. Visit",
+                    "tokens",
+                    "rate_limit_exceeded"
+                )
+            ),
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(1574))
+            }
+        );
+        assert_eq!(
+            kind(
+                429,
+                &err(
+                    "... on requests per day (RPD): Limit 200. Please try again in 6m0s.",
+                    "requests",
+                    "rate_limit_exceeded"
+                )
+            ),
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(360))
+            }
+        );
+    }
+
+    #[test]
+    fn request_too_large_is_split_not_retried() {
+        // See: https://github.com/TheR1D/shell_gpt/issues/653
+        let body = err(
+            "Request too large for gpt-4o on tokens per min (TPM): Limit 30000, Requested 31538.",
+            "tokens",
+            "rate_limit_exceeded",
+        );
+        assert_eq!(kind(429, &body), LlmErrorKind::TooLarge);
+        let body = err(
+            "This model's maximum context length is 128000 tokens.",
+            "invalid_request_error",
+            "context_length_exceeded",
+        );
+        assert_eq!(kind(400, &body), LlmErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn retry_after_headers_beat_the_message_and_reset_headers_come_last() {
+        let body = err(
+            "Please try again in 1.574s.",
+            "tokens",
+            "rate_limit_exceeded",
+        )
+        .to_string();
+        let h = headers(&[("retry-after-ms", "250"), ("retry-after", "3")]);
+        assert_eq!(
+            classify_error(429, &h, &body, None).kind,
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(250))
+            }
+        );
+        let body = err("Rate limit reached.", "tokens", "rate_limit_exceeded").to_string();
+        let h = headers(&[
+            ("x-ratelimit-reset-tokens", "4m12.172s"),
+            ("x-ratelimit-reset-requests", "1s"),
+        ]);
+        assert_eq!(
+            classify_error(429, &h, &body, None).kind,
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(252_172))
+            }
+        );
+        let body = err("Rate limit reached.", "", "rate_limit_exceeded").to_string();
+        let h = headers(&[
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "12ms"),
+        ]);
+        assert_eq!(
+            classify_error(429, &h, &body, None).kind,
+            LlmErrorKind::RateLimited {
+                retry_after: Some(Duration::from_millis(12))
+            }
+        );
+    }
+
+    #[test]
+    fn other_statuses_and_body_shapes() {
+        assert_eq!(
+            kind(
+                401,
+                &err(
+                    "Incorrect API key provided",
+                    "invalid_request_error",
+                    "invalid_api_key"
+                )
+            ),
+            LlmErrorKind::Auth
+        );
+        assert_eq!(kind(403, &json!({})), LlmErrorKind::Auth);
+        assert_eq!(
+            kind(
+                400,
+                &err(
+                    "Invalid schema for response_format 'page_labels'",
+                    "invalid_request_error",
+                    ""
+                )
+            ),
+            LlmErrorKind::BadRequest
+        );
+        assert_eq!(
+            kind(404, &json!({"error": "model 'x' not found"})),
+            LlmErrorKind::BadRequest
+        );
+        assert_eq!(
+            kind(
+                402,
+                &json!({"error": {"message": "Insufficient credits", "code": 402}})
+            ),
+            LlmErrorKind::QuotaExhausted
+        );
+        // llama-cpp-python reports an unsupported response_format as a 500 (reference §5).
+        assert_eq!(
+            kind(
+                500,
+                &json!({"error": {"message": "boom", "type": "internal_server_error", "code": 500}})
+            ),
+            LlmErrorKind::Overloaded { retry_after: None }
+        );
+        let e = classify_error(
+            404,
+            &HeaderMap::new(),
+            r#"{"error": "model 'x' not found"}"#,
+            None,
+        );
+        assert_eq!(e.detail, "model 'x' not found");
+        let e = classify_error(
+            502,
+            &HeaderMap::new(),
+            "<html><body>Bad gateway</body></html>",
+            None,
+        );
+        assert_eq!(e.kind, LlmErrorKind::Overloaded { retry_after: None });
+        assert_eq!(e.detail, "<html><body>Bad gateway</body></html>");
+    }
+
+    #[test]
+    fn rate_limit_headers_are_parsed() {
+        let h = headers(&[
+            ("x-ratelimit-limit-requests", "60"),
+            ("x-ratelimit-limit-tokens", "150000"),
+            ("x-ratelimit-remaining-requests", "59"),
+            ("x-ratelimit-remaining-tokens", "149984"),
+            ("x-ratelimit-reset-requests", "1s"),
+            ("x-ratelimit-reset-tokens", "6m0s"),
+        ]);
+        assert_eq!(
+            parse_rate_limits(&h),
+            RateLimitHints {
+                limit_requests: Some(60),
+                limit_tokens: Some(150_000),
+                remaining_requests: Some(59),
+                remaining_tokens: Some(149_984),
+                reset_requests: Some(Duration::from_secs(1)),
+                reset_tokens: Some(Duration::from_secs(360)),
+            }
+        );
+        assert_eq!(
+            parse_rate_limits(&headers(&[("x-ratelimit-limit-requests", "lots")])),
+            RateLimitHints::default()
+        );
+    }
+
+    #[test]
+    fn unusable_200s_are_bad_answers() {
+        let ok = |content: &str, finish: &str| {
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": null}, "finish_reason": finish}]}).to_string()
+        };
+        let refusal = json!({"choices": [{"message": {"content": null, "refusal": "I can't help with that."}, "finish_reason": "stop"}]}).to_string();
+        for body in [
+            refusal,
+            ok(r#"{"1": {"tool": ["git"#, "length"),
+            ok(r#"{"1": {"tool": ["git"]}}"#, "content_filter"),
+            ok("not json", "stop"),
+            ok("", "stop"),
+            json!({"choices": []}).to_string(),
+            "<!DOCTYPE html><html>login</html>".to_string(),
+        ] {
+            assert_eq!(
+                parse_response(&body, None).unwrap_err().kind,
+                LlmErrorKind::BadAnswer,
+                "{body}"
+            );
+        }
+        let (labels, usage) =
+            parse_response(&ok(r#"{"1": {"tool": ["git"]}}"#, "stop"), None).unwrap();
+        assert_eq!(labels["1"], ["git"]);
+        assert_eq!(usage, None);
+    }
+
+    #[test]
+    fn openai_reasoning_models_get_the_completion_cap_and_no_temperature() {
+        use crate::llm::prompt::tests::{page, taxonomy};
+        let settings = ProviderSettings {
+            api_key: Some(Secret::new("k")),
+            model: "gpt-5-mini".into(),
+            base_url: "https://api.openai.com/v1/".into(),
+            quota: crate::config::Quota::default(),
+            timeout: Duration::from_secs(5),
+            max_output_tokens: 900,
+        };
+        let p = OpenAiProvider::new(settings, Arc::new(taxonomy())).unwrap();
+        assert_eq!(p.url, "https://api.openai.com/v1/chat/completions");
+        let body = p.request_body(&[page("1", "t", "x")]);
+        assert_eq!(body["max_completion_tokens"], 900);
+        assert!(body.get("max_tokens").is_none());
+        assert!(body.get("temperature").is_none());
+        assert_eq!(body["reasoning_effort"], "low");
+        assert_eq!(
+            body["response_format"]["json_schema"]["schema"]["required"],
+            json!(["1"])
+        );
+    }
+
+    #[test]
+    fn hosts_and_models_choose_the_request_fields() {
+        assert!(is_openai_host("https://api.openai.com/v1"));
+        assert!(is_openai_host(
+            "https://acme.openai.azure.com/openai/deployments/x"
+        ));
+        assert!(!is_openai_host("http://127.0.0.1:8080/v1"));
+        assert!(!is_openai_host(
+            "https://generativelanguage.googleapis.com/v1beta/openai"
+        ));
+        for m in [
+            "o3",
+            "o4-mini",
+            "o1-2024-12-17",
+            "gpt-5",
+            "gpt-5-mini",
+            "openai/gpt-5.1",
+        ] {
+            assert!(is_reasoning_model(m), "{m}");
+        }
+        for m in [
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-5-chat-latest",
+            "gemma-3-270m",
+            "llama3.2",
+            "omni",
+        ] {
+            assert!(!is_reasoning_model(m), "{m}");
+        }
+    }
+}
