@@ -1,7 +1,93 @@
 //! The controlled vocabulary: categories of allowed tags, each with a one-line description.
-//! STUB: to be implemented (loading, Confluence label-rule validation, embedded default).
+//!
+//! A taxonomy is a TOML file; the format is documented at the top of `config/taxonomy.toml`,
+//! which is also the default compiled into the binary ([`Taxonomy::embedded`]). Loading checks
+//! the file strictly (unknown fields are errors, so a typo such as `max_per_pgae` is caught) and
+//! then every tag against Confluence's label rules ([`check_label`]).
 
 use std::path::Path;
+
+use serde::Deserialize;
+
+/// The default taxonomy, compiled in.
+const EMBEDDED: &str = include_str!("../config/taxonomy.toml");
+
+/// The file as written; turned into [`Category`]s after the syntax and field checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTaxonomy {
+    max_labels_per_page: usize,
+    #[serde(rename = "category", default)]
+    categories: Vec<FileCategory>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCategory {
+    name: String,
+    description: String,
+    max_per_page: usize,
+    #[serde(rename = "tag", default)]
+    tags: Vec<FileTag>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTag {
+    name: String,
+    description: String,
+    #[serde(default)]
+    keywords: Vec<String>,
+}
+
+/// "line 3, column 7: <what>" for a TOML error, from its byte span in `src`.
+fn describe_toml_error(src: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim_end();
+    match err.span() {
+        Some(span) => {
+            let before = src.get(..span.start).unwrap_or(src);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
+/// Checks the file beyond what [`Taxonomy::new`] checks: names and descriptions are present,
+/// category names are unique, keywords are not blank.
+fn check_file(file: &FileTaxonomy) -> Result<(), String> {
+    let mut names = std::collections::HashSet::new();
+    for c in &file.categories {
+        if c.name.trim().is_empty() {
+            return Err("a category has an empty name".into());
+        }
+        if !names.insert(c.name.as_str()) {
+            return Err(format!("category '{}' appears more than once", c.name));
+        }
+        if c.description.trim().is_empty() {
+            return Err(format!("category '{}' has an empty description", c.name));
+        }
+        for t in &c.tags {
+            if t.description.trim().is_empty() {
+                return Err(format!(
+                    "tag '{}' in category '{}' has an empty description",
+                    t.name, c.name
+                ));
+            }
+            if t.description.contains('\n') {
+                return Err(format!(
+                    "tag '{}': the description must be one line",
+                    t.name
+                ));
+            }
+            if t.keywords.iter().any(|k| k.trim().is_empty()) {
+                return Err(format!("tag '{}' has an empty keyword", t.name));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// One allowed tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,14 +237,51 @@ impl Taxonomy {
 
     /// The default taxonomy compiled into the binary (`config/taxonomy.toml`).
     pub fn embedded() -> Self {
-        todo!()
+        Self::from_toml(EMBEDDED, "embedded config/taxonomy.toml")
+            .expect("the embedded taxonomy is valid (checked by a unit test)")
     }
+
     /// Parses and validates a taxonomy; `origin` names the source in error messages.
-    pub fn from_toml(_src: &str, _origin: &str) -> Result<Self, TaxonomyError> {
-        todo!()
+    pub fn from_toml(src: &str, origin: &str) -> Result<Self, TaxonomyError> {
+        let invalid = |message: String| TaxonomyError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        let file: FileTaxonomy =
+            toml::from_str(src).map_err(|e| invalid(describe_toml_error(src, &e)))?;
+        check_file(&file).map_err(invalid)?;
+        let categories = file
+            .categories
+            .into_iter()
+            .map(|c| Category {
+                name: c.name,
+                description: c.description.trim().to_string(),
+                max_per_page: c.max_per_page,
+                tags: c
+                    .tags
+                    .into_iter()
+                    .map(|t| Tag {
+                        name: t.name,
+                        description: t.description.trim().to_string(),
+                        keywords: t
+                            .keywords
+                            .into_iter()
+                            .map(|k| k.trim().to_string())
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Self::new(categories, file.max_labels_per_page, origin)
     }
-    pub fn load(_path: &Path) -> Result<Self, TaxonomyError> {
-        todo!()
+
+    /// Reads and validates the taxonomy file at `path`.
+    pub fn load(path: &Path) -> Result<Self, TaxonomyError> {
+        let src = std::fs::read_to_string(path).map_err(|source| TaxonomyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&src, &path.display().to_string())
     }
     pub fn categories(&self) -> &[Category] {
         &self.categories
@@ -184,5 +307,182 @@ impl Taxonomy {
     /// SHA-256 (hex) of the taxonomy's content; changes whenever a tag or description changes.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+max_labels_per_page = 4
+
+[[category]]
+name = "type"
+description = "What kind of page"
+max_per_page = 1
+
+[[category.tag]]
+name = "type-howto"
+description = "Step-by-step instructions"
+keywords = ["how to", " guide "]
+
+[[category.tag]]
+name = "type-runbook"
+description = "Operational procedure"
+
+[[category]]
+name = "tool"
+description = "Tools"
+max_per_page = 2
+
+[[category.tag]]
+name = "tool-jira"
+description = "Jira"
+keywords = ["jira"]
+"#;
+
+    fn err(src: &str) -> String {
+        Taxonomy::from_toml(src, "test.toml")
+            .expect_err("should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn embedded_default_loads_with_30_to_60_tags() {
+        let t = Taxonomy::embedded();
+        let n = t.tag_names().count();
+        assert!((30..=60).contains(&n), "{n} tags");
+        let names: Vec<_> = t.categories().iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["type", "tool", "topic", "status"]);
+        for tag in [
+            "type-howto",
+            "type-postmortem",
+            "tool-jira",
+            "tool-kubernetes",
+            "topic-security",
+            "status-draft",
+        ] {
+            assert!(t.contains(tag), "{tag}");
+        }
+        assert!(
+            t.categories()
+                .iter()
+                .all(|c| c.tags.iter().all(|t| !t.keywords.is_empty()))
+        );
+        assert_eq!(
+            t,
+            Taxonomy::from_toml(EMBEDDED, "other origin").unwrap(),
+            "origin does not change content"
+        );
+    }
+
+    #[test]
+    fn good_file_parses_in_file_order() {
+        let t = Taxonomy::from_toml(GOOD, "test.toml").unwrap();
+        assert_eq!(t.max_labels_per_page(), 4);
+        assert_eq!(
+            t.tag_names().collect::<Vec<_>>(),
+            ["type-howto", "type-runbook", "tool-jira"]
+        );
+        let howto = &t.categories()[0].tags[0];
+        assert_eq!(howto.keywords, ["how to", "guide"]);
+        assert!(t.categories()[0].tags[1].keywords.is_empty());
+        assert_eq!(t.category_of("tool-jira").unwrap().max_per_page, 2);
+        assert_eq!(t.fingerprint().len(), 64);
+    }
+
+    #[test]
+    fn load_reads_a_file_and_names_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tax.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        assert_eq!(
+            Taxonomy::load(&path).unwrap(),
+            Taxonomy::from_toml(GOOD, "x").unwrap()
+        );
+        let missing = dir.path().join("nope.toml");
+        let e = Taxonomy::load(&missing).unwrap_err().to_string();
+        assert!(e.contains("nope.toml"), "{e}");
+        std::fs::write(&path, GOOD.replace("type-runbook", "Type-Runbook")).unwrap();
+        let e = Taxonomy::load(&path).unwrap_err().to_string();
+        assert!(e.contains("tax.toml") && e.contains("Type-Runbook"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_tag_is_named() {
+        let e = err(&GOOD.replace("\"tool-jira\"", "\"type-howto\""));
+        assert!(
+            e.contains("test.toml") && e.contains("'type-howto' appears more than once"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn uppercase_tag_is_named_with_the_fix() {
+        let e = err(&GOOD.replace("\"tool-jira\"", "\"Tool-Jira\""));
+        assert!(
+            e.contains("'Tool-Jira'") && e.contains("use 'tool-jira'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tag_with_a_space_is_named() {
+        let e = err(&GOOD.replace("\"tool-jira\"", "\"tool jira\""));
+        assert!(e.contains("'tool jira'") && e.contains("whitespace"), "{e}");
+    }
+
+    #[test]
+    fn tag_with_a_forbidden_character_is_named() {
+        for bad in ["tool:jira", "tool.jira", "jira!", "c#", "a&b"] {
+            let e = err(&GOOD.replace("\"tool-jira\"", &format!("\"{bad}\"")));
+            assert!(
+                e.contains(&format!("'{bad}'")) && e.contains("does not allow"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_line() {
+        let e = err(&GOOD.replace("max_per_page = 2", "max_per_pgae = 2"));
+        assert!(
+            e.contains("test.toml") && e.contains("max_per_pgae") && e.contains("line 21"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("keywords = [\"jira\"]", "keyword = [\"jira\"]"));
+        assert!(e.contains("keyword") && e.contains("line 26"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_names_file_and_line() {
+        let e = err(&GOOD.replace("name = \"tool\"", "name = \"tool"));
+        assert!(e.starts_with("taxonomy test.toml: line 19"), "{e}");
+    }
+
+    #[test]
+    fn other_mistakes_are_named() {
+        assert!(err(&GOOD.replace("max_labels_per_page = 4", "")).contains("max_labels_per_page"));
+        assert!(
+            err(&GOOD.replace("max_labels_per_page = 4", "max_labels_per_page = 0"))
+                .contains("at least 1")
+        );
+        assert!(err(&GOOD.replace("max_per_page = 1", "max_per_page = -1")).contains("line 7"));
+        assert!(
+            err(&GOOD.replace("name = \"tool\"", "name = \"type\""))
+                .contains("category 'type' appears more than once")
+        );
+        assert!(
+            err(&GOOD.replace("description = \"Jira\"", "description = \"  \""))
+                .contains("'tool-jira'")
+        );
+        assert!(
+            err(&GOOD.replace("[\"jira\"]", "[\"jira\", \"\"]"))
+                .contains("'tool-jira' has an empty keyword")
+        );
+        assert!(err("max_labels_per_page = 3").contains("no categories"));
+        let no_tags = "max_labels_per_page = 3\n[[category]]\nname = \"x\"\ndescription = \"d\"\nmax_per_page = 1\n";
+        assert!(err(no_tags).contains("category 'x' has no tags"));
     }
 }
