@@ -1,7 +1,5 @@
 //! [`Chain`]: providers in priority order; a batch the first cannot serve goes to the next.
 
-use std::future::Future;
-
 use super::governed::Governed;
 use super::stats::ProviderStats;
 use crate::llm::{Answer, LlmError, PageText, Provider};
@@ -38,27 +36,19 @@ impl<P: Provider> Provider for Chain<P> {
         self.providers[0].name()
     }
 
-    fn classify(
-        &self,
-        batch: &[PageText],
-    ) -> impl Future<Output = Result<Answer, LlmError>> + Send {
-        async move {
-            let mut providers = self.providers.iter().peekable();
-            loop {
-                let Some(p) = providers.next() else {
-                    unreachable!("the chain is never empty")
-                };
-                match p.classify(batch).await {
-                    Ok(answer) => return Ok(answer),
-                    Err(err) => match providers.peek() {
-                        Some(next) => {
-                            p.record_fallback();
-                            tracing::warn!(from = p.name(), to = next.name(), error = %err, pages = batch.len(), "falling back");
-                        }
-                        None => return Err(err),
-                    },
-                }
-            }
+    async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+        let mut providers = self.providers.iter().peekable();
+        while let Some(p) = providers.next() {
+            let err = match p.classify(batch).await {
+                Ok(answer) => return Ok(answer),
+                Err(err) => err,
+            };
+            let Some(next) = providers.peek() else {
+                return Err(err);
+            };
+            p.record_fallback();
+            tracing::warn!(from = p.name(), to = next.name(), error = %err, pages = batch.len(), "falling back");
         }
+        unreachable!("the chain is never empty")
     }
 }

@@ -34,8 +34,9 @@ struct Core {
     circuit: Circuit,
     budget: RetryBudget,
     stats: ProviderStats,
-    /// When concurrency was last cut for a 5xx/timeout; earlier-sent failures don't cut again.
-    last_overload_cut: Option<Instant>,
+    /// When concurrency was last cut: failures of requests sent before it don't cut again, and
+    /// their successes don't count towards growth.
+    last_cut: Option<Instant>,
 }
 
 /// What a batch does after a failed call.
@@ -67,7 +68,7 @@ impl<P: Provider> Governed<P> {
             circuit: Circuit::new(config.failure_threshold, config.probe_after),
             budget: RetryBudget::new(config.retry_budget_ratio, config.retry_budget_floor),
             stats: ProviderStats::new(inner.name()),
-            last_overload_cut: None,
+            last_cut: None,
         };
         let limiter = Limiter::new(core.aimd.limit());
         Self {
@@ -233,6 +234,7 @@ impl<P: Provider> Governed<P> {
                 if core.pacer.on_rate_limited(sent_at, tokens, wait, now) {
                     let limit = core.aimd.on_congestion();
                     self.limiter.set_limit(limit);
+                    core.last_cut = Some(now);
                     tracing::warn!(
                         provider = name,
                         wait_ms = wait.as_millis() as u64,
@@ -248,11 +250,11 @@ impl<P: Provider> Governed<P> {
                 if matches!(
                     err.kind,
                     LlmErrorKind::Overloaded { .. } | LlmErrorKind::Timeout
-                ) && core.last_overload_cut.is_none_or(|c| sent_at > c)
+                ) && core.last_cut.is_none_or(|c| sent_at > c)
                 {
                     let limit = core.aimd.on_congestion();
                     self.limiter.set_limit(limit);
-                    core.last_overload_cut = Some(now);
+                    core.last_cut = Some(now);
                 }
                 Some(hint.unwrap_or_else(|| {
                     self.config
@@ -369,8 +371,10 @@ impl<P: Provider> Governed<P> {
                     core.stats.tokens_in += u.input_tokens;
                     core.stats.tokens_out += u.output_tokens;
                 }
-                let limit = core.aimd.on_success();
-                self.limiter.set_limit(limit);
+                if core.last_cut.is_none_or(|c| sent_at > c) {
+                    let limit = core.aimd.on_success();
+                    self.limiter.set_limit(limit);
+                }
                 drop(permit);
                 Attempt::Answered(answer)
             }
@@ -402,11 +406,8 @@ impl<P: Provider> Provider for Governed<P> {
         self.inner.name()
     }
 
-    fn classify(
-        &self,
-        batch: &[PageText],
-    ) -> impl Future<Output = Result<Answer, LlmError>> + Send {
-        async move { self.run(batch).await }
+    async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+        self.run(batch).await
     }
 }
 

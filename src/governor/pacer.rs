@@ -250,16 +250,18 @@ impl Pacer {
         }
         let new_event = self.last_cut.is_none_or(|cut| sent_at > cut);
         if new_event {
-            let rate = self.cut_rate(sent_at, now);
             match self.requests.as_mut() {
-                Some(b) => b.set_rate_per_minute(rate, now),
+                Some(_) => {
+                    let rate = self.cut_rate(now);
+                    if let Some(b) = self.requests.as_mut() {
+                        b.set_rate_per_minute(rate, now);
+                    }
+                }
                 None => {
-                    self.requests = Some(Bucket::empty_per_minute(
-                        rate / self.headroom,
-                        self.headroom,
-                        now,
-                    ));
-                    self.source = Some(RateSource::Learned);
+                    if let Some(rpm) = self.first_estimate(sent_at) {
+                        self.requests = Some(Bucket::empty_per_minute(rpm, self.headroom, now));
+                        self.source = Some(RateSource::Learned);
+                    }
                 }
             }
             self.last_cut = Some(now);
@@ -275,40 +277,43 @@ impl Pacer {
         new_event
     }
 
-    /// The rate to pace at after a new 429, per minute (before headroom for a first estimate).
-    fn cut_rate(&self, sent_at: Instant, now: Instant) -> f64 {
+    /// The provider's RPM estimated at the first 429 (to a call sent at `sent_at`) when there
+    /// is nothing to pace to yet: it accepted `w` calls in the last minute, which for a
+    /// per-minute bucket that started full is `rpm · (1 + t/60)` after `t` s (an upper bound
+    /// on rpm later in a run). `None` below [`Self::MIN_SAMPLE`] calls: too little to learn
+    /// from, so the cooldown and concurrency cut alone respond.
+    fn first_estimate(&self, sent_at: Instant) -> Option<f64> {
+        let window_start = sent_at.checked_sub(MINUTE);
+        let counted = |t: &&Instant| window_start.is_none_or(|s| **t >= s) && **t <= sent_at;
+        let w = self.accepted.iter().filter(counted).count()
+            + self.in_flight.iter().filter(counted).count();
+        if w < Self::MIN_SAMPLE {
+            return None;
+        }
+        let elapsed = self
+            .first_send
+            .map_or(Duration::ZERO, |f| sent_at.saturating_duration_since(f))
+            .min(MINUTE);
+        Some(w as f64 / (1.0 + elapsed.as_secs_f64() / 60.0))
+    }
+
+    /// Calls accepted before the first 429 needed to learn a rate from it.
+    pub const MIN_SAMPLE: usize = 5;
+
+    /// The rate to pace at after a later 429: cut by β, or to the rate actually accepted since
+    /// the last cut when that was measured over long enough and is lower (never below half).
+    fn cut_rate(&self, now: Instant) -> f64 {
         const BETA: f64 = 0.9;
-        match (&self.requests, self.last_cut) {
-            // First 429 and nothing to pace to: the provider accepted `w` calls in the last
-            // minute, which for a per-minute bucket that started full is rpm·(1 + t/60).
-            (None, _) => {
-                let window_start = sent_at.checked_sub(MINUTE);
-                let counted =
-                    |t: &&Instant| window_start.is_none_or(|s| **t >= s) && **t <= sent_at;
-                let w = self.accepted.iter().filter(counted).count()
-                    + self.in_flight.iter().filter(counted).count();
-                let elapsed = self
-                    .first_send
-                    .map_or(Duration::ZERO, |f| sent_at.saturating_duration_since(f))
-                    .min(MINUTE);
-                let rpm = w as f64 / (1.0 + elapsed.as_secs_f64() / 60.0);
-                rpm.max(1.0) * self.headroom
-            }
-            // Later 429s: cut by β, or to the rate actually accepted since the last cut when
-            // that was measured over long enough and is lower (never below half).
-            (Some(b), last_cut) => {
-                let rate = b.rate_per_minute();
-                let mut cut = rate * BETA;
-                if let Some(cut_at) = last_cut {
-                    let span = now.saturating_duration_since(cut_at);
-                    if span >= Duration::from_secs(20) {
-                        let delivered = self.accepted_since_cut as f64 * 60.0 / span.as_secs_f64();
-                        cut = cut.min(delivered * self.headroom).max(rate * 0.5);
-                    }
-                }
-                cut.max(1.0)
+        let rate = self.requests.as_ref().map_or(1.0, Bucket::rate_per_minute);
+        let mut cut = rate * BETA;
+        if let Some(cut_at) = self.last_cut {
+            let span = now.saturating_duration_since(cut_at);
+            if span >= Duration::from_secs(20) {
+                let delivered = self.accepted_since_cut as f64 * 60.0 / span.as_secs_f64();
+                cut = cut.min(delivered * self.headroom).max(rate * 0.5);
             }
         }
+        cut.max(1.0)
     }
 }
 
@@ -434,6 +439,22 @@ mod tests {
         // A new 429 to a request sent after the cut: cut by 0.9.
         assert!(p.on_rate_limited(at, 0.0, secs(1.0), at));
         assert_eq!(p.rate_per_minute().map(|r| r.round()), Some(54.0));
+    }
+
+    #[test]
+    fn too_few_accepted_calls_learn_nothing() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(None, None, 1.0, t0);
+        for _ in 0..Pacer::MIN_SAMPLE - 1 {
+            go(&mut p, 0.0, t0).unwrap();
+        }
+        assert!(p.on_rate_limited(t0, 0.0, secs(2.0), t0));
+        assert_eq!(p.rate_per_minute(), None);
+        assert_eq!(
+            go(&mut p, 0.0, t0 + secs(1.0)),
+            Err(Step::Wait(t0 + secs(2.0), WaitReason::Cooldown429))
+        );
+        assert_eq!(go(&mut p, 0.0, t0 + secs(2.0)), Ok(t0 + secs(2.0)));
     }
 
     #[test]
