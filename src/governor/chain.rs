@@ -1,0 +1,54 @@
+//! [`Chain`]: providers in priority order; a batch the first cannot serve goes to the next.
+
+use super::governed::Governed;
+use super::stats::ProviderStats;
+use crate::llm::{Answer, LlmError, PageText, Provider};
+
+/// Governed providers, primary first. A provider that is unavailable (quota gone, key
+/// refused, asked for a wait above the ceiling, failing repeatedly) refuses at once, so the
+/// batch goes straight to the next one; any error a provider finally returns for a batch
+/// (after its own retries) sends the batch on too. Each hand-over is counted and logged.
+pub struct Chain<P> {
+    providers: Vec<Governed<P>>,
+}
+
+impl<P: Provider> Chain<P> {
+    /// # Panics
+    /// If `providers` is empty.
+    pub fn new(providers: Vec<Governed<P>>) -> Self {
+        assert!(!providers.is_empty(), "a chain needs at least one provider");
+        Self { providers }
+    }
+
+    pub fn providers(&self) -> &[Governed<P>] {
+        &self.providers
+    }
+
+    /// One snapshot per provider, in priority order.
+    pub fn stats(&self) -> Vec<ProviderStats> {
+        self.providers.iter().map(Governed::stats).collect()
+    }
+}
+
+impl<P: Provider> Provider for Chain<P> {
+    /// The primary's name.
+    fn name(&self) -> &'static str {
+        self.providers[0].name()
+    }
+
+    async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+        let mut providers = self.providers.iter().peekable();
+        while let Some(p) = providers.next() {
+            let err = match p.classify(batch).await {
+                Ok(answer) => return Ok(answer),
+                Err(err) => err,
+            };
+            let Some(next) = providers.peek() else {
+                return Err(err);
+            };
+            p.record_fallback();
+            tracing::warn!(from = p.name(), to = next.name(), error = %err, pages = batch.len(), "falling back");
+        }
+        unreachable!("the chain is never empty")
+    }
+}
