@@ -1,7 +1,137 @@
-//! Composition root. TEMPORARY until the providers and governor land.
-use crate::cli::Args;
-use crate::report::Summary;
+//! The composition root: turns flags and settings into concrete parts (page source,
+//! provider chain, taxonomy), runs the pipeline and reports. With `main.rs`, the only place
+//! that uses `anyhow`.
 
-pub async fn run(_args: Args) -> anyhow::Result<Summary> {
-    anyhow::bail!("not wired yet")
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::cli::Args;
+use crate::config::{Config, ProviderSettings};
+use crate::confluence::{ConfluenceClient, PageSource};
+use crate::governor::{Chain, Governed, GovernorConfig};
+use crate::llm::gemini::GeminiProvider;
+use crate::llm::openai::OpenAiProvider;
+use crate::llm::rules::RulesProvider;
+use crate::llm::AnyProvider;
+use crate::pipeline::{self, RunOptions};
+use crate::report::{self, ProviderLine, Summary};
+use crate::taxonomy::Taxonomy;
+
+/// Characters of page text in one request: enough for a full batch of full pages, bounded so
+/// that one request stays well inside every provider's context window.
+const MAX_BATCH_CHARS: usize = 60_000;
+
+/// Runs tag-space with these flags. `Ok` carries the run's summary (the caller maps failed
+/// pages to exit 1); `Err` is a usage, configuration or fatal error (exit 2).
+pub async fn run(args: Args) -> anyhow::Result<Summary> {
+    let config = Config::load(&args)?;
+    for w in &config.warnings {
+        report::warning_line(w);
+    }
+    let taxonomy = Arc::new(match &config.taxonomy_path {
+        Some(path) => Taxonomy::load(path)?,
+        None => Taxonomy::embedded(),
+    });
+    let chain = build_chain(&config, &taxonomy)?;
+    if config.demo {
+        let source = crate::demo::source();
+        execute(&config, &args, &source, &chain, &taxonomy).await
+    } else {
+        let settings = config.confluence.clone().context("Confluence is not configured")?;
+        let source = ConfluenceClient::new(settings)?;
+        execute(&config, &args, &source, &chain, &taxonomy).await
+    }
+}
+
+/// The providers in priority order (Gemini, then OpenAI, then the keyword rules), each behind
+/// its own governor.
+fn build_chain(config: &Config, taxonomy: &Arc<Taxonomy>) -> anyhow::Result<Chain<AnyProvider>> {
+    let governed = |inner: AnyProvider, settings: Option<&ProviderSettings>| {
+        let defaults = GovernorConfig::default();
+        Governed::new(
+            inner,
+            GovernorConfig {
+                initial_concurrency: config.concurrency,
+                max_concurrency: config.max_concurrency,
+                max_cooldown: config.max_cooldown,
+                quota: settings.map_or(defaults.quota, |s| s.quota),
+                max_output_tokens: settings.map_or(defaults.max_output_tokens, |s| s.max_output_tokens),
+                ..defaults
+            },
+        )
+    };
+    let mut providers = Vec::new();
+    if let Some(s) = &config.gemini {
+        let p = GeminiProvider::new(s.clone(), taxonomy.clone()).context("cannot set up the Gemini client")?;
+        providers.push(governed(AnyProvider::Gemini(p), Some(s)));
+    }
+    if let Some(s) = &config.openai {
+        let p = OpenAiProvider::new(s.clone(), taxonomy.clone()).context("cannot set up the OpenAI client")?;
+        providers.push(governed(AnyProvider::OpenAi(p), Some(s)));
+    }
+    if config.rules {
+        providers.push(governed(AnyProvider::Rules(RulesProvider::new(taxonomy.clone())), None));
+    }
+    Ok(Chain::new(providers))
+}
+
+async fn execute<S: PageSource>(
+    config: &Config,
+    args: &Args,
+    source: &S,
+    chain: &Chain<AnyProvider>,
+    taxonomy: &Taxonomy,
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    // Every page of a request repeats every tag in the schema; keep the schema inside what
+    // providers accept.
+    let schema_cap = crate::llm::prompt::max_pages_per_request(taxonomy);
+    if config.batch_size > schema_cap {
+        report::warning_line(&format!(
+            "batch size {} lowered to {schema_cap}: with {} tags a larger request's schema is too big for the providers",
+            config.batch_size,
+            taxonomy.tag_names().count()
+        ));
+    }
+    let opts = RunOptions {
+        space: config.space.clone(),
+        dry_run: config.dry_run,
+        limit: config.limit,
+        batch_size: config.batch_size.min(schema_cap),
+        max_batch_chars: MAX_BATCH_CHARS,
+        max_page_chars: config.max_page_chars,
+        // Twice the governor's ceiling: the governor, not the pipeline, limits requests.
+        max_in_flight: config.max_concurrency * 2,
+    };
+    let mut summary = Summary::new(&config.space, config.dry_run);
+    let listed = pipeline::run(source, chain, taxonomy, &opts, |outcome| {
+        summary.record(&outcome);
+        if !args.quiet || outcome.status == pipeline::Status::Failed {
+            report::print_page_line(&outcome, config.dry_run);
+        }
+    })
+    .await;
+    summary.elapsed = started.elapsed();
+    summary.providers = chain
+        .stats()
+        .into_iter()
+        .map(|s| ProviderLine {
+            name: s.provider,
+            calls: s.calls,
+            rate_limited: s.rate_limited,
+            retries: s.retries,
+            fallbacks: s.fallbacks,
+            input_tokens: s.tokens_in,
+            output_tokens: s.tokens_out,
+        })
+        .collect();
+    // A run that stopped before its first page (space not found, bad credentials) has
+    // nothing to summarise: the error line says it all.
+    if listed.is_ok() || summary.seen > 0 {
+        report::print_summary(&summary);
+    }
+    listed.with_context(|| format!("the run over space {} stopped early", config.space))?;
+    Ok(summary)
 }

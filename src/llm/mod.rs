@@ -5,6 +5,7 @@
 //! into an [`LlmError`]; pacing, retries, cooldowns and fallback wrap them (see
 //! `crate::governor`), so there is one retry loop in the whole program.
 
+mod any;
 mod error;
 pub mod gemini;
 pub mod openai;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+pub use any::AnyProvider;
 pub use error::{LlmError, LlmErrorKind};
 pub use wire::parse_go_duration;
 
