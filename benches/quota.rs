@@ -62,8 +62,8 @@ struct SimState {
     requests_level: f64,
     tokens_level: f64,
     updated: Instant,
-    /// The latest `Retry-After` deadline given, and when it was given.
-    blocked: Option<(Instant, Instant)>,
+    /// Each `Retry-After` still running: when it was given, and until when.
+    blocked: Vec<(Instant, Instant)>,
     counts: Counts,
 }
 
@@ -79,7 +79,7 @@ impl Sim {
             requests_level: limits.rpm.unwrap_or(0.0),
             tokens_level: limits.tpm.unwrap_or(0.0),
             updated: Instant::now(),
-            blocked: None,
+            blocked: Vec::new(),
             counts: Counts::default(),
         };
         Self {
@@ -101,10 +101,11 @@ impl Respond for Sim {
         let now = Instant::now();
         let mut s = self.state.lock().unwrap();
         s.counts.requests += 1;
-        if let Some((until, given)) = s.blocked {
-            if now < until && now.duration_since(given) > Duration::from_millis(5) {
-                s.counts.violations += 1;
-            }
+        s.blocked.retain(|&(_, until)| until > now);
+        if s.blocked.iter().any(|&(given, until)| {
+            now < until && now.duration_since(given) > Duration::from_millis(5)
+        }) {
+            s.counts.violations += 1;
         }
         let dt = now.duration_since(s.updated).as_secs_f64();
         s.updated = now;
@@ -128,10 +129,7 @@ impl Respond for Sim {
                 .map_or(0.0, |tpm| (cost - s.tokens_level).max(0.0) * 60.0 / tpm);
             let secs = wait_req.max(wait_tok).ceil().max(1.0);
             let until = now + Duration::from_secs_f64(secs);
-            s.blocked = Some(match s.blocked {
-                Some((u, g)) if u > until => (u, g),
-                _ => (until, now),
-            });
+            s.blocked.push((now, until));
             s.counts.refused += 1;
             let kind = if short_requests { "requests" } else { "tokens" };
             return ResponseTemplate::new(429).insert_header("retry-after", format!("{secs}")).set_body_json(json!({
@@ -400,7 +398,11 @@ impl<P: Provider, F: Provider> Provider for FixedRules<P, F> {
             }
         }
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        self.fallback.classify(batch).await
+        let a = self.fallback.classify(batch).await?;
+        let usage = a.usage.unwrap_or_default();
+        self.tokens
+            .fetch_add(usage.input_tokens + usage.output_tokens, Ordering::Relaxed);
+        Ok(a)
     }
 }
 
