@@ -11,10 +11,10 @@ use crate::cli::Args;
 use crate::config::{Config, ProviderSettings};
 use crate::confluence::{ConfluenceClient, PageSource};
 use crate::governor::{Chain, Governed, GovernorConfig};
+use crate::llm::AnyProvider;
 use crate::llm::gemini::GeminiProvider;
 use crate::llm::openai::OpenAiProvider;
 use crate::llm::rules::RulesProvider;
-use crate::llm::AnyProvider;
 use crate::pipeline::{self, RunOptions};
 use crate::report::{self, ProviderLine, Summary};
 use crate::taxonomy::Taxonomy;
@@ -39,7 +39,10 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         let source = crate::demo::source();
         execute(&config, &args, &source, &chain, &taxonomy).await
     } else {
-        let settings = config.confluence.clone().context("Confluence is not configured")?;
+        let settings = config
+            .confluence
+            .clone()
+            .context("Confluence is not configured")?;
         let source = ConfluenceClient::new(settings)?;
         execute(&config, &args, &source, &chain, &taxonomy).await
     }
@@ -57,22 +60,28 @@ fn build_chain(config: &Config, taxonomy: &Arc<Taxonomy>) -> anyhow::Result<Chai
                 max_concurrency: config.max_concurrency,
                 max_cooldown: config.max_cooldown,
                 quota: settings.map_or(defaults.quota, |s| s.quota),
-                max_output_tokens: settings.map_or(defaults.max_output_tokens, |s| s.max_output_tokens),
+                max_output_tokens: settings
+                    .map_or(defaults.max_output_tokens, |s| s.max_output_tokens),
                 ..defaults
             },
         )
     };
     let mut providers = Vec::new();
     if let Some(s) = &config.gemini {
-        let p = GeminiProvider::new(s.clone(), taxonomy.clone()).context("cannot set up the Gemini client")?;
+        let p = GeminiProvider::new(s.clone(), taxonomy.clone())
+            .context("cannot set up the Gemini client")?;
         providers.push(governed(AnyProvider::Gemini(p), Some(s)));
     }
     if let Some(s) = &config.openai {
-        let p = OpenAiProvider::new(s.clone(), taxonomy.clone()).context("cannot set up the OpenAI client")?;
+        let p = OpenAiProvider::new(s.clone(), taxonomy.clone())
+            .context("cannot set up the OpenAI client")?;
         providers.push(governed(AnyProvider::OpenAi(p), Some(s)));
     }
     if config.rules {
-        providers.push(governed(AnyProvider::Rules(RulesProvider::new(taxonomy.clone())), None));
+        providers.push(governed(
+            AnyProvider::Rules(RulesProvider::new(taxonomy.clone())),
+            None,
+        ));
     }
     Ok(Chain::new(providers))
 }
