@@ -523,3 +523,39 @@ async fn secrets_never_appear_in_any_output_even_at_debug_level() {
     }
     assert!(all.contains("gemini: not authorised"), "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gemini_429_with_retry_info_is_waited_out_then_retried() {
+    let confluence = cloud_site().await;
+    let llm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({"error": {
+            "code": 429, "status": "RESOURCE_EXHAUSTED",
+            "message": "You exceeded your current quota. Please retry in 0.2s.",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}]},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.2s"}
+            ]}})))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&llm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .respond_with(gemini_ok())
+        .expect(1)
+        .mount(&llm)
+        .await;
+    let vars = [cloud_vars(&confluence), gemini_vars(&llm)].concat();
+    let started = std::time::Instant::now();
+    let out = tag_space(&["--space", "ENG", "--dry-run", "--batch-size", "10"], &vars);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", text(&out.stderr));
+    assert!(stdout.contains("3 seen, 3 tagged"), "{stdout}");
+    assert!(stdout.contains("1 rate-limited (429), 1 retries, 0 fallbacks"), "{stdout}");
+    // The retry waited for the server's 0.2 s.
+    let reqs = llm.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 2);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+}
