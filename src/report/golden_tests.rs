@@ -601,6 +601,11 @@ fn percentiles_by_nearest_rank() {
     assert_eq!(percentile(&twenty, 0.95), Some(ms(19)));
     assert_eq!(percentile(&twenty, 0.5), Some(ms(10)));
     assert_eq!(percentile(&[], 0.5), None);
+    // Nearest rank rounds the rank up: 0.95 × 11 = 10.45 → the 11th value, not the 10th.
+    let eleven: Vec<Duration> = (1..=11).map(ms).collect();
+    assert_eq!(percentile(&eleven, 0.95), Some(ms(11)));
+    assert_eq!(percentile(&eleven[..3], 0.5), Some(ms(2)));
+    assert_eq!(percentile(&eleven[..4], 0.5), Some(ms(2)));
     assert_eq!(percentile(&twenty, 0.0), Some(ms(1)));
     assert_eq!(percentile(&twenty, 1.0), Some(ms(20)));
 }

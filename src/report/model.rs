@@ -4,6 +4,23 @@
 //! handed every [`PageOutcome`] through [`RunReport::record`], gets the providers' figures
 //! and the cache's counters once the pipeline is done, and is then rendered by
 //! [`super::table`], [`super::json`] and [`super::markdown`]. Nothing here does I/O.
+//!
+//! ```text
+//! run starts      RunReport::new(RunInfo::new(space, Mode::Add, dry_run, SystemTime::now()),
+//!                                Settings::from_config(&config, taxonomy.fingerprint()))
+//!                 .counts_only()            // only if no JSON/Markdown report is wanted
+//!                 set_prices(..)            // only to override DEFAULT_PRICES
+//! every page      record(&outcome)          // in the pipeline's sink
+//! pipeline done   set_providers(vec![ProviderMetrics { .. }])   // from the governor's stats
+//!                 set_cache(CacheMetrics { hits, misses })       // skip without a cache
+//!                 finish(SystemTime::now(), started_instant.elapsed())
+//! render          table::write_metrics_table(&mut stdout, &report, color)
+//!                 json::write_json(&mut w, &report)
+//!                 markdown::write_markdown(&mut w, &report, &MarkdownOptions::default())
+//! ```
+//!
+//! `docs/report.md` has the same with the governor mapping spelled out, and documents every
+//! JSON field.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -611,8 +628,8 @@ impl<'a> PageView<'a> {
 // ---------------------------------------------------------------------------------------------
 // The report
 
-/// Everything the end-of-run reports show. See the module docs of [`super`] for the order
-/// in which the app fills it.
+/// Everything the end-of-run reports show. See the module docs for the order in which the
+/// app fills it.
 #[derive(Debug, Clone)]
 pub struct RunReport {
     run: RunInfo,
