@@ -4,7 +4,15 @@
 //! Aggregation ([`Summary`]) is pure; rendering writes to any `impl Write`, so tests render
 //! into a buffer.
 
+pub mod json;
 pub mod logging;
+pub mod markdown;
+pub mod model;
+pub mod table;
+mod units;
+
+#[cfg(test)]
+mod golden_tests;
 
 use std::io::{self, Write};
 use std::time::Duration;

@@ -1,0 +1,256 @@
+//! The JSON report (`--report FILE.json`, `--format json`): a stable document described in
+//! `docs/report.md` and by the JSON Schema `docs/report.schema.json`.
+//!
+//! The shape is defined here by private structs, not by the model, so that the model can
+//! change without the document changing. Durations are seconds as numbers (to the
+//! millisecond), rates are 0..=1, costs are US dollars, missing figures are `null`.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::model::{
+    Latency, PageView, ProviderMetrics, RunReport, SCHEMA_VERSION, Settings, Wait, WaitTotal,
+    rfc3339, seconds, status_str,
+};
+use crate::pipeline::Status;
+
+/// Writes the JSON report, pretty-printed, with a final newline.
+pub fn write_json(out: &mut impl Write, r: &RunReport) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, &document(r)).map_err(io::Error::other)?;
+    writeln!(out)
+}
+
+/// The JSON report as a value (for tests and for embedding).
+pub fn to_json_value(r: &RunReport) -> serde_json::Value {
+    serde_json::to_value(document(r)).expect("the report serializes")
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    schema_version: u32,
+    run: Run<'a>,
+    settings: &'a Settings,
+    /// `None` when the report kept counts only.
+    pages: Option<Vec<Page<'a>>>,
+    metrics: Metrics<'a>,
+}
+
+#[derive(Serialize)]
+struct Run<'a> {
+    space: &'a str,
+    mode: &'static str,
+    dry_run: bool,
+    started: String,
+    finished: Option<String>,
+    version: &'a str,
+}
+
+#[derive(Serialize)]
+struct Page<'a> {
+    id: &'a str,
+    title: &'a str,
+    url: Option<&'a str>,
+    status: &'static str,
+    labels_before: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels_added: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels_proposed: Option<Vec<&'a str>>,
+    provider: Option<&'static str>,
+    error: Option<&'a str>,
+    skip_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Metrics<'a> {
+    pages: Pages,
+    providers: Vec<Provider<'a>>,
+    cache: Option<Cache>,
+    waits: BTreeMap<&'static str, WaitOut>,
+    estimated_cost_usd: Option<f64>,
+    elapsed_seconds: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Pages {
+    seen: u64,
+    tagged: u64,
+    unchanged: u64,
+    skipped: u64,
+    failed: u64,
+    labels: u64,
+}
+
+#[derive(Serialize)]
+struct Provider<'a> {
+    provider: &'a str,
+    model: Option<&'a str>,
+    calls: u64,
+    successes: u64,
+    success_rate: Option<f64>,
+    failures: &'a BTreeMap<String, u64>,
+    rate_limited: u64,
+    retries: u64,
+    budget_exhausted: u64,
+    splits: u64,
+    fallbacks: u64,
+    skipped: u64,
+    tokens_in: u64,
+    tokens_out: u64,
+    latency: LatencyOut,
+    waits: BTreeMap<&'static str, WaitOut>,
+    concurrency_limit: usize,
+    paced_rpm: Option<f64>,
+    unavailable: Option<&'a str>,
+    price: Option<PriceOut>,
+    estimated_cost_usd: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct LatencyOut {
+    count: u64,
+    p50_seconds: Option<f64>,
+    p95_seconds: Option<f64>,
+    max_seconds: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct WaitOut {
+    count: u64,
+    seconds: f64,
+}
+
+#[derive(Serialize)]
+struct PriceOut {
+    input_usd_per_million_tokens: f64,
+    output_usd_per_million_tokens: f64,
+}
+
+#[derive(Serialize)]
+struct Cache {
+    hits: u64,
+    misses: u64,
+    hit_rate: Option<f64>,
+}
+
+fn document(r: &RunReport) -> Document<'_> {
+    let run = r.run();
+    let c = r.counts();
+    Document {
+        schema_version: SCHEMA_VERSION,
+        run: Run {
+            space: &run.space,
+            mode: run.mode.as_str(),
+            dry_run: run.dry_run,
+            started: rfc3339(run.started),
+            finished: run.finished.map(rfc3339),
+            version: &run.version,
+        },
+        settings: r.settings(),
+        pages: r.keeps_pages().then(|| {
+            r.pages()
+                .into_iter()
+                .map(|p| page(p, run.dry_run))
+                .collect()
+        }),
+        metrics: Metrics {
+            pages: Pages {
+                seen: c.seen,
+                tagged: c.tagged,
+                unchanged: c.unchanged,
+                skipped: c.skipped,
+                failed: c.failed,
+                labels: c.labels,
+            },
+            providers: r.providers().iter().map(|p| provider(r, p)).collect(),
+            cache: r.cache().map(|c| Cache {
+                hits: c.hits,
+                misses: c.misses,
+                hit_rate: c.hit_rate().map(rate),
+            }),
+            waits: waits(|w| r.total_waits().get(&w).copied().unwrap_or_default()),
+            estimated_cost_usd: r.total_cost(),
+            elapsed_seconds: r.elapsed().map(seconds),
+        },
+    }
+}
+
+fn page(p: PageView<'_>, dry_run: bool) -> Page<'_> {
+    let labels = p.labels();
+    Page {
+        id: p.id(),
+        title: p.title(),
+        url: p.url(),
+        status: status_str(p.status()),
+        labels_before: p.labels_before(),
+        labels_proposed: dry_run.then(|| labels.clone()),
+        labels_added: (!dry_run).then_some(labels),
+        provider: p.provider(),
+        error: (p.status() == Status::Failed).then(|| p.reason().unwrap_or("unknown error")),
+        skip_reason: (p.status() == Status::Skipped)
+            .then(|| p.reason().unwrap_or("nothing to classify")),
+    }
+}
+
+fn provider<'a>(r: &RunReport, p: &'a ProviderMetrics) -> Provider<'a> {
+    let price = r.prices().get(&p.provider, p.model.as_deref());
+    Provider {
+        provider: &p.provider,
+        model: p.model.as_deref(),
+        calls: p.calls,
+        successes: p.successes,
+        success_rate: p.success_rate().map(rate),
+        failures: &p.failures,
+        rate_limited: p.rate_limited,
+        retries: p.retries,
+        budget_exhausted: p.budget_exhausted,
+        splits: p.splits,
+        fallbacks: p.fallbacks,
+        skipped: p.skipped,
+        tokens_in: p.tokens_in,
+        tokens_out: p.tokens_out,
+        latency: latency(&p.latency),
+        waits: waits(|w| p.wait(w)),
+        concurrency_limit: p.concurrency_limit,
+        paced_rpm: p.paced_rpm,
+        unavailable: p.unavailable.as_deref(),
+        price: price.map(|x| PriceOut {
+            input_usd_per_million_tokens: x.input_per_mtok,
+            output_usd_per_million_tokens: x.output_per_mtok,
+        }),
+        estimated_cost_usd: r.prices().cost(p),
+    }
+}
+
+fn latency(l: &Latency) -> LatencyOut {
+    LatencyOut {
+        count: l.count,
+        p50_seconds: l.p50.map(seconds),
+        p95_seconds: l.p95.map(seconds),
+        max_seconds: l.max.map(seconds),
+    }
+}
+
+/// Every reason, always, so that a consumer can read `waits.cooldown_429.seconds` blindly.
+fn waits(get: impl Fn(Wait) -> WaitTotal) -> BTreeMap<&'static str, WaitOut> {
+    Wait::ALL
+        .into_iter()
+        .map(|w| {
+            let t = get(w);
+            (
+                w.as_str(),
+                WaitOut {
+                    count: t.count,
+                    seconds: seconds(t.total),
+                },
+            )
+        })
+        .collect()
+}
+
+/// A rate to four decimals, so that 2/3 reads 0.6667 rather than 0.6666666666666666.
+fn rate(r: f64) -> f64 {
+    (r * 10_000.0).round() / 10_000.0
+}

@@ -1,0 +1,200 @@
+//! The end-of-run metrics table, for a person at a terminal (or a cron mail, or a CI log).
+//!
+//! Three small tables, each narrow enough for an 80-column terminal with up to three
+//! providers: pages, then one column per provider, then the run as a whole. Plain ASCII
+//! borders so that it survives any log viewer; ANSI bold for titles and header rows only when
+//! `color` is true.
+
+use std::io::{self, Write};
+
+use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
+
+use super::model::{RunReport, Wait};
+use super::units::{self, NONE};
+
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// Writes the metrics table. `color`: ANSI bold for titles and header rows (pass
+/// `stdout().is_terminal()` and honour `NO_COLOR` in the app); never any other escape code.
+pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> io::Result<()> {
+    let run = r.run();
+    let c = r.counts();
+    let mode = if run.dry_run {
+        format!("{}, dry run: nothing written", run.mode.as_str())
+    } else {
+        run.mode.as_str().to_string()
+    };
+    title(
+        out,
+        &format!("tag-space: space {} ({mode})", plain(&run.space)),
+        color,
+    )?;
+
+    // Pages.
+    let labels_header = if run.dry_run {
+        "labels to add"
+    } else {
+        "labels added"
+    };
+    let mut pages = new_table();
+    pages.set_header(vec![
+        "seen",
+        "tagged",
+        "unchanged",
+        "skipped",
+        "failed",
+        labels_header,
+    ]);
+    pages.add_row(
+        [c.seen, c.tagged, c.unchanged, c.skipped, c.failed, c.labels]
+            .map(|n| Cell::new(units::count(n))),
+    );
+    right_align(&mut pages, 0);
+    write_table(out, &pages, true, color)?;
+
+    // Providers: one column each, so that the table grows down, not across.
+    let providers = r.providers();
+    if !providers.is_empty() {
+        writeln!(out)?;
+        title(out, "Providers", color)?;
+        let mut t = new_table();
+        let mut header = vec![String::new()];
+        header.extend(providers.iter().map(|p| plain(&p.provider)));
+        t.set_header(header);
+        let row = |name: &str, f: &dyn Fn(&super::model::ProviderMetrics) -> String| {
+            let mut v = vec![name.to_string()];
+            v.extend(providers.iter().map(f));
+            v
+        };
+        t.add_row(row("model", &|p| {
+            p.model.as_deref().map_or_else(|| NONE.to_string(), plain)
+        }));
+        t.add_row(row("calls", &|p| units::count(p.calls)));
+        t.add_row(row("success", &|p| units::percent(p.success_rate())));
+        t.add_row(row("429s", &|p| units::count(p.rate_limited)));
+        t.add_row(row("retries", &|p| units::count(p.retries)));
+        t.add_row(row("fallbacks", &|p| units::count(p.fallbacks)));
+        t.add_row(row("latency p50", &|p| units::opt_duration(p.latency.p50)));
+        t.add_row(row("latency p95", &|p| units::opt_duration(p.latency.p95)));
+        t.add_row(row("tokens in", &|p| units::count(p.tokens_in)));
+        t.add_row(row("tokens out", &|p| units::count(p.tokens_out)));
+        t.add_row(row("est. cost", &|p| units::usd(r.prices().cost(p))));
+        for w in Wait::ALL {
+            if providers.iter().any(|p| p.wait(w).count > 0) {
+                t.add_row(row(&format!("wait: {}", w.label()), &|p| {
+                    wait_cell(p.wait(w).count, p.wait(w).total)
+                }));
+            }
+        }
+        if providers.iter().any(|p| p.unavailable.is_some()) {
+            t.add_row(row("unavailable", &|p| {
+                p.unavailable
+                    .as_deref()
+                    .map_or_else(|| NONE.to_string(), plain)
+            }));
+        }
+        right_align(&mut t, 1);
+        write_table(out, &t, true, color)?;
+    }
+
+    // The run as a whole.
+    writeln!(out)?;
+    title(out, "Run", color)?;
+    let mut t = new_table();
+    let waits = r.total_waits();
+    let waited: std::time::Duration = waits.values().map(|w| w.total).sum();
+    t.add_row(vec![
+        "cache hit rate".to_string(),
+        units::percent(r.cache().and_then(|c| c.hit_rate())),
+    ]);
+    t.add_row(vec!["est. cost".to_string(), total_cost(r)]);
+    t.add_row(vec![
+        "time waiting".to_string(),
+        if waits.is_empty() {
+            units::duration(waited)
+        } else {
+            let parts: Vec<String> = waits
+                .iter()
+                .map(|(w, t)| format!("{} {}", w.label(), units::duration(t.total)))
+                .collect();
+            format!("{} ({})", units::duration(waited), parts.join(", "))
+        },
+    ]);
+    t.add_row(vec![
+        "elapsed".to_string(),
+        units::opt_duration(r.elapsed()),
+    ]);
+    write_table(out, &t, false, color)
+}
+
+/// The total cost, saying when some provider had no price.
+fn total_cost(r: &RunReport) -> String {
+    let unpriced: Vec<String> = r
+        .providers()
+        .iter()
+        .filter(|p| p.calls > 0 && r.prices().cost(p).is_none())
+        .map(|p| plain(&p.provider))
+        .collect();
+    match (r.total_cost(), unpriced.is_empty()) {
+        (total, true) => units::usd(total),
+        (None, false) => NONE.to_string(),
+        (total, false) => format!(
+            "{} + unknown ({} has no price)",
+            units::usd(total),
+            unpriced.join(", ")
+        ),
+    }
+}
+
+fn wait_cell(count: u64, total: std::time::Duration) -> String {
+    if count == 0 {
+        NONE.to_string()
+    } else {
+        format!("{} ({}x)", units::duration(total), units::count(count))
+    }
+}
+
+fn new_table() -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::ASCII_FULL_CONDENSED)
+        // Never wrap or measure a terminal: the output must not depend on where it goes.
+        .set_content_arrangement(ContentArrangement::Disabled);
+    t
+}
+
+/// Right-aligns every column from `first` on (figures).
+fn right_align(t: &mut Table, first: usize) {
+    for col in t.column_iter_mut().skip(first) {
+        col.set_cell_alignment(CellAlignment::Right);
+    }
+}
+
+fn title(out: &mut impl Write, text: &str, color: bool) -> io::Result<()> {
+    if color {
+        writeln!(out, "{BOLD}{text}{RESET}")
+    } else {
+        writeln!(out, "{text}")
+    }
+}
+
+/// Writes the table line by line; with `color` and a header, the header line (the second,
+/// under the top border) in bold. Styling whole lines keeps the columns aligned.
+fn write_table(out: &mut impl Write, t: &Table, header: bool, color: bool) -> io::Result<()> {
+    for (i, line) in t.lines().enumerate() {
+        if color && header && i == 1 {
+            writeln!(out, "{BOLD}{line}{RESET}")?;
+        } else {
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Text from configuration or a server, made safe for a terminal: control characters
+/// (escape sequences, newlines) become spaces.
+fn plain(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
