@@ -3,29 +3,31 @@
 //! that uses `anyhow`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 
-use crate::cli::Args;
+use crate::cli::{Args, OutputFormat};
 use crate::config::{Config, ProviderSettings};
 use crate::confluence::{ConfluenceClient, PageSource};
+use crate::governor::ProviderStats;
 use crate::governor::{Chain, Governed, GovernorConfig};
 use crate::llm::AnyProvider;
 use crate::llm::gemini::GeminiProvider;
 use crate::llm::openai::OpenAiProvider;
 use crate::llm::rules::RulesProvider;
 use crate::pipeline::{self, RunOptions};
-use crate::report::{self, ProviderLine, Summary};
+use crate::report;
+use crate::report::model::{Mode, ProviderMetrics, RunInfo, RunReport, Settings};
 use crate::taxonomy::Taxonomy;
 
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so
 /// that one request stays well inside every provider's context window.
 const MAX_BATCH_CHARS: usize = 60_000;
 
-/// Runs tag-space with these flags. `Ok` carries the run's summary (the caller maps failed
+/// Runs tag-space with these flags. `Ok` carries the run's report (the caller maps failed
 /// pages to exit 1); `Err` is a usage, configuration or fatal error (exit 2).
-pub async fn run(args: Args) -> anyhow::Result<Summary> {
+pub async fn run(args: Args) -> anyhow::Result<RunReport> {
     let config = Config::load(&args)?;
     for w in &config.warnings {
         report::warning_line(w);
@@ -92,7 +94,7 @@ async fn execute<S: PageSource>(
     source: &S,
     chain: &Chain<AnyProvider>,
     taxonomy: &Taxonomy,
-) -> anyhow::Result<Summary> {
+) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     // Every page of a request repeats every tag in the schema; keep the schema inside what
     // providers accept.
@@ -114,33 +116,76 @@ async fn execute<S: PageSource>(
         // Twice the governor's ceiling: the governor, not the pipeline, limits requests.
         max_in_flight: config.max_concurrency * 2,
     };
-    let mut summary = Summary::new(&config.space, config.dry_run);
+    let mut run_report = RunReport::new(
+        RunInfo::new(&config.space, Mode::Add, config.dry_run, SystemTime::now()),
+        Settings::from_config(config, taxonomy.fingerprint()),
+    );
+    if config.reports.is_empty() && config.format == OutputFormat::Table {
+        // Only the table is wanted: keep counts, not a record per page.
+        run_report = run_report.counts_only();
+    }
+    let page_lines = config.format == OutputFormat::Table;
     let listed = pipeline::run(source, chain, taxonomy, &opts, |outcome| {
-        summary.record(&outcome);
-        if !args.quiet || outcome.status == pipeline::Status::Failed {
+        run_report.record(&outcome);
+        if page_lines && (!args.quiet || outcome.status == pipeline::Status::Failed) {
             report::print_page_line(&outcome, config.dry_run);
         }
     })
     .await;
-    summary.elapsed = started.elapsed();
-    summary.providers = chain
-        .stats()
-        .into_iter()
-        .map(|s| ProviderLine {
-            name: s.provider,
-            calls: s.calls,
-            rate_limited: s.rate_limited,
-            retries: s.retries,
-            fallbacks: s.fallbacks,
-            input_tokens: s.tokens_in,
-            output_tokens: s.tokens_out,
-        })
-        .collect();
+    run_report.set_providers(
+        chain
+            .stats()
+            .iter()
+            .map(|s| provider_metrics(s, config))
+            .collect(),
+    );
+    run_report.finish(SystemTime::now(), started.elapsed());
+
     // A run that stopped before its first page (space not found, bad credentials) has
-    // nothing to summarise: the error line says it all.
-    if listed.is_ok() || summary.seen > 0 {
-        report::print_summary(&summary);
+    // nothing to report: the error line says it all.
+    if listed.is_ok() || run_report.counts().seen > 0 {
+        report::print_final(&run_report, config.format, config.no_color)
+            .context("cannot write to stdout")?;
+        for file in &config.reports {
+            report::write_report_file(file, &run_report)
+                .with_context(|| format!("cannot write the report {}", file.path.display()))?;
+        }
     }
     listed.with_context(|| format!("the run over space {} stopped early", config.space))?;
-    Ok(summary)
+    Ok(run_report)
+}
+
+/// The governor's figures for one provider, as the reports show them.
+fn provider_metrics(s: &ProviderStats, config: &Config) -> ProviderMetrics {
+    let model = match s.provider {
+        "gemini" => config.gemini.as_ref().map(|p| p.model.clone()),
+        "openai" => config.openai.as_ref().map(|p| p.model.clone()),
+        _ => None,
+    };
+    let mut m = ProviderMetrics::new(s.provider, model);
+    m.calls = s.calls;
+    m.successes = s.successes;
+    m.failures = s
+        .failures
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    m.rate_limited = s.rate_limited;
+    m.retries = s.retries;
+    m.budget_exhausted = s.budget_exhausted;
+    m.splits = s.splits;
+    m.fallbacks = s.fallbacks;
+    m.skipped = s.skipped;
+    m.tokens_in = s.tokens_in;
+    m.tokens_out = s.tokens_out;
+    m.concurrency_limit = s.concurrency_limit;
+    m.paced_rpm = s.paced_rpm;
+    m.unavailable = s.unavailable.clone();
+    m.set_latencies(&s.latencies);
+    for (reason, w) in &s.waits {
+        if let Ok(wait) = reason.as_str().parse() {
+            m.add_wait(wait, w.count, w.total);
+        }
+    }
+    m
 }

@@ -36,6 +36,9 @@ ENVIRONMENT (also read from ./.env; a flag beats the environment, which beats .e
     TAG_SPACE_CACHE_ENABLED       true | false (default true)
     TAG_SPACE_CACHE_SIZE          in-memory cache entries (default 1000)
     TAG_SPACE_CACHE_PATH          state file (default: the platform cache directory)
+  Conventions
+    NO_COLOR                      no colour in the output
+    RUST_LOG                      log filter, overrides -q/-v (e.g. RUST_LOG=tag_space=debug)
 
 EXIT STATUS:
   0 every page fine, 1 finished but some pages failed, 2 usage, configuration or fatal error
@@ -96,13 +99,32 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub cache_path: Option<PathBuf>,
 
-    /// Print only errors and the summary.
+    /// Also write a report: FILE.json (the documented JSON document, docs/report.md) or
+    /// FILE.md (Markdown for a pull-request comment or $GITHUB_STEP_SUMMARY). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub report: Vec<PathBuf>,
+
+    /// What to print on stdout at the end: a metrics table for people, or the JSON report
+    /// for scripts (then no per-page lines are printed).
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    pub format: OutputFormat,
+
+    /// Print only errors and the final table.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
 
     /// More log detail (-v: info, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// What the run prints on stdout at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Per-page lines and a metrics table.
+    Table,
+    /// The JSON report only.
+    Json,
 }
 
 /// Providers that can be added as a last resort with `--fallback`.

@@ -109,6 +109,9 @@ pub const VARIABLES: &[&str] = &[
     "TAG_SPACE_CACHE_PATH",
 ];
 
+/// Conventions tag-space honours that are not its own settings (documented, not in .env.example).
+pub const CONVENTIONS: &[&str] = &["NO_COLOR", "RUST_LOG"];
+
 pub const DEFAULT_GEMINI_MODEL: &str = "gemini-2.5-flash";
 pub const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4.1-mini";
@@ -146,6 +149,20 @@ pub struct CacheSettings {
     pub path: Option<PathBuf>,
 }
 
+/// The kind of a `--report` file, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    Json,
+    Markdown,
+}
+
+/// A report to write at the end of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportFile {
+    pub path: PathBuf,
+    pub kind: ReportKind,
+}
+
 /// Everything a run needs, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -169,6 +186,11 @@ pub struct Config {
     pub max_page_chars: usize,
     pub taxonomy_path: Option<PathBuf>,
     pub cache: CacheSettings,
+    /// Reports to write at the end of the run.
+    pub reports: Vec<ReportFile>,
+    pub format: crate::cli::OutputFormat,
+    /// `NO_COLOR` is set: no colour even on a terminal.
+    pub no_color: bool,
     /// Things worth a warning that do not stop the run (e.g. plain HTTP to a remote host).
     pub warnings: Vec<String>,
 }
@@ -290,6 +312,33 @@ impl Config {
             tpm: opt_setting("TAG_SPACE_OPENAI_TPM", &get, "200000")?,
         };
 
+        let reports = args
+            .report
+            .iter()
+            .map(|path| {
+                let ext = path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .map(str::to_ascii_lowercase);
+                let kind = match ext.as_deref() {
+                    Some("json") => ReportKind::Json,
+                    Some("md" | "markdown") => ReportKind::Markdown,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            name: "--report".into(),
+                            value: path.display().to_string(),
+                            reason: "the file name must end in .json or .md".into(),
+                            example: "report.json",
+                        });
+                    }
+                };
+                Ok(ReportFile {
+                    path: path.clone(),
+                    kind,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         let demo = args.demo;
         let rules = demo || args.fallback == Some(crate::cli::FallbackArg::Rules);
         let (space, confluence, gemini, openai) = if demo {
@@ -329,6 +378,9 @@ impl Config {
                 size: cache_size,
                 path: cache_path,
             },
+            reports,
+            format: args.format,
+            no_color: get("NO_COLOR").is_some(),
             warnings,
         })
     }

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(app::run(args)) {
-        Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
+        Ok(report) if report.counts().failed == 0 => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             report::error_line(&format!("{e:#}"));

@@ -32,6 +32,31 @@ fn tag_space_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
     cmd.output().expect("run tag-space")
 }
 
+/// Runs with `--report report.json` and returns the parsed report too (`Null` if none).
+fn tag_space_with_report(args: &[&str], vars: &[(&str, String)]) -> (Output, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut argv = args.to_vec();
+    argv.extend(["--report", "report.json"]);
+    let out = tag_space_in(dir.path(), &argv, vars);
+    let report = std::fs::read_to_string(dir.path().join("report.json"))
+        .map(|s| serde_json::from_str(&s).expect("the report is JSON"))
+        .unwrap_or(Value::Null);
+    (out, report)
+}
+
+/// seen, tagged, unchanged, skipped, failed
+fn counts(report: &Value) -> [u64; 5] {
+    let p = &report["metrics"]["pages"];
+    ["seen", "tagged", "unchanged", "skipped", "failed"].map(|k| p[k].as_u64().unwrap_or(u64::MAX))
+}
+
+fn provider<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["metrics"]["providers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["provider"] == name))
+        .unwrap_or(&Value::Null)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -179,7 +204,7 @@ async fn cloud_dry_run_proposes_labels_and_writes_nothing() {
         .await;
     let llm = gemini().await;
     let vars = [cloud_vars(&confluence), gemini_vars(&llm)].concat();
-    let out = tag_space(&["--space", "ENG", "--dry-run"], &vars);
+    let (out, report) = tag_space_with_report(&["--space", "ENG", "--dry-run"], &vars);
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -198,10 +223,16 @@ async fn cloud_dry_run_proposes_labels_and_writes_nothing() {
         "{stdout}"
     );
     assert!(stdout.contains("+type-postmortem"), "{stdout}");
-    assert!(
-        stdout.contains("3 seen, 3 tagged, 0 unchanged, 0 skipped, 0 failed"),
-        "{stdout}"
-    );
+    assert_eq!(counts(&report), [3, 3, 0, 0, 0]);
+    assert_eq!(report["run"]["dry_run"], true);
+    let page_102 = report["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "102")
+        .unwrap();
+    assert_eq!(page_102["labels_before"], json!(["tool-jira"]));
+    assert_eq!(page_102["labels_proposed"], json!(["type-reference"]));
     assert!(label_posts(&confluence).await.is_empty());
 }
 
@@ -303,7 +334,7 @@ async fn datacenter_with_openai_only() {
         ("OPENAI_API_KEY", OPENAI_KEY.into()),
         ("OPENAI_BASE_URL", format!("{}/v1", openai.uri())),
     ];
-    let out = tag_space(&["--space", "OPS"], &vars);
+    let (out, report) = tag_space_with_report(&["--space", "OPS"], &vars);
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -311,10 +342,8 @@ async fn datacenter_with_openai_only() {
         "stdout: {stdout}\nstderr: {}",
         text(&out.stderr)
     );
-    assert!(
-        stdout.contains("3 seen, 1 tagged, 2 unchanged, 0 skipped, 0 failed"),
-        "{stdout}"
-    );
+    assert_eq!(counts(&report), [3, 1, 2, 0, 0]);
+    assert_eq!(provider(&report, "openai")["calls"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -367,7 +396,7 @@ async fn gemini_quota_exhausted_falls_back_to_openai_and_a_failed_write_exits_1(
         ],
     ]
     .concat();
-    let out = tag_space(&["--space", "ENG", "--batch-size", "10"], &vars);
+    let (out, report) = tag_space_with_report(&["--space", "ENG", "--batch-size", "10"], &vars);
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -378,9 +407,13 @@ async fn gemini_quota_exhausted_falls_back_to_openai_and_a_failed_write_exits_1(
     assert!(stdout.contains("[openai]"), "{stdout}");
     assert!(stdout.contains("failed     103"), "{stdout}");
     assert!(stdout.contains("HTTP 404"), "{stdout}");
+    assert_eq!(counts(&report), [3, 2, 0, 0, 1]);
+    assert_eq!(provider(&report, "gemini")["fallbacks"], 1);
     assert!(
-        stdout.contains("3 seen, 2 tagged, 0 unchanged, 0 skipped, 1 failed"),
-        "{stdout}"
+        provider(&report, "gemini")["unavailable"]
+            .as_str()
+            .is_some(),
+        "{report}"
     );
 }
 
@@ -499,6 +532,10 @@ fn the_demo_runs_offline_and_exits_0() {
         text(&out.stderr)
     );
     assert!(stdout.contains("space DEMO"), "{stdout}");
+    assert!(
+        stdout.contains("| seen | tagged |"),
+        "the metrics table is printed: {stdout}"
+    );
     assert!(stdout.contains("added"), "{stdout}");
     assert!(stdout.contains("skipped"), "{stdout}");
     assert!(stdout.contains("rules"), "{stdout}");
@@ -549,11 +586,29 @@ async fn a_gemini_429_with_retry_info_is_waited_out_then_retried() {
         .await;
     let vars = [cloud_vars(&confluence), gemini_vars(&llm)].concat();
     let started = std::time::Instant::now();
-    let out = tag_space(&["--space", "ENG", "--dry-run", "--batch-size", "10"], &vars);
+    let (out, report) = tag_space_with_report(
+        &["--space", "ENG", "--dry-run", "--batch-size", "10"],
+        &vars,
+    );
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", text(&out.stderr));
-    assert!(stdout.contains("3 seen, 3 tagged"), "{stdout}");
-    assert!(stdout.contains("1 rate-limited (429), 1 retries, 0 fallbacks"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(counts(&report), [3, 3, 0, 0, 0]);
+    let gemini = provider(&report, "gemini");
+    assert_eq!(
+        (
+            &gemini["rate_limited"],
+            &gemini["retries"],
+            &gemini["fallbacks"]
+        ),
+        (&json!(1), &json!(1), &json!(0)),
+        "{gemini}"
+    );
+    assert_eq!(gemini["waits"]["cooldown_429"]["count"], 1, "{gemini}");
     // The retry waited for the server's 0.2 s.
     let reqs = llm.received_requests().await.unwrap();
     assert_eq!(reqs.len(), 2);
