@@ -25,6 +25,9 @@ use crate::taxonomy::Taxonomy;
 /// that one request stays well inside every provider's context window.
 const MAX_BATCH_CHARS: usize = 60_000;
 
+/// After an interruption, batches already with a provider get this long to finish.
+const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs tag-space with these flags. `Ok` carries the run's report (the caller maps failed
 /// pages to exit 1); `Err` is a usage, configuration or fatal error (exit 2).
 pub async fn run(args: Args) -> anyhow::Result<RunReport> {
@@ -115,6 +118,8 @@ async fn execute<S: PageSource>(
         max_page_chars: config.max_page_chars,
         // Twice the governor's ceiling: the governor, not the pipeline, limits requests.
         max_in_flight: config.max_concurrency * 2,
+        grace: INTERRUPT_GRACE,
+        ..RunOptions::default()
     };
     let mut run_report = RunReport::new(
         RunInfo::new(&config.space, Mode::Add, config.dry_run, SystemTime::now()),

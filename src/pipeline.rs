@@ -9,9 +9,13 @@
 //! to the caller's sink as soon as it is known.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::confluence::{ConfluenceError, LABEL_PREFIX, Label, Page, PageSource};
 use crate::llm::validate::validate;
@@ -19,7 +23,7 @@ use crate::llm::{PageText, Provider};
 use crate::taxonomy::Taxonomy;
 
 /// What a run does; see [`crate::config::Config`] for where each value comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub space: String,
     pub dry_run: bool,
@@ -32,6 +36,13 @@ pub struct RunOptions {
     /// Batches being classified at once. Keep it at or above the provider's maximum
     /// concurrency so that the governor, not the pipeline, is what limits requests.
     pub max_in_flight: usize,
+    /// Cancelling stops the run taking new work: no more pages are read, pages waiting for a
+    /// batch are dropped (a later run does them), batches already being classified get
+    /// `grace` to finish, then are abandoned.
+    pub cancel: CancellationToken,
+    pub grace: Duration,
+    /// Counts pages as the listing delivers them, for a progress display.
+    pub listed: Arc<AtomicU64>,
 }
 
 /// How one page ended.
@@ -118,7 +129,16 @@ where
 {
     let max_in_flight = opts.max_in_flight.max(1);
     let (tx, mut rx) = mpsc::channel::<Page>(opts.batch_size.max(1) * max_in_flight);
-    let producer = source.stream_pages(&opts.space, tx);
+    let producer = async {
+        let listing = source.stream_pages(&opts.space, tx);
+        tokio::pin!(listing);
+        tokio::select! {
+            listed = &mut listing => listed,
+            // Once cancelled, a listing request still in the air gets the same grace as the
+            // batches, then is dropped.
+            () = async { opts.cancel.cancelled().await; tokio::time::sleep(opts.grace).await } => Ok(0),
+        }
+    };
 
     let consumer = async {
         let mut batcher = crate::batch::Batcher::new(opts.batch_size, opts.max_batch_chars);
@@ -141,9 +161,28 @@ where
                 .collect()
         };
 
+        let mut deadline: Option<tokio::time::Instant> = None;
         loop {
+            // Done when nothing more will be read and nothing is being classified.
+            if !input_open && in_flight.is_empty() {
+                break;
+            }
             tokio::select! {
                 biased;
+                () = opts.cancel.cancelled(), if deadline.is_none() => {
+                    deadline = Some(tokio::time::Instant::now() + opts.grace);
+                    if input_open {
+                        rx.close();
+                        input_open = false;
+                    }
+                    let dropped = batcher.flush().map_or(0, |b| b.len());
+                    waiting.clear();
+                    tracing::warn!(in_flight = in_flight.len(), dropped, "interrupted: finishing the batches in flight");
+                }
+                () = sleep_until_or_never(deadline), if deadline.is_some() => {
+                    tracing::warn!(abandoned = in_flight.len(), "interrupted: abandoning the batches still in flight");
+                    break;
+                }
                 Some(outcomes) = in_flight.next(), if !in_flight.is_empty() => {
                     for o in outcomes {
                         sink(o);
@@ -153,6 +192,7 @@ where
                     match page {
                         Some(page) => {
                             seen += 1;
+                            opts.listed.fetch_add(1, Ordering::Relaxed);
                             if opts.limit.is_some_and(|limit| seen >= limit) {
                                 // Stop the listing: the producer sees the closed channel and
                                 // returns; pages already buffered in the channel are not read.
@@ -167,12 +207,14 @@ where
                         }
                         None => input_open = false,
                     }
-                    if !input_open {
+                    if !input_open && deadline.is_none() {
                         if let Some(batch) = batcher.flush() {
                             in_flight.push(process_batch(source, provider, taxonomy, opts.dry_run, cut(batch, &mut waiting)));
                         }
                     }
                 }
+                // Unreachable (the check above ends the loop first), but a select with every
+                // branch disabled would panic.
                 else => break,
             }
         }
@@ -180,6 +222,13 @@ where
 
     let (listed, ()) = tokio::join!(producer, consumer);
     listed
+}
+
+async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Extracts a listed page's text. A page without text is reported as skipped; a page the

@@ -106,6 +106,7 @@ fn opts(dry_run: bool) -> RunOptions {
         max_batch_chars: 100_000,
         max_page_chars: 1000,
         max_in_flight: 3,
+        ..RunOptions::default()
     }
 }
 
@@ -392,4 +393,80 @@ async fn limit_landing_on_a_skipped_page_still_finishes_the_pending_batch() {
     assert_eq!(out.len(), 2);
     assert_eq!(out["1"].status, Status::Tagged);
     assert_eq!(out["2"].status, Status::Skipped);
+}
+
+/// A provider that takes `delay` (tokio time) per call.
+struct Slow(std::time::Duration, Mutex<u32>);
+
+impl Provider for Slow {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+    async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+        *self.1.lock().unwrap() += 1;
+        tokio::time::sleep(self.0).await;
+        Ok(Answer {
+            provider: "slow",
+            model: "m".into(),
+            labels: howto_jira(batch)?,
+            usage: None,
+            rate_limits: RateLimitHints::default(),
+        })
+    }
+}
+
+async fn run_cancelled_after(
+    delay: std::time::Duration,
+    grace: std::time::Duration,
+) -> (BTreeMap<String, PageOutcome>, u32, std::time::Duration) {
+    let pages = (1..=40)
+        .map(|i| page(&i.to_string(), "<p>x</p>", None))
+        .collect();
+    let source = MemorySource::new("ENG", pages);
+    let provider = Slow(delay, Mutex::new(0));
+    let tax = taxonomy();
+    let mut o = opts(false);
+    o.max_in_flight = 2;
+    o.grace = grace;
+    let cancel = o.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        cancel.cancel();
+    });
+    let started = tokio::time::Instant::now();
+    let mut out = BTreeMap::new();
+    run(&source, &provider, &tax, &o, |o| {
+        out.insert(o.id.clone(), o);
+    })
+    .await
+    .unwrap();
+    let calls = *provider.1.lock().unwrap();
+    (out, calls, started.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn interruption_lets_in_flight_batches_finish_and_takes_no_new_work() {
+    // Two batches of 2 start at t=0 and take 2 s; the interruption comes at 0.5 s; the grace
+    // (5 s) is long enough: both finish, nothing else starts.
+    let (out, calls, elapsed) = run_cancelled_after(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(calls, 2);
+    assert_eq!(out.len(), 4);
+    assert!(out.values().all(|o| o.status == Status::Tagged));
+    assert_eq!(elapsed, std::time::Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn interruption_abandons_batches_that_outlast_the_grace() {
+    let (out, calls, elapsed) = run_cancelled_after(
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(calls, 2);
+    assert!(out.is_empty());
+    assert_eq!(elapsed, std::time::Duration::from_millis(5500));
 }
