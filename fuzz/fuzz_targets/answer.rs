@@ -39,10 +39,16 @@ fn taxonomy() -> &'static Taxonomy {
 }
 
 fuzz_target!(|text: &str| {
-    let Ok(labels) = parse_answer(text) else { return };
+    let Ok(labels) = parse_answer(text) else {
+        return;
+    };
     let batch: Vec<PageText> = ["1", "2", "101", "1"]
         .iter()
-        .map(|id| PageText { id: (*id).into(), title: String::new(), text: String::new() })
+        .map(|id| PageText {
+            id: (*id).into(),
+            title: String::new(),
+            text: String::new(),
+        })
         .collect();
     let answer = Answer {
         provider: "fuzz",
@@ -60,7 +66,9 @@ fuzz_target!(|text: &str| {
         let mut per_category: HashMap<&str, usize> = HashMap::new();
         let mut seen = HashSet::new();
         for l in labels {
-            let c = tax.category_of(l).unwrap_or_else(|| panic!("{l:?} is not a tag"));
+            let c = tax
+                .category_of(l)
+                .unwrap_or_else(|| panic!("{l:?} is not a tag"));
             assert!(check_label(l).is_ok());
             assert!(seen.insert(l), "{l:?} twice");
             let n = per_category.entry(c.name.as_str()).or_default();

@@ -13,10 +13,15 @@ fn unescape(s: &str) -> String {
     while let Some(i) = rest.find('&') {
         out.push_str(&rest[..i]);
         rest = &rest[i..];
-        let (entity, c) = [("&amp;", '&'), ("&lt;", '<'), ("&gt;", '>'), ("&quot;", '"')]
-            .into_iter()
-            .find(|(e, _)| rest.starts_with(e))
-            .unwrap_or_else(|| panic!("unescaped & at {rest:?}"));
+        let (entity, c) = [
+            ("&amp;", '&'),
+            ("&lt;", '<'),
+            ("&gt;", '>'),
+            ("&quot;", '"'),
+        ]
+        .into_iter()
+        .find(|(e, _)| rest.starts_with(e))
+        .unwrap_or_else(|| panic!("unescaped & at {rest:?}"));
         out.push(c);
         rest = &rest[entity.len()..];
     }
@@ -26,7 +31,8 @@ fn unescape(s: &str) -> String {
 
 /// `s` with `prefix` removed, or a panic that shows both.
 fn eat<'a>(s: &'a str, prefix: &str) -> &'a str {
-    s.strip_prefix(prefix).unwrap_or_else(|| panic!("expected {prefix:?} at {s:?}"))
+    s.strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("expected {prefix:?} at {s:?}"))
 }
 
 /// Up to the next `<`, which page data can never contain.
@@ -43,13 +49,19 @@ fuzz_target!(|pages: Vec<(String, String, String)>| {
         .collect();
     let s = user_content(&batch);
     let mut seen = std::collections::HashSet::new();
-    let unique: Vec<&PageText> = batch.iter().filter(|p| seen.insert(p.id.as_str())).collect();
+    let unique: Vec<&PageText> = batch
+        .iter()
+        .filter(|p| seen.insert(p.id.as_str()))
+        .collect();
     assert_eq!(s.matches("<page id=").count(), unique.len());
     assert_eq!(s.matches("</page>").count(), unique.len());
     // The header ("Pages to label: N. Their ids: ...") runs to the first block; an id may
     // hold a newline, so it can span lines, but it never holds markup.
     let (header, mut rest) = s.split_at(s.find("\n<page id=").unwrap_or(s.len()));
-    assert!(header.starts_with("Pages to label: ") && header.ends_with(".\n"), "{header:?}");
+    assert!(
+        header.starts_with("Pages to label: ") && header.ends_with(".\n"),
+        "{header:?}"
+    );
     assert!(!header.contains(['<', '>']), "{header:?}");
     for p in unique {
         rest = eat(rest, "\n<page id=\"");

@@ -18,7 +18,11 @@ fuzz_target!(|text: &str| {
     // KNOWN BUG (fuzz/regressions/rate_limits-retry-after-*, ignored tests in props.rs):
     // a finite number of seconds too big for a Duration panics in Duration::from_secs_f64.
     // Skipped so the rest of the target can be explored; delete this guard with the fix.
-    if text.trim().parse::<f64>().is_ok_and(|s| s.is_finite() && s.abs() >= 1.8e16) {
+    if text
+        .trim()
+        .parse::<f64>()
+        .is_ok_and(|s| s.is_finite() && s.abs() >= 1.8e16)
+    {
         return;
     }
     let _ = parse_retry_after(text, now);
