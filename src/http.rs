@@ -45,10 +45,23 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     };
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
+            return Some(clamped_secs(ms / 1000.0));
         }
     }
     get("retry-after").and_then(|v| parse_retry_after(v, SystemTime::now()))
+}
+
+/// The longest wait a server can ask for that tag-space represents: a year. Anything longer
+/// (`Retry-After: 1e47`) means the same thing, "not in this run", and clamping keeps
+/// `Instant + wait` from overflowing anywhere downstream.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Seconds as a `Duration`, clamped to `[0, MAX_SERVER_WAIT]`; NaN counts as zero.
+pub fn clamped_secs(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs).map_or(MAX_SERVER_WAIT, |d| d.min(MAX_SERVER_WAIT))
 }
 
 /// Parses a `Retry-After` value: delta-seconds (`"30"`, `"1.5"`) or an HTTP date, relative to
@@ -56,7 +69,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return (secs.is_finite() && secs >= 0.0).then(|| clamped_secs(secs));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))

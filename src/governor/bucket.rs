@@ -76,7 +76,8 @@ impl Bucket {
             (cost - self.level) / self.per_sec
         };
         self.level -= cost;
-        start + Duration::from_secs_f64(wait)
+        // A starved bucket (a learned rate near zero) must not overflow the clock.
+        start + crate::http::clamped_secs(wait)
     }
 
     /// Adds (or with a negative `delta`, takes) units, e.g. correcting an estimate from usage.

@@ -256,7 +256,9 @@ fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmE
     let meta = response.usage_metadata.unwrap_or_default();
     let usage = Some(Usage {
         input_tokens: meta.prompt_token_count,
-        output_tokens: meta.candidates_token_count + meta.thoughts_token_count,
+        output_tokens: meta
+            .candidates_token_count
+            .saturating_add(meta.thoughts_token_count),
     });
     let Some(candidate) = response.candidates.into_iter().next() else {
         return Err(match response.prompt_feedback {
@@ -277,7 +279,8 @@ fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmE
         Some("MAX_TOKENS") => {
             return Err(bad(&format!(
                 "finishReason MAX_TOKENS: the answer was cut off after {} output tokens ({} of them thinking); raise the output cap or use smaller batches",
-                meta.candidates_token_count + meta.thoughts_token_count,
+                meta.candidates_token_count
+                    .saturating_add(meta.thoughts_token_count),
                 meta.thoughts_token_count
             )));
         }

@@ -119,7 +119,9 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
         rest = after;
     }
     let secs = u64::try_from(total_ns / 1_000_000_000).ok()?;
-    Some(Duration::new(secs, (total_ns % 1_000_000_000) as u32))
+    // "114h18m0s" has been seen; nothing beyond a year means more than "not in this run", and
+    // the clamp keeps `Instant + wait` from overflowing downstream.
+    Some(Duration::new(secs, (total_ns % 1_000_000_000) as u32).min(crate::http::MAX_SERVER_WAIT))
 }
 
 /// The wait a provider wrote into its message: "Please retry in 47.174066935s." (Gemini),

@@ -10,3 +10,5 @@ mod governor;
 mod pipeline;
 // The built binary end to end against local fakes: exit codes, output, writes.
 mod cli;
+// Property tests of the parsers (text, answers, rate limits, taxonomy, prompt); see FUZZING.md.
+mod props;
