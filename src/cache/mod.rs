@@ -42,6 +42,7 @@
 //! the work. Every call is synchronous and takes microseconds (see [`store`](self::store) and
 //! BENCHMARKS.md); call it directly from async code, never holding anything across `.await`.
 
+mod checkpoint;
 mod decide;
 mod error;
 mod key;

@@ -20,6 +20,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::decide::{LabelPlan, LabelStatus, PageDone, PageLedger};
 use super::key::{CacheKey, ContentHash, SetupHash};
+use super::checkpoint::Checkpointer;
 use super::{CacheError, schema};
 use crate::config::CacheSettings;
 
@@ -259,6 +260,8 @@ pub struct Store {
     read: bool,
     busy_timeout: Duration,
     counters: Counters,
+    /// Runs WAL checkpoints off the caller's path (see `checkpoint.rs`); kept for its `Drop`.
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -278,6 +281,7 @@ impl Store {
     pub fn open(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Self, CacheError> {
         let path = path.as_ref();
         let conn = schema::open(path, opts.busy_timeout)?;
+        let checkpointer = Checkpointer::start(&conn, path, opts.busy_timeout);
         let capacity = NonZeroUsize::new(opts.memory_entries.max(1)).expect("max(1) is non-zero");
         Ok(Self {
             path: path.to_path_buf(),
@@ -286,6 +290,7 @@ impl Store {
             read: opts.read,
             busy_timeout: opts.busy_timeout,
             counters: Counters::default(),
+            _checkpointer: checkpointer,
         })
     }
 

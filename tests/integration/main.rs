@@ -10,3 +10,5 @@ mod governor;
 mod pipeline;
 // The built binary end to end against local fakes: exit codes, output, writes.
 mod cli;
+// The state file: classification cache, label ledger, runs; real SQLite in temp dirs.
+mod cache;
