@@ -8,8 +8,7 @@
 use std::time::{Duration, Instant};
 
 use tag_space::cache::{
-    CacheKey, Classification, ContentHash, PageDone, RunMode, Setup, Store, StoreOptions,
-    plan_add,
+    CacheKey, Classification, ContentHash, PageDone, RunMode, Setup, Store, StoreOptions, plan_add,
 };
 
 const SAMPLES: usize = 5_000;
@@ -23,7 +22,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("state.db");
     let setup = Setup::new("taxonomy-fingerprint", "p1", "gemini/gemini-2.5-flash");
-    let key = |i: usize| CacheKey::new(&setup, &format!("Page {i}"), &format!("text {i} ").repeat(40));
+    let key = |i: usize| {
+        CacheKey::new(
+            &setup,
+            &format!("Page {i}"),
+            &format!("text {i} ").repeat(40),
+        )
+    };
     let class = || {
         Classification::new(
             vec!["howto".into(), "kubernetes".into(), "team-platform".into()],
@@ -53,7 +58,9 @@ fn main() {
         let ledger = store.page_ledger("BENCH", &page).expect("ledger");
         let plan = plan_add(&[], &labels, &ledger);
         store.prepare_labels(&run, &page, &plan).expect("intent");
-        store.finish_page(&run, &page, &done(i), &plan).expect("done");
+        store
+            .finish_page(&run, &page, &done(i), &plan)
+            .expect("done");
     }
     drop(store);
     println!(
@@ -66,13 +73,20 @@ fn main() {
     let store = Store::open(&path, StoreOptions::default()).expect("reopen");
     let run = store.begin_run("BENCH", RunMode::Add, false).expect("run");
     let mut rng = Lcg(0x9E37_79B9_7F4A_7C15);
-    println!("\n{:<44}{:>10}{:>10}{:>10}{:>10}", "operation (100k entries)", "mean", "p50", "p99", "max");
+    println!(
+        "\n{:<44}{:>10}{:>10}{:>10}{:>10}",
+        "operation (100k entries)", "mean", "p50", "p99", "max"
+    );
 
     let mut r = Vec::new();
-    r.push(time("lookup hit, from the file (cold memory)", SAMPLES, || {
-        let k = key(rng.below(entries));
-        assert!(store.lookup(&k).unwrap().is_some());
-    }));
+    r.push(time(
+        "lookup hit, from the file (cold memory)",
+        SAMPLES,
+        || {
+            let k = key(rng.below(entries));
+            assert!(store.lookup(&k).unwrap().is_some());
+        },
+    ));
     // Warm a small working set (all in the 1000-entry LRU), then hit it.
     let hot: Vec<CacheKey> = (0..500).map(key).collect();
     for k in &hot {
@@ -108,22 +122,35 @@ fn main() {
         assert!(store.page_ledger("BENCH", &page).unwrap().done.is_some());
     }));
     let mut n = 2 * entries;
-    r.push(time("ledger write: prepare_labels + finish_page", SAMPLES, || {
-        n += 1;
-        let page = format!("{n}");
-        let ledger = store.page_ledger("BENCH", &page).unwrap();
-        let plan = plan_add(&[], &labels, &ledger);
-        store.prepare_labels(&run, &page, &plan).unwrap();
-        store.finish_page(&run, &page, &done(n), &plan).unwrap();
-    }));
+    r.push(time(
+        "ledger write: prepare_labels + finish_page",
+        SAMPLES,
+        || {
+            n += 1;
+            let page = format!("{n}");
+            let ledger = store.page_ledger("BENCH", &page).unwrap();
+            let plan = plan_add(&[], &labels, &ledger);
+            store.prepare_labels(&run, &page, &plan).unwrap();
+            store.finish_page(&run, &page, &done(n), &plan).unwrap();
+        },
+    ));
     store.finish_run(&run).unwrap();
 
     let worst_per_page = r
         .iter()
-        .map(|(name, mean)| if name.starts_with("store_batch") { *mean / BATCH as u32 } else { *mean })
+        .map(|(name, mean)| {
+            if name.starts_with("store_batch") {
+                *mean / BATCH as u32
+            } else {
+                *mean
+            }
+        })
         .max()
         .unwrap();
-    println!("\nworst mean per page: {worst_per_page:.1?} (target < 1 ms); file {} MB", size(&path) / 1_000_000);
+    println!(
+        "\nworst mean per page: {worst_per_page:.1?} (target < 1 ms); file {} MB",
+        size(&path) / 1_000_000
+    );
 }
 
 /// Runs `f` `samples` times after a short warm-up, prints the line, returns (name, mean).
@@ -167,7 +194,10 @@ fn size(path: &std::path::Path) -> u64 {
 struct Lcg(u64);
 impl Lcg {
     fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) as usize) % n
     }
 }

@@ -3,10 +3,10 @@
 //! By default SQLite checkpoints inside the commit that pushes the log past 1000 pages: that
 //! one commit copies the log into the file and fsyncs it, which `benches/store.rs` measured at
 //! tens of milliseconds (p99 of a batch write 45 ms, max 117 ms), a stall of a tokio worker.
-//! Instead the store turns automatic checkpoints off on its own connection and a thread with
-//! a second connection runs a PASSIVE checkpoint every second. PASSIVE never waits for the
-//! writer, so commits stay a plain append to the log; the log stays bounded by about one
-//! second of writes. The last connection to close checkpoints whatever is left.
+//! Instead a thread with a second connection runs a PASSIVE checkpoint every second, and the
+//! store's own connection checkpoints only as a backstop, at 8192 log pages (32 MiB) instead of
+//! 1000. PASSIVE never waits for the writer, so commits stay a plain append to the log. The
+//! last connection to close checkpoints whatever is left.
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -16,6 +16,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 const EVERY: Duration = Duration::from_secs(1);
+/// Log pages (4 KiB each) at which a commit checkpoints by itself after all.
+const BACKSTOP_PAGES: i64 = 8192;
 
 /// The background checkpointer; stops and joins on drop.
 pub(crate) struct Checkpointer {
@@ -34,21 +36,26 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("tag-space-checkpoint".into())
             .spawn(move || {
-                loop {
-                    match rx.recv_timeout(EVERY) {
-                        Err(RecvTimeoutError::Timeout) => {
-                            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                                tracing::debug!(error = %e, "background checkpoint failed; will retry");
-                            }
-                        }
-                        // Stop requested, or the store is gone.
-                        _ => break,
+                // Ends when stop is sent or the store (holding the sender) is gone.
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(EVERY) {
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(error = %e, "background checkpoint failed; will retry");
                     }
                 }
             })
             .ok()?;
-        if let Err(e) = main.pragma_update(None, "wal_autocheckpoint", 0) {
-            tracing::debug!(error = %e, "cannot turn automatic checkpoints off");
+        // A backstop, not the rule: under back-to-back writes the log is never completely
+        // copied at the moment a write starts, so it is never rewound and would keep growing.
+        // At this size a commit checkpoints itself, which is cheap by then (the thread has
+        // copied nearly all of it), and the file is cut back to the limit.
+        for (pragma, value) in [
+            ("wal_autocheckpoint", BACKSTOP_PAGES),
+            ("journal_size_limit", BACKSTOP_PAGES * 4096),
+        ] {
+            if let Err(e) = main.pragma_update(None, pragma, value) {
+                tracing::debug!(error = %e, pragma, "cannot set");
+            }
         }
         Some(Self {
             stop: Some(stop),

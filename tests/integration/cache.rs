@@ -54,13 +54,21 @@ fn a_stored_classification_survives_reopening() {
     {
         let store = open(&path);
         let run = store.begin_run("ENG", RunMode::Add, false).unwrap();
-        store.store_batch(&run, &[(key(1), class(&["howto"]))]).unwrap();
+        store
+            .store_batch(&run, &[(key(1), class(&["howto"]))])
+            .unwrap();
         store.finish_run(&run).unwrap();
     }
     let store = open(&path);
-    let got = store.lookup(&key(1)).unwrap().expect("a hit after reopening");
+    let got = store
+        .lookup(&key(1))
+        .unwrap()
+        .expect("a hit after reopening");
     assert_eq!(got.labels, s(&["howto"]));
-    assert_eq!((got.provider.as_str(), got.input_tokens, got.output_tokens), ("gemini", 120, 8));
+    assert_eq!(
+        (got.provider.as_str(), got.input_tokens, got.output_tokens),
+        ("gemini", 120, 8)
+    );
     assert!(store.lookup(&key(2)).unwrap().is_none());
     let c = store.counters();
     assert_eq!((c.hits, c.memory_hits, c.misses), (1, 0, 1));
@@ -79,9 +87,18 @@ fn the_lru_holds_its_capacity_counts_evictions_and_answers_before_sqlite() {
     // Delete every row behind the store's back: what is still found came from memory.
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute("DELETE FROM classifications", []).unwrap();
-    assert!(store.lookup(&key(2)).unwrap().is_some(), "key 2 is in memory");
-    assert!(store.lookup(&key(3)).unwrap().is_some(), "key 3 is in memory");
-    assert!(store.lookup(&key(1)).unwrap().is_none(), "key 1 was evicted");
+    assert!(
+        store.lookup(&key(2)).unwrap().is_some(),
+        "key 2 is in memory"
+    );
+    assert!(
+        store.lookup(&key(3)).unwrap().is_some(),
+        "key 3 is in memory"
+    );
+    assert!(
+        store.lookup(&key(1)).unwrap().is_none(),
+        "key 1 was evicted"
+    );
     let c = store.counters();
     assert_eq!((c.hits, c.memory_hits, c.misses), (2, 2, 1));
 }
@@ -108,12 +125,20 @@ fn with_reads_disabled_lookups_miss_but_results_are_stored() {
     {
         let store = Store::open(&path, opts(10, false)).unwrap();
         let run = store.begin_run("ENG", RunMode::Add, false).unwrap();
-        store.store_batch(&run, &[(key(1), class(&["howto"]))]).unwrap();
-        assert!(store.lookup(&key(1)).unwrap().is_none(), "--no-cache must miss");
+        store
+            .store_batch(&run, &[(key(1), class(&["howto"]))])
+            .unwrap();
+        assert!(
+            store.lookup(&key(1)).unwrap().is_none(),
+            "--no-cache must miss"
+        );
         assert_eq!(store.counters().misses, 1);
     }
     let store = open(&path);
-    assert!(store.lookup(&key(1)).unwrap().is_some(), "but the result was stored");
+    assert!(
+        store.lookup(&key(1)).unwrap().is_some(),
+        "but the result was stored"
+    );
 }
 
 #[test]
@@ -121,7 +146,9 @@ fn a_new_taxonomy_or_model_misses_what_the_old_one_stored() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&db(&dir));
     let run = store.begin_run("ENG", RunMode::Add, false).unwrap();
-    store.store_batch(&run, &[(key(1), class(&["howto"]))]).unwrap();
+    store
+        .store_batch(&run, &[(key(1), class(&["howto"]))])
+        .unwrap();
     for other in [
         Setup::new("tax-fp-2", "p1", "gemini/gemini-2.5-flash"),
         Setup::new("tax-fp-1", "p1", "gemini/gemini-2.5-pro"),
@@ -176,11 +203,20 @@ fn a_newer_schema_is_refused_and_the_file_left_untouched() {
         "{err:?}"
     );
     let msg = err.to_string();
-    for needle in [path.to_str().unwrap(), "99", "upgrade tag-space", "TAG_SPACE_CACHE_PATH"] {
+    for needle in [
+        path.to_str().unwrap(),
+        "99",
+        "upgrade tag-space",
+        "TAG_SPACE_CACHE_PATH",
+    ] {
         assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
     }
     assert!(msg.contains(&format!("up to {SCHEMA_VERSION}")), "{msg}");
-    assert_eq!(std::fs::read(&path).unwrap(), before, "the file was changed");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file was changed"
+    );
 }
 
 #[test]
@@ -216,7 +252,9 @@ fn a_damaged_store_is_a_clear_error_when_the_damage_is_read() {
     std::fs::write(&path, &bytes).unwrap();
     let err = match Store::open(&path, StoreOptions::default()) {
         Err(e) => e,
-        Ok(store) => store.lookup(&key(1)).expect_err("a damaged table read fine"),
+        Ok(store) => store
+            .lookup(&key(1))
+            .expect_err("a damaged table read fine"),
     };
     assert!(matches!(err, CacheError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains(path.to_str().unwrap()));
@@ -282,7 +320,9 @@ fn a_second_process_waits_for_the_lock_then_reports_busy() {
 
     // Held past the timeout: a clear error.
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let err = store.store_batch(&run, &[(key(2), class(&["a"]))]).unwrap_err();
+    let err = store
+        .store_batch(&run, &[(key(2), class(&["a"]))])
+        .unwrap_err();
     assert!(matches!(err, CacheError::Busy { .. }), "{err:?}");
     assert!(err.to_string().contains(path.to_str().unwrap()));
     other.execute_batch("ROLLBACK").unwrap();
@@ -338,8 +378,14 @@ fn the_ledger_attributes_only_tag_space_labels_and_sync_removes_only_those() {
     let run = store.begin_run("ENG", RunMode::Sync, false).unwrap();
     let plan = apply(&store, &run, "p1", 3, &mut labels, &["faq"]);
     assert_eq!(plan.remove, s(&["howto"]), "tag-space's own label goes");
-    assert!(labels.contains(&"runbook".to_string()), "the person's label stays");
-    assert_eq!(store.page_ledger("ENG", "p1").unwrap().labels.get("howto"), None);
+    assert!(
+        labels.contains(&"runbook".to_string()),
+        "the person's label stays"
+    );
+    assert_eq!(
+        store.page_ledger("ENG", "p1").unwrap().labels.get("howto"),
+        None
+    );
 }
 
 #[test]
@@ -391,7 +437,10 @@ fn a_dry_run_writes_nothing_to_the_ledger() {
     let mut labels = Vec::new();
     apply(&store, &run, "p1", 1, &mut labels, &["howto"]);
     let ledger = store.page_ledger("ENG", "p1").unwrap();
-    assert!(ledger.done.is_none() && ledger.labels.is_empty(), "{ledger:?}");
+    assert!(
+        ledger.done.is_none() && ledger.labels.is_empty(),
+        "{ledger:?}"
+    );
 }
 
 #[test]
@@ -415,7 +464,13 @@ fn an_interrupted_run_leaves_exactly_the_unfinished_half_to_do() {
         .filter(|&i| {
             let ledger = store.page_ledger("ENG", &pages[i]).unwrap();
             let hash = ContentHash::of_page(&pages[i], "body");
-            !is_unchanged(&ledger, Some(i as u64), &hash, &setup_hash, Some(&s(&["howto"])))
+            !is_unchanged(
+                &ledger,
+                Some(i as u64),
+                &hash,
+                &setup_hash,
+                Some(&s(&["howto"])),
+            )
         })
         .collect();
     let expected: Vec<usize> = (0..pages.len()).filter(|&i| !finished(i)).collect();
@@ -433,7 +488,12 @@ fn stats_show_entries_size_and_the_last_runs_per_space() {
     for (space, n) in [("ENG", 3), ("OPS", 1)] {
         let run = store.begin_run(space, RunMode::Add, false).unwrap();
         let batch: Vec<_> = (0..n)
-            .map(|i| (CacheKey::new(&setup(), space, &format!("{i}")), class(&["x"])))
+            .map(|i| {
+                (
+                    CacheKey::new(&setup(), space, &format!("{i}")),
+                    class(&["x"]),
+                )
+            })
             .collect();
         store.store_batch(&run, &batch).unwrap();
         store.lookup(&batch[0].0).unwrap();
@@ -449,7 +509,11 @@ fn stats_show_entries_size_and_the_last_runs_per_space() {
     assert_eq!(stats.entries, 4);
     assert!(stats.file_bytes > 0);
     assert_eq!(stats.schema_version, SCHEMA_VERSION);
-    let spaces: Vec<_> = stats.spaces.iter().map(|s| (s.space.as_str(), s.entries)).collect();
+    let spaces: Vec<_> = stats
+        .spaces
+        .iter()
+        .map(|s| (s.space.as_str(), s.entries))
+        .collect();
     assert_eq!(spaces, vec![("ENG", 3), ("OPS", 1)]);
     let eng = &stats.spaces[0];
     assert_eq!(eng.runs.len(), 1, "only the last run was asked for");
@@ -458,7 +522,10 @@ fn stats_show_entries_size_and_the_last_runs_per_space() {
     let stats = store.stats(10).unwrap();
     let eng_first = stats.spaces[0].runs.last().unwrap();
     let c = eng_first.counters;
-    assert_eq!((c.hits, c.misses, c.calls, c.skipped_unchanged), (1, 1, 1, 1));
+    assert_eq!(
+        (c.hits, c.misses, c.calls, c.skipped_unchanged),
+        (1, 1, 1, 1)
+    );
     assert_eq!(c.hit_rate(), Some(0.5));
     assert!(eng_first.finished_at.is_some());
 }
@@ -480,8 +547,14 @@ fn clear_forgets_one_space_or_all_but_keeps_label_attribution() {
 
     let cleared = store.clear(Some("ENG")).unwrap();
     assert_eq!((cleared.entries, cleared.pages, cleared.runs), (1, 1, 1));
-    assert!(store.lookup(&keys[0]).unwrap().is_none(), "ENG's entry survived");
-    assert!(store.lookup(&keys[1]).unwrap().is_some(), "OPS's entry was cleared");
+    assert!(
+        store.lookup(&keys[0]).unwrap().is_none(),
+        "ENG's entry survived"
+    );
+    assert!(
+        store.lookup(&keys[1]).unwrap().is_some(),
+        "OPS's entry was cleared"
+    );
     let eng = store.page_ledger("ENG", "p1").unwrap();
     assert!(eng.done.is_none(), "ENG's page is to be done again");
     assert_eq!(eng.labels.get("howto"), Some(&LabelStatus::Added));
@@ -492,7 +565,12 @@ fn clear_forgets_one_space_or_all_but_keeps_label_attribution() {
     assert!(store.lookup(&keys[1]).unwrap().is_none());
     let stats = store.stats(5).unwrap();
     assert_eq!(stats.entries, 0);
-    assert!(stats.spaces.iter().all(|s| s.runs.is_empty() && s.pages_done == 0));
+    assert!(
+        stats
+            .spaces
+            .iter()
+            .all(|s| s.runs.is_empty() && s.pages_done == 0)
+    );
     assert_eq!(
         store.page_ledger("OPS", "p1").unwrap().labels.get("howto"),
         Some(&LabelStatus::Added)
@@ -509,7 +587,9 @@ async fn many_tasks_share_one_store() {
         let (store, run) = (store.clone(), run.clone());
         tasks.push(tokio::spawn(async move {
             for b in 0..10 {
-                let batch: Vec<_> = (0..5).map(|i| (key(t * 1000 + b * 10 + i), class(&["a"]))).collect();
+                let batch: Vec<_> = (0..5)
+                    .map(|i| (key(t * 1000 + b * 10 + i), class(&["a"])))
+                    .collect();
                 store.store_batch(&run, &batch).unwrap();
                 tokio::task::yield_now().await;
                 assert!(store.lookup(&batch[0].0).unwrap().is_some());
