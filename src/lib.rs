@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod batch;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod confluence;

@@ -12,3 +12,5 @@ mod pipeline;
 mod cli;
 // Property tests of the parsers (text, answers, rate limits, taxonomy, prompt); see FUZZING.md.
 mod props;
+// The state file: classification cache, label ledger, runs; real SQLite in temp dirs.
+mod cache;

@@ -1,0 +1,59 @@
+//! The persistent store: classification cache, label ledger and run history, in one SQLite
+//! file (`TAG_SPACE_CACHE_PATH`, default [`default_path`]).
+//!
+//! A nightly run over an unchanged space should cost nothing, and a run killed halfway should
+//! resume without redoing or losing work. Three things make that so:
+//!
+//! * **Classification cache** ([`Store::lookup`], [`Store::store_batch`]): the model's answer
+//!   per [`CacheKey`] (page title + extracted text + taxonomy fingerprint + prompt version +
+//!   model), with an in-memory LRU in front. A changed taxonomy or model changes every key,
+//!   so it invalidates exactly the answers it should, by construction.
+//! * **Label ledger** ([`Store::page_ledger`], [`is_unchanged`], [`plan_add`] / [`plan_sync`],
+//!   [`Store::prepare_labels`], [`Store::finish_page`]): which labels tag-space itself added,
+//!   and how each page was when it was last finished. The decisions are pure functions in
+//!   [`decide`](self::decide) and are tested without SQLite.
+//! * **Runs** ([`Store::begin_run`], [`Store::finish_run`], [`Store::stats`], [`Store::clear`]).
+//!
+//! # How the pipeline uses it
+//!
+//! ```text
+//! start    store = Store::open(path, StoreOptions::from_settings(&cfg.cache))?
+//!          run   = store.begin_run(space, RunMode::Add | Sync, dry_run)?
+//!          setup = Setup::new(taxonomy.fingerprint(), PROMPT_VERSION, "gemini/<model>")
+//! per page, as listed (before extraction):
+//!          hash   = ContentHash::of_page(&page.title, &page.body)
+//!          ledger = store.page_ledger(space, &page.id)?
+//!          if is_unchanged(&ledger, page.version, &hash, &setup.hash(), labels_if_listed) {
+//!              store.count_skipped(); done
+//!          }
+//!          key = CacheKey::new(&setup, &text.title, &text.text)    // after extraction
+//!          if let Some(c) = store.lookup(&key)? { use c.labels; skip the model }
+//! per batch, when its answer is validated:
+//!          store.count_calls(n); store.store_batch(&run, &[(key, Classification::new(..))])?
+//! per page, when applying labels:
+//!          plan = plan_add / plan_sync(&current_labels, &chosen, &ledger)
+//!          store.prepare_labels(&run, &page.id, &plan)?       // write-ahead intent
+//!          confluence: add plan.add, remove plan.remove       // only if !plan.is_noop()
+//!          on success: store.finish_page(&run, &page.id, &PageDone { version, content_hash: hash, setup: setup.hash() }, &plan)?
+//! end      store.finish_run(&run)?
+//! ```
+//!
+//! In a dry run `prepare_labels` and `finish_page` write nothing, so a later real run does
+//! the work. Every call is synchronous and takes microseconds (see [`store`](self::store) and
+//! BENCHMARKS.md); call it directly from async code, never holding anything across `.await`.
+
+mod checkpoint;
+mod decide;
+mod error;
+mod key;
+mod schema;
+mod store;
+
+pub use decide::{LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync};
+pub use error::CacheError;
+pub use key::{CacheKey, ContentHash, Setup, SetupHash};
+pub use schema::SCHEMA_VERSION;
+pub use store::{
+    Classification, Cleared, Run, RunCounters, RunMode, RunRecord, SpaceStats, Stats, Store,
+    StoreOptions, default_path,
+};

@@ -1,0 +1,176 @@
+//! Opening the file: pragmas, the version check and migrations.
+//!
+//! The schema version is SQLite's `PRAGMA user_version`. It is read before anything is
+//! written, so that a file from a newer tag-space is refused untouched instead of being
+//! "migrated" backwards or wiped. `PRAGMA application_id` marks the file as tag-space's, so a
+//! path that points at another program's database is refused too.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::CacheError;
+
+/// `'tgsp'`: written into the SQLite header so the file says whose it is.
+const APPLICATION_ID: i64 = 0x7467_7370;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Append only; never edit one
+/// that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: the classification cache, runs, and the label ledger.
+    "
+    CREATE TABLE classifications (
+        key           BLOB PRIMARY KEY,   -- CacheKey, 32 bytes
+        space         TEXT NOT NULL,      -- the space that stored it last (for `clear --space`)
+        labels        TEXT NOT NULL,      -- JSON array of label names
+        provider      TEXT NOT NULL,      -- who answered: gemini, openai, rules
+        model         TEXT NOT NULL,      -- the model that answered
+        input_tokens  INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL    -- unix seconds
+    ) WITHOUT ROWID;
+    CREATE INDEX classifications_space ON classifications(space);
+
+    CREATE TABLE runs (
+        id                INTEGER PRIMARY KEY,
+        space             TEXT NOT NULL,
+        mode              TEXT NOT NULL,  -- add, sync
+        dry_run           INTEGER NOT NULL,
+        started_at        INTEGER NOT NULL,
+        finished_at       INTEGER,        -- NULL: still running, or interrupted
+        hits              INTEGER NOT NULL DEFAULT 0,
+        misses            INTEGER NOT NULL DEFAULT 0,
+        skipped_unchanged INTEGER NOT NULL DEFAULT 0,
+        evictions         INTEGER NOT NULL DEFAULT 0,
+        calls             INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_space ON runs(space, id);
+
+    -- Per page: how it was when tag-space last finished it.
+    CREATE TABLE pages (
+        space        TEXT NOT NULL,
+        page_id      TEXT NOT NULL,
+        version      INTEGER,             -- NULL when the listing carried none
+        content_hash BLOB NOT NULL,       -- ContentHash
+        setup        BLOB NOT NULL,       -- SetupHash
+        run_id       INTEGER NOT NULL,
+        finished_at  INTEGER NOT NULL,
+        PRIMARY KEY (space, page_id)
+    ) WITHOUT ROWID;
+
+    -- The label ledger: labels tag-space itself put on a page.
+    CREATE TABLE labels (
+        space   TEXT NOT NULL,
+        page_id TEXT NOT NULL,
+        label   TEXT NOT NULL,
+        status  TEXT NOT NULL CHECK (status IN ('adding', 'added', 'removing', 'dismissed')),
+        run_id  INTEGER NOT NULL,
+        at      INTEGER NOT NULL,
+        PRIMARY KEY (space, page_id, label)
+    ) WITHOUT ROWID;
+    ",
+];
+
+/// The newest schema this build understands.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Opens (creating if needed) and migrates the file at `path`.
+pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, CacheError> {
+    let err = |op: &'static str| {
+        move |e: rusqlite::Error| CacheError::from_sqlite(path, op, busy_timeout, e)
+    };
+    if path.is_dir() {
+        return Err(CacheError::Unwritable {
+            path: path.to_path_buf(),
+            reason: "it is a directory".into(),
+        });
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| CacheError::Unwritable {
+            path: path.to_path_buf(),
+            reason: format!("cannot create {}: {e}", parent.display()),
+        })?;
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(err("open"))?;
+    conn.busy_timeout(busy_timeout)
+        .map_err(err("set busy timeout"))?;
+
+    // Read-only checks first: nothing is written to a file we are going to refuse.
+    let found = user_version(&conn).map_err(err("read the schema version"))?;
+    if found > SCHEMA_VERSION {
+        return Err(CacheError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let app_id: i64 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(err("read the application id"))?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(err("read the schema"))?;
+    if (app_id != 0 && app_id != APPLICATION_ID) || (app_id == 0 && tables > 0) {
+        return Err(CacheError::NotOurs {
+            path: path.to_path_buf(),
+        });
+    }
+
+    // WAL: readers never block the writer, and a commit is one append to the log instead of
+    // a rewrite of the file plus a rollback journal. With WAL, synchronous=NORMAL fsyncs only
+    // at checkpoints, not at each commit: the file can never be corrupted, and a killed
+    // process (kill -9, crash) loses nothing, because the log is already in the OS. Only a
+    // power cut or OS crash can lose the last commits, which costs re-classifying those
+    // pages; an intent lost that way would leave a label tag-space wrote unattributed (so
+    // `--sync` would leave it alone, the safe side). FULL would fsync every commit: about a
+    // millisecond per page on an SSD, for protection the nightly job does not need.
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(err("switch to WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), %mode, "the file system does not support WAL; using another journal mode");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err("set synchronous"))?;
+
+    migrate(&conn, path, busy_timeout)?;
+    Ok(conn)
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// Applies the missing migrations in one transaction. The version is read again under the
+/// write lock, so two processes opening a new file at once migrate it once.
+fn migrate(conn: &Connection, path: &Path, busy_timeout: Duration) -> Result<(), CacheError> {
+    let err = |op: &'static str| {
+        move |e: rusqlite::Error| CacheError::from_sqlite(path, op, busy_timeout, e)
+    };
+    if user_version(conn).map_err(err("read the schema version"))? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        .map_err(err("begin the migration"))?;
+    let found = user_version(&tx).map_err(err("read the schema version"))?;
+    if found > SCHEMA_VERSION {
+        return Err(CacheError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tracing::debug!(path = %path.display(), to = i + 1, "migrating the cache schema");
+        tx.execute_batch(sql).map_err(err("migrate the schema"))?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(err("mark the file"))?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(err("record the schema version"))?;
+    tx.commit().map_err(err("commit the migration"))
+}
