@@ -14,25 +14,27 @@
 //! 5 ms of the 429 are in-flight races, not counted). A second simulator without limits is the
 //! fallback provider.
 //!
-//! Pages go in batches of 5 through the provider under test, dispatched concurrently as the
-//! pipeline does (`buffer_unordered(16)`, more than the governor's maximum concurrency, so the
-//! governor — not the driver — limits). Scenarios: the governor with RPM configured, without
-//! a quota at 60 and 30 RPM, and the fixed-rule policy tag-space replaces at 60 and 30 RPM.
-//!
-//! `SimClient` is a stand-in for `tag_space::llm::openai::OpenAiProvider` (not written yet):
-//! one POST per call, errors classified into `LlmError` the same way. Swap it for the real
-//! client when it exists; nothing else changes.
+//! tag-space itself is driven: its real pipeline (`tag_space::pipeline::run`, dry run) reads N
+//! pages from an in-memory space, extracts their text, batches them by 5 and sends each batch
+//! through the provider under test, which wraps the real `OpenAiProvider` (structured
+//! `json_schema` requests, the built-in taxonomy) pointed at the simulator. The simulator
+//! answers every page id the request's schema requires. Scenarios: the governor with RPM
+//! configured, without a quota at 60 and 30 RPM, and the fixed-rule policy tag-space replaces
+//! at 60 and 30 RPM.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::{Value, json};
-use tag_space::config::Quota;
+use tag_space::config::{ProviderSettings, Quota, Secret};
+use tag_space::confluence::{MemorySource, Page};
 use tag_space::governor::{Chain, Governed, GovernorConfig, ProviderStats, WaitReason};
-use tag_space::llm::{Answer, LlmError, LlmErrorKind, PageText, Provider, RateLimitHints, Usage};
+use tag_space::llm::openai::OpenAiProvider;
+use tag_space::llm::{Answer, LlmError, LlmErrorKind, PageText, Provider};
+use tag_space::pipeline::{self, RunOptions};
+use tag_space::taxonomy::Taxonomy;
 use tokio::sync::Semaphore;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -96,7 +98,6 @@ impl Sim {
 impl Respond for Sim {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-        let prompt = body["messages"][1]["content"].as_str().unwrap_or("[]");
         let prompt_tokens = (req.body.len() as f64 / 4.0).ceil();
         let now = Instant::now();
         let mut s = self.state.lock().unwrap();
@@ -144,19 +145,21 @@ impl Respond for Sim {
         }
         s.counts.accepted += 1;
         drop(s);
-        let ids: Vec<String> = serde_json::from_str::<Vec<Value>>(prompt)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| p["id"].as_str().map(String::from))
+        // The real client's schema requires exactly the batch's page ids.
+        let ids: Vec<String> = body["response_format"]["json_schema"]["schema"]["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|id| id.as_str().map(String::from))
             .collect();
-        let labels: BTreeMap<String, Vec<&str>> = ids
+        let labels: BTreeMap<String, Value> = ids
             .iter()
-            .map(|id| (id.clone(), vec!["topic-benchmark"]))
+            .map(|id| (id.clone(), json!({"topic": ["topic-incident-response"]})))
             .collect();
         let completion_tokens = 12 * ids.len() as u64;
         ResponseTemplate::new(200).set_delay(LATENCY).set_body_json(json!({
             "id": "chatcmpl-sim", "object": "chat.completion", "model": "sim-1",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": json!({"labels": labels}).to_string()}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": json!(labels).to_string()}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_tokens as u64, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens as u64 + completion_tokens}
         }))
     }
@@ -174,125 +177,18 @@ async fn start_sim(limits: Limits) -> (MockServer, Sim) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A minimal OpenAI-style client (stand-in for the real one)
+// The real client, pointed at a simulator
 
-struct SimClient {
-    name: &'static str,
-    url: String,
-    http: reqwest::Client,
-}
-
-impl SimClient {
-    fn new(name: &'static str, base: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
-        Self {
-            name,
-            url: format!("{base}/v1/chat/completions"),
-            http,
-        }
-    }
-}
-
-impl Provider for SimClient {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
-        let pages: Vec<Value> = batch
-            .iter()
-            .map(|p| json!({"id": p.id, "title": p.title, "text": p.text}))
-            .collect();
-        let body = json!({
-            "model": "sim-1",
-            "messages": [
-                {"role": "system", "content": "Pick labels for each page from the taxonomy."},
-                {"role": "user", "content": Value::Array(pages).to_string()}
-            ],
-            "max_completion_tokens": MAX_OUTPUT_TOKENS,
-        });
-        let fail = |kind, status, detail: &str| LlmError::new(self.name, kind, status, detail);
-        let resp = self
-            .http
-            .post(&self.url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| {
-                let kind = if e.is_timeout() {
-                    LlmErrorKind::Timeout
-                } else {
-                    LlmErrorKind::Transport
-                };
-                fail(kind, None, &e.to_string())
-            })?;
-        let status = resp.status().as_u16();
-        let retry_after = tag_space::http::retry_after(resp.headers());
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| fail(LlmErrorKind::Transport, Some(status), &e.to_string()))?;
-        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        match status {
-            200 => {}
-            429 if json["error"]["type"] == "insufficient_quota"
-                || json["error"]["code"] == "insufficient_quota" =>
-            {
-                return Err(fail(LlmErrorKind::QuotaExhausted, Some(status), &text));
-            }
-            429 => {
-                return Err(fail(
-                    LlmErrorKind::RateLimited { retry_after },
-                    Some(status),
-                    &text,
-                ));
-            }
-            401 | 403 => return Err(fail(LlmErrorKind::Auth, Some(status), &text)),
-            500..=599 => {
-                return Err(fail(
-                    LlmErrorKind::Overloaded { retry_after },
-                    Some(status),
-                    &text,
-                ));
-            }
-            _ => return Err(fail(LlmErrorKind::BadRequest, Some(status), &text)),
-        }
-        let content: Value = json["choices"][0]["message"]["content"]
-            .as_str()
-            .and_then(|c| serde_json::from_str(c).ok())
-            .ok_or_else(|| fail(LlmErrorKind::BadAnswer, Some(status), &text))?;
-        let labels = content["labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_array()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(|l| l.as_str().map(String::from))
-                                .collect(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let usage = Some(Usage {
-            input_tokens: json["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-            output_tokens: json["usage"]["completion_tokens"].as_u64().unwrap_or(0),
-        });
-        Ok(Answer {
-            provider: self.name,
-            model: "sim-1".into(),
-            labels,
-            usage,
-            rate_limits: RateLimitHints::default(),
-        })
-    }
+fn client(base: &str, taxonomy: &Arc<Taxonomy>) -> OpenAiProvider {
+    let settings = ProviderSettings {
+        api_key: Some(Secret::new("sim-key")),
+        model: "sim-1".into(),
+        base_url: format!("{base}/v1"),
+        quota: Quota::default(),
+        timeout: Duration::from_secs(30),
+        max_output_tokens: MAX_OUTPUT_TOKENS,
+    };
+    OpenAiProvider::new(settings, taxonomy.clone()).expect("client")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,26 +305,43 @@ impl<P: Provider, F: Provider> Provider for FixedRules<P, F> {
 // ---------------------------------------------------------------------------------------------
 // Driving and reporting
 
-fn make_pages(n: usize) -> Vec<Vec<PageText>> {
-    let pages: Vec<PageText> = (0..n)
-        .map(|i| PageText {
+fn make_space(n: usize) -> MemorySource {
+    let pages = (0..n)
+        .map(|i| Page {
             id: format!("{}", 10_000 + i),
             title: format!("Page {i}"),
-            text: "How we run the on-call rotation and what to do when the pager goes off. "
-                .repeat(10),
+            version: Some(1),
+            body: format!(
+                "<h2>On-call</h2><p>{}</p>",
+                "How we run the on-call rotation and what to do when the pager goes off. ".repeat(10)
+            ),
+            labels: Some(Vec::new()),
+            url: None,
         })
         .collect();
-    pages.chunks(BATCH).map(<[PageText]>::to_vec).collect()
+    MemorySource::new("BENCH", pages)
 }
 
-async fn drive(p: &impl Provider, batches: Vec<Vec<PageText>>) -> (Duration, usize) {
+/// Runs tag-space's pipeline over `pages` pages through `p`; returns wall time and failed pages.
+async fn drive(p: &impl Provider, pages: usize, taxonomy: &Taxonomy) -> (Duration, usize) {
+    let source = make_space(pages);
+    let opts = RunOptions {
+        space: "BENCH".into(),
+        dry_run: true,
+        batch_size: BATCH,
+        max_batch_chars: 60_000,
+        max_page_chars: 8000,
+        // As app.rs does: twice the governor's ceiling, so the governor limits, not the pipeline.
+        max_in_flight: 12,
+        ..RunOptions::default()
+    };
     let start = Instant::now();
-    let results: Vec<_> = futures::stream::iter(batches)
-        .map(|b| async move { p.classify(&b).await })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    let failed = results.iter().filter(|r| r.is_err()).count();
+    let mut failed = 0;
+    pipeline::run(&source, p, taxonomy, &opts, |o| {
+        failed += usize::from(o.status == pipeline::Status::Failed);
+    })
+    .await
+    .expect("the listing cannot fail");
     (start.elapsed(), failed)
 }
 
@@ -476,13 +389,13 @@ async fn governor_scenario(name: &str, server_rpm: f64, quota: Quota, pages: usi
         max_output_tokens: MAX_OUTPUT_TOKENS,
         ..GovernorConfig::default()
     };
+    let taxonomy = Arc::new(Taxonomy::embedded());
     let chain = Chain::new(vec![
-        Governed::new(SimClient::new("sim", &primary_srv.uri()), config.clone()),
-        Governed::new(SimClient::new("fallback", &fallback_srv.uri()), config),
+        Governed::new(client(&primary_srv.uri(), &taxonomy), config.clone()),
+        Governed::new(client(&fallback_srv.uri(), &taxonomy), config),
     ]);
-    let batches = make_pages(pages);
-    let n = batches.len();
-    let (wall, failed) = drive(&chain, batches).await;
+    let n = pages.div_ceil(BATCH);
+    let (wall, failed) = drive(&chain, pages, &taxonomy).await;
     let stats = chain.stats();
     let (p, f) = (&stats[0], &stats[1]);
     let c = sim.counts();
@@ -521,13 +434,13 @@ async fn fixed_rules_scenario(name: &str, server_rpm: f64, pages: usize) -> Row 
         tpm: None,
     })
     .await;
+    let taxonomy = Arc::new(Taxonomy::embedded());
     let fixed = FixedRules::new(
-        SimClient::new("sim", &primary_srv.uri()),
-        SimClient::new("fallback", &fallback_srv.uri()),
+        client(&primary_srv.uri(), &taxonomy),
+        client(&fallback_srv.uri(), &taxonomy),
     );
-    let batches = make_pages(pages);
-    let n = batches.len();
-    let (wall, failed) = drive(&fixed, batches).await;
+    let n = pages.div_ceil(BATCH);
+    let (wall, failed) = drive(&fixed, pages, &taxonomy).await;
     let c = sim.counts();
     Row {
         name: name.into(),
