@@ -313,7 +313,8 @@ fn make_space(n: usize) -> MemorySource {
             version: Some(1),
             body: format!(
                 "<h2>On-call</h2><p>{}</p>",
-                "How we run the on-call rotation and what to do when the pager goes off. ".repeat(10)
+                "How we run the on-call rotation and what to do when the pager goes off. "
+                    .repeat(10)
             ),
             labels: Some(Vec::new()),
             url: None,
