@@ -144,7 +144,6 @@ async fn execute<S: PageSource>(
         grace: INTERRUPT_GRACE,
         cancel: session.cancel.clone(),
         listed: progress.listed_counter(),
-        ..RunOptions::default()
     };
     let mut run_report = RunReport::new(
         RunInfo::new(&config.space, Mode::Add, config.dry_run, SystemTime::now()),
@@ -293,28 +292,25 @@ async fn take_lock(
         return Ok(None);
     }
     let Some(dir) = &config.lock_dir else {
-        report::warning_line(
-            "no state directory (HOME, XDG_CACHE_HOME and TAG_SPACE_CACHE_PATH are unset): running without the run lock, so an overlapping run is not prevented",
+        tracing::warn!(
+            "no state directory (HOME, XDG_CACHE_HOME and TAG_SPACE_CACHE_PATH are unset): running without the run lock, so an overlapping run is not prevented"
         );
         return Ok(None);
     };
+    // Absolute, so that the message tells a cron user exactly which file.
     let path = lock::lock_path(dir, &config.space);
+    let path = std::path::absolute(&path).unwrap_or(path);
     let held = if args.wait_lock {
-        lock::acquire_waiting(
-            &path,
-            std::time::Duration::from_millis(200),
-            cancel,
-            |e| {
-                if let LockError::Held { path, holder } = e {
-                    let pid = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
-                    tracing::warn!(
-                        lock = %path.display(),
-                        "another run{pid} holds the lock for space {}: waiting (--wait-lock)",
-                        config.space
-                    );
-                }
-            },
-        )
+        lock::acquire_waiting(&path, std::time::Duration::from_millis(200), cancel, |e| {
+            if let LockError::Held { path, holder } = e {
+                let pid = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                tracing::warn!(
+                    lock = %path.display(),
+                    "another run{pid} holds the lock for space {}: waiting (--wait-lock)",
+                    config.space
+                );
+            }
+        })
         .await?
     } else {
         lock::try_acquire(&path)?

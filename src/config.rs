@@ -393,7 +393,10 @@ impl Config {
 
 /// `<state dir>/locks`: next to the explicit state file, else next to the default one
 /// ([`crate::cache::default_path`]), so runs that share a state file share their locks.
-fn lock_dir(state: Option<&std::path::Path>, get: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+fn lock_dir(
+    state: Option<&std::path::Path>,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Option<PathBuf> {
     let default;
     let state = match state {
         Some(p) => p,

@@ -159,8 +159,14 @@ mod tests {
             other => panic!("expected Held, got {other:?}"),
         }
         let msg = try_acquire(&path).unwrap_err().to_string();
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
-        assert!(msg.contains("ENG.lock") && msg.contains("--wait-lock"), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("ENG.lock") && msg.contains("--wait-lock"),
+            "{msg}"
+        );
         drop(held);
         try_acquire(&path).expect("free again once dropped");
     }

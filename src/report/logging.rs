@@ -3,6 +3,7 @@
 //! progress bar ([`super::progress::suspend`]) so that they never tear it.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
@@ -12,6 +13,15 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use super::progress::{CooldownLayer, suspend};
 use crate::cli::LogFormat;
+
+/// Set by [`init`] with `--log-format json`: then everything on stderr is a JSON line.
+static JSON_LOGS: AtomicBool = AtomicBool::new(false);
+
+/// Whether stderr carries JSON lines only ([`super::error_line`] and
+/// [`super::warning_line`] then log instead of printing).
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(Ordering::Relaxed)
+}
 
 /// The filter for `-q`/`-v`/`-vv`: our crate at the chosen level; dependencies (hyper,
 /// reqwest) one notch quieter.
@@ -39,21 +49,20 @@ pub fn init(quiet: bool, verbose: u8, format: LogFormat, progress: Option<Cooldo
     let fmt = match format {
         LogFormat::Text => fmt.with_ansi(ansi).boxed(),
         // JSON never carries escape codes.
-        LogFormat::Json => fmt
-            .json()
-            .with_ansi(false)
-            .with_current_span(false)
-            .boxed(),
+        LogFormat::Json => fmt.json().with_ansi(false).with_current_span(false).boxed(),
     };
     let progress = progress.map(|p| {
         p.with_filter(tracing_subscriber::filter::filter_fn(|m| {
             m.target().starts_with("tag_space::governor")
         }))
     });
-    let _ = tracing_subscriber::registry()
+    let installed = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .with(progress)
         .try_init();
+    if installed.is_ok() && format == LogFormat::Json {
+        JSON_LOGS.store(true, Ordering::Relaxed);
+    }
 }
 
 /// stderr, written with the progress bar cleared.

@@ -56,8 +56,13 @@ pub fn write_page_line(out: &mut impl Write, o: &PageOutcome, dry_run: bool) -> 
     }
 }
 
-/// A fatal error or warning on stderr, in the program's voice.
+/// A fatal error or warning on stderr, in the program's voice (with `--log-format json`, a
+/// JSON log line like every other line on stderr).
 pub fn error_line(message: &str) {
+    if logging::json_logs() {
+        tracing::error!("{message}");
+        return;
+    }
     progress::suspend(|| {
         let _ = writeln!(io::stderr().lock(), "tag-space: {message}");
     });
@@ -65,6 +70,10 @@ pub fn error_line(message: &str) {
 
 /// A non-fatal warning on stderr.
 pub fn warning_line(message: &str) {
+    if logging::json_logs() {
+        tracing::warn!("{message}");
+        return;
+    }
     progress::suspend(|| {
         let _ = writeln!(io::stderr().lock(), "tag-space: warning: {message}");
     });

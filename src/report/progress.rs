@@ -329,8 +329,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CooldownLayer {
         let mut f = Fields::default();
         event.record(&mut f);
         if let (Some(provider), Some(ms)) = (f.provider, f.wait_ms) {
-            self.progress
-                .cooldown(&provider, Duration::from_millis(ms));
+            self.progress.cooldown(&provider, Duration::from_millis(ms));
         }
     }
 }
@@ -395,9 +394,21 @@ mod tests {
         let r = wait_reason(now, &none, &before, &after, &mut sticky);
         assert_eq!(r.as_deref(), Some("cooling down (gemini 429)"));
         // Nothing new: still shown for a moment, then gone.
-        let r = wait_reason(now + Duration::from_secs(1), &none, &after, &after, &mut sticky);
+        let r = wait_reason(
+            now + Duration::from_secs(1),
+            &none,
+            &after,
+            &after,
+            &mut sticky,
+        );
         assert_eq!(r.as_deref(), Some("cooling down (gemini 429)"));
-        let r = wait_reason(now + Duration::from_secs(3), &none, &after, &after, &mut sticky);
+        let r = wait_reason(
+            now + Duration::from_secs(3),
+            &none,
+            &after,
+            &after,
+            &mut sticky,
+        );
         assert_eq!(r, None);
         let retried = [stats("gemini", |s| {
             s.rate_limited = 1;
@@ -433,7 +444,11 @@ mod tests {
         let p = Progress::new();
         let sub = tracing_subscriber::registry().with(p.layer());
         tracing::subscriber::with_default(sub, || {
-            tracing::warn!(provider = "gemini", wait_ms = 5000u64, "rate limited: pausing the provider");
+            tracing::warn!(
+                provider = "gemini",
+                wait_ms = 5000u64,
+                "rate limited: pausing the provider"
+            );
             tracing::warn!(provider = "openai", "unrelated");
         });
         let cd = lock(&p.shared.cooldowns).clone();
