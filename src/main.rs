@@ -81,7 +81,7 @@ async fn watch_signals(
     let first = signals.next().await;
     tracing::warn!(
         signal = first,
-        "interrupted: finishing {} requests in flight (at most {}s); press Ctrl-C again to stop now",
+        "interrupted: taking no new pages, finishing {} requests in flight (at most {}s); press Ctrl-C again to stop now",
         progress.requests_in_flight(),
         app::INTERRUPT_GRACE.as_secs()
     );

@@ -225,7 +225,9 @@ pub fn status_line(
     if let (Some(total), Some(rate)) = (total, rate) {
         if done >= 3 && total > done {
             let left = Duration::from_secs_f64((total - done) as f64 / rate);
-            let _ = write!(s, " · ETA {}", clock(left));
+            if left >= Duration::from_secs(1) {
+                let _ = write!(s, " · ETA {}", clock(left));
+            }
         }
     }
     if let Some(wait) = wait {
@@ -293,12 +295,13 @@ fn wait_reason(
         }
     }
     match sticky {
-        Some((text, until)) if *until > now => Some(text.clone()),
-        _ => {
-            *sticky = None;
-            None
-        }
+        Some((text, until)) if *until > now => return Some(text.clone()),
+        _ => *sticky = None,
     }
+    // Otherwise, the pace of the provider doing the work, when it is paced to a quota.
+    let working = cur.iter().find(|s| s.unavailable.is_none())?;
+    let rpm = working.paced_rpm?;
+    Some(format!("pacing {} to {rpm:.0} rpm", working.provider))
 }
 
 /// See [`Progress::layer`].
@@ -410,6 +413,9 @@ mod tests {
             &mut sticky,
         );
         assert_eq!(r, None);
+        let paced = [stats("gemini", |s| s.paced_rpm = Some(59.6))];
+        let r = wait_reason(now, &none, &paced, &paced, &mut sticky);
+        assert_eq!(r.as_deref(), Some("pacing gemini to 60 rpm"));
         let retried = [stats("gemini", |s| {
             s.rate_limited = 1;
             s.retries = 1
