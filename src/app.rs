@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Args, OutputFormat};
 use crate::config::{Config, ProviderSettings};
@@ -19,6 +20,7 @@ use crate::llm::rules::RulesProvider;
 use crate::pipeline::{self, RunOptions};
 use crate::report;
 use crate::report::model::{Mode, ProviderMetrics, RunInfo, RunReport, Settings};
+use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so
@@ -26,11 +28,24 @@ use crate::taxonomy::Taxonomy;
 const MAX_BATCH_CHARS: usize = 60_000;
 
 /// After an interruption, batches already with a provider get this long to finish.
-const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+pub const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the binary hands a run besides its flags: the token its signal handler cancels on
+/// Ctrl-C/SIGTERM, and the progress bar.
+#[derive(Clone, Default)]
+pub struct Session {
+    pub cancel: CancellationToken,
+    pub progress: Progress,
+}
 
 /// Runs tag-space with these flags. `Ok` carries the run's report (the caller maps failed
 /// pages to exit 1); `Err` is a usage, configuration or fatal error (exit 2).
 pub async fn run(args: Args) -> anyhow::Result<RunReport> {
+    run_with(args, Session::default()).await
+}
+
+/// [`run`], interruptible through `session.cancel` and showing `session.progress`.
+pub async fn run_with(args: Args, session: Session) -> anyhow::Result<RunReport> {
     let config = Config::load(&args)?;
     for w in &config.warnings {
         report::warning_line(w);
@@ -40,16 +55,17 @@ pub async fn run(args: Args) -> anyhow::Result<RunReport> {
         None => Taxonomy::embedded(),
     });
     let chain = build_chain(&config, &taxonomy)?;
+    let _lock = take_lock(&config, &args, &session.cancel).await?;
     if config.demo {
         let source = crate::demo::source();
-        execute(&config, &args, &source, &chain, &taxonomy).await
+        execute(&config, &args, &source, &chain, &taxonomy, &session).await
     } else {
         let settings = config
             .confluence
             .clone()
             .context("Confluence is not configured")?;
         let source = ConfluenceClient::new(settings)?;
-        execute(&config, &args, &source, &chain, &taxonomy).await
+        execute(&config, &args, &source, &chain, &taxonomy, &session).await
     }
 }
 
@@ -97,7 +113,14 @@ async fn execute<S: PageSource>(
     source: &S,
     chain: &Chain<AnyProvider>,
     taxonomy: &Taxonomy,
+    session: &Session,
 ) -> anyhow::Result<RunReport> {
+    let progress = &session.progress;
+    let source = &ListingEnd {
+        inner: source,
+        progress,
+        limit: config.limit,
+    };
     let started = Instant::now();
     // Every page of a request repeats every tag in the schema; keep the schema inside what
     // providers accept.
@@ -119,7 +142,8 @@ async fn execute<S: PageSource>(
         // Twice the governor's ceiling: the governor, not the pipeline, limits requests.
         max_in_flight: config.max_concurrency * 2,
         grace: INTERRUPT_GRACE,
-        ..RunOptions::default()
+        cancel: session.cancel.clone(),
+        listed: progress.listed_counter(),
     };
     let mut run_report = RunReport::new(
         RunInfo::new(&config.space, Mode::Add, config.dry_run, SystemTime::now()),
@@ -130,13 +154,18 @@ async fn execute<S: PageSource>(
         run_report = run_report.counts_only();
     }
     let page_lines = config.format == OutputFormat::Table;
-    let listed = pipeline::run(source, chain, taxonomy, &opts, |outcome| {
+    progress.start(!args.quiet, !config.no_color);
+    let run = pipeline::run(source, chain, taxonomy, &opts, |outcome| {
+        progress.page_done();
         run_report.record(&outcome);
         if page_lines && (!args.quiet || outcome.status == pipeline::Status::Failed) {
             report::print_page_line(&outcome, config.dry_run);
         }
-    })
-    .await;
+    });
+    let listed = tokio::select! {
+        listed = run => listed,
+        never = tick_progress(progress, chain) => match never {},
+    };
     run_report.set_providers(
         chain
             .stats()
@@ -155,6 +184,11 @@ async fn execute<S: PageSource>(
             report::write_report_file(file, &run_report)
                 .with_context(|| format!("cannot write the report {}", file.path.display()))?;
         }
+    }
+    if session.cancel.is_cancelled() {
+        report::warning_line(
+            "interrupted: the summary covers only the pages finished before the stop; run again to do the rest",
+        );
     }
     listed.with_context(|| format!("the run over space {} stopped early", config.space))?;
     Ok(run_report)
@@ -193,4 +227,94 @@ fn provider_metrics(s: &ProviderStats, config: &Config) -> ProviderMetrics {
         }
     }
     m
+}
+
+/// Redraws the progress line from the providers' counters, until dropped.
+async fn tick_progress(
+    progress: &Progress,
+    chain: &Chain<AnyProvider>,
+) -> std::convert::Infallible {
+    loop {
+        progress.update(&chain.stats());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A page source that tells the progress bar the real total once the listing has ended.
+struct ListingEnd<'a, S> {
+    inner: &'a S,
+    progress: &'a Progress,
+    limit: Option<u64>,
+}
+
+impl<S: PageSource> PageSource for ListingEnd<'_, S> {
+    async fn stream_pages(
+        &self,
+        space_key: &str,
+        tx: tokio::sync::mpsc::Sender<crate::confluence::Page>,
+    ) -> Result<u64, crate::confluence::ConfluenceError> {
+        let listed = self.inner.stream_pages(space_key, tx).await;
+        if let Ok(n) = listed {
+            self.progress
+                .set_total(self.limit.map_or(n, |limit| n.min(limit)));
+        }
+        listed
+    }
+
+    async fn labels(
+        &self,
+        page_id: &str,
+    ) -> Result<Vec<crate::confluence::Label>, crate::confluence::ConfluenceError> {
+        self.inner.labels(page_id).await
+    }
+
+    async fn add_labels(
+        &self,
+        page_id: &str,
+        names: &[String],
+    ) -> Result<(), crate::confluence::ConfluenceError> {
+        self.inner.add_labels(page_id, names).await
+    }
+}
+
+/// The run lock for this space ([`crate::lock`]): taken before anything is read or written,
+/// dry runs included (they still spend the provider quota and, with a state file, write
+/// it). The demo writes nothing anywhere and takes none. Without a state directory (no
+/// `HOME`, `XDG_CACHE_HOME` or `TAG_SPACE_CACHE_PATH`) the run goes on unlocked, with a
+/// warning.
+async fn take_lock(
+    config: &Config,
+    args: &Args,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<crate::lock::RunLock>> {
+    use crate::lock::{self, LockError};
+    if config.demo {
+        return Ok(None);
+    }
+    let Some(dir) = &config.lock_dir else {
+        tracing::warn!(
+            "no state directory (HOME, XDG_CACHE_HOME and TAG_SPACE_CACHE_PATH are unset): running without the run lock, so an overlapping run is not prevented"
+        );
+        return Ok(None);
+    };
+    // Absolute, so that the message tells a cron user exactly which file.
+    let path = lock::lock_path(dir, &config.space);
+    let path = std::path::absolute(&path).unwrap_or(path);
+    let held = if args.wait_lock {
+        lock::acquire_waiting(&path, std::time::Duration::from_millis(200), cancel, |e| {
+            if let LockError::Held { path, holder } = e {
+                let pid = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                tracing::warn!(
+                    lock = %path.display(),
+                    "another run{pid} holds the lock for space {}: waiting (--wait-lock)",
+                    config.space
+                );
+            }
+        })
+        .await?
+    } else {
+        lock::try_acquire(&path)?
+    };
+    tracing::debug!(lock = %held.path().display(), "holding the run lock");
+    Ok(Some(held))
 }

@@ -41,7 +41,16 @@ ENVIRONMENT (also read from ./.env; a flag beats the environment, which beats .e
     RUST_LOG                      log filter, overrides -q/-v (e.g. RUST_LOG=tag_space=debug)
 
 EXIT STATUS:
-  0 every page fine, 1 finished but some pages failed, 2 usage, configuration or fatal error
+  0    every page fine
+  1    the run finished, but some pages failed
+  2    usage, configuration or fatal error; or another run holds the space's lock
+  130  interrupted (Ctrl-C or SIGTERM): the partial table and --report files are written;
+       a second Ctrl-C stops at once
+
+CRON:
+  One run at a time per space: a run holds an OS lock on <state dir>/locks/<SPACE>.lock
+  (released when it exits, even if killed). An overlapping run exits 2 naming the lock file
+  and the holder's pid, or waits with --wait-lock. Use -q and --log-format json for logs.
 
 EXAMPLES:
   tag-space --demo                      offline demo: bundled space, keyword rules, no credentials
@@ -116,6 +125,23 @@ pub struct Args {
     /// More log detail (-v: info, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Log lines on stderr as text for people, or JSON lines for a log shipper.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// If another run holds this space's lock, wait for it instead of exiting with 2.
+    #[arg(long)]
+    pub wait_lock: bool,
+}
+
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per line (timestamp, level, fields, message).
+    Json,
 }
 
 /// What the run prints on stdout at the end.

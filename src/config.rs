@@ -191,6 +191,9 @@ pub struct Config {
     pub format: crate::cli::OutputFormat,
     /// `NO_COLOR` is set: no colour even on a terminal.
     pub no_color: bool,
+    /// Where run locks live (`<state dir>/locks`); `None` when no state directory can be
+    /// resolved (no `TAG_SPACE_CACHE_PATH`, `XDG_CACHE_HOME` or `HOME`).
+    pub lock_dir: Option<PathBuf>,
     /// Things worth a warning that do not stop the run (e.g. plain HTTP to a remote host).
     pub warnings: Vec<String>,
 }
@@ -298,6 +301,7 @@ impl Config {
             .cache_path
             .clone()
             .or_else(|| get("TAG_SPACE_CACHE_PATH").map(PathBuf::from));
+        let lock_dir = lock_dir(cache_path.as_deref(), &get);
         let taxonomy_path = args
             .taxonomy
             .clone()
@@ -381,9 +385,33 @@ impl Config {
             reports,
             format: args.format,
             no_color: get("NO_COLOR").is_some(),
+            lock_dir,
             warnings,
         })
     }
+}
+
+/// `<state dir>/locks`: next to the explicit state file, else next to the default one
+/// ([`crate::cache::default_path`]), so runs that share a state file share their locks.
+fn lock_dir(
+    state: Option<&std::path::Path>,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Option<PathBuf> {
+    let default;
+    let state = match state {
+        Some(p) => p,
+        None => {
+            let xdg = get("XDG_CACHE_HOME").map(PathBuf::from);
+            let home = get("HOME").map(PathBuf::from);
+            default = crate::cache::default_path(xdg.as_deref(), home.as_deref())?;
+            &default
+        }
+    };
+    let dir = match state.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Some(dir.join("locks"))
 }
 
 fn read_dotenv(path: &std::path::Path) -> Result<Vec<(String, String)>, ConfigError> {

@@ -24,6 +24,7 @@ pub mod demo;
 pub mod governor;
 pub mod http;
 pub mod llm;
+pub mod lock;
 pub mod pipeline;
 pub mod report;
 pub mod retry;

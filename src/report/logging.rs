@@ -1,25 +1,100 @@
-//! Log setup: `tracing` to stderr, filtered by `-q`/`-v`/`-vv` or `RUST_LOG`.
+//! Log setup: `tracing` to stderr, filtered by `-q`/`-v`/`-vv` or `RUST_LOG`, as text for
+//! people or JSON lines for a log shipper (`--log-format json`). Lines go through the
+//! progress bar ([`super::progress::suspend`]) so that they never tear it.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the global subscriber. Default level: warnings (one line per notable event:
-/// retry, cooldown, fallback, failure). `RUST_LOG` overrides the flags.
-pub fn init(quiet: bool, verbose: u8) {
+use super::progress::{CooldownLayer, suspend};
+use crate::cli::LogFormat;
+
+/// Set by [`init`] with `--log-format json`: then everything on stderr is a JSON line.
+static JSON_LOGS: AtomicBool = AtomicBool::new(false);
+
+/// Whether stderr carries JSON lines only ([`super::error_line`] and
+/// [`super::warning_line`] then log instead of printing).
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(Ordering::Relaxed)
+}
+
+/// The filter for `-q`/`-v`/`-vv`: our crate at the chosen level; dependencies (hyper,
+/// reqwest) one notch quieter.
+fn default_filter(quiet: bool, verbose: u8) -> String {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, _) => "debug",
     };
-    // Our crate at the chosen level; dependencies (hyper, reqwest) one notch quieter.
-    let default = format!("{level},hyper=warn,reqwest=warn,rustls=warn,h2=warn");
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    format!("{level},hyper=warn,reqwest=warn,rustls=warn,h2=warn")
+}
+
+/// Installs the global subscriber. Default level: warnings (one line per notable event:
+/// retry, cooldown, fallback, failure). `RUST_LOG` overrides the flags. `progress` (if any)
+/// sees every governor event whatever the filter, to count cooldowns down on the bar.
+pub fn init(quiet: bool, verbose: u8, format: LogFormat, progress: Option<CooldownLayer>) {
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(default_filter(quiet, verbose)));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(ansi)
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(BarWriter)
+        .with_target(false);
+    let fmt = match format {
+        LogFormat::Text => fmt.with_ansi(ansi).boxed(),
+        // JSON never carries escape codes.
+        LogFormat::Json => fmt.json().with_ansi(false).with_current_span(false).boxed(),
+    };
+    let progress = progress.map(|p| {
+        p.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target().starts_with("tag_space::governor")
+        }))
+    });
+    let installed = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(progress)
         .try_init();
+    if installed.is_ok() && format == LogFormat::Json {
+        JSON_LOGS.store(true, Ordering::Relaxed);
+    }
+}
+
+/// stderr, written with the progress bar cleared.
+#[derive(Clone, Copy)]
+struct BarWriter;
+
+impl Write for BarWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // The formatter hands over one whole line per call.
+        suspend(|| io::stderr().lock().write_all(buf)).map(|()| buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for BarWriter {
+    type Writer = BarWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_map_to_levels() {
+        assert!(default_filter(true, 2).starts_with("error,"));
+        assert!(default_filter(false, 0).starts_with("warn,"));
+        assert!(default_filter(false, 1).starts_with("info,"));
+        assert!(default_filter(false, 5).starts_with("debug,"));
+    }
 }

@@ -8,6 +8,7 @@ pub mod json;
 pub mod logging;
 pub mod markdown;
 pub mod model;
+pub mod progress;
 pub mod table;
 mod units;
 
@@ -55,23 +56,41 @@ pub fn write_page_line(out: &mut impl Write, o: &PageOutcome, dry_run: bool) -> 
     }
 }
 
-/// A fatal error or warning on stderr, in the program's voice.
+/// A fatal error or warning on stderr, in the program's voice (with `--log-format json`, a
+/// JSON log line like every other line on stderr).
 pub fn error_line(message: &str) {
-    let _ = writeln!(io::stderr().lock(), "tag-space: {message}");
+    if logging::json_logs() {
+        tracing::error!("{message}");
+        return;
+    }
+    progress::suspend(|| {
+        let _ = writeln!(io::stderr().lock(), "tag-space: {message}");
+    });
 }
 
 /// A non-fatal warning on stderr.
 pub fn warning_line(message: &str) {
-    let _ = writeln!(io::stderr().lock(), "tag-space: warning: {message}");
+    if logging::json_logs() {
+        tracing::warn!("{message}");
+        return;
+    }
+    progress::suspend(|| {
+        let _ = writeln!(io::stderr().lock(), "tag-space: warning: {message}");
+    });
 }
 
 /// Writes a page line on stdout, ignoring a closed pipe (`| head`).
+/// Written with the progress bar cleared, so that the line does not tear it.
 pub fn print_page_line(o: &PageOutcome, dry_run: bool) {
-    let _ = write_page_line(&mut io::stdout().lock(), o, dry_run);
+    progress::suspend(|| {
+        let _ = write_page_line(&mut io::stdout().lock(), o, dry_run);
+    });
 }
 
 /// The end-of-run output on stdout: the metrics table, or the JSON report.
+/// The progress bar is cleared first: the table replaces it.
 pub fn print_final(report: &RunReport, format: OutputFormat, no_color: bool) -> io::Result<()> {
+    progress::clear();
     let mut out = io::stdout().lock();
     match format {
         OutputFormat::Table => {

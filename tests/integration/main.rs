@@ -14,3 +14,5 @@ mod cli;
 mod props;
 // The state file: classification cache, label ledger, runs; real SQLite in temp dirs.
 mod cache;
+// The run experience of the binary: Ctrl-C/SIGTERM and exit 130, the run lock, log formats.
+mod run;

@@ -1,0 +1,367 @@
+//! The run experience of the built binary: Ctrl-C/SIGTERM (exit 130 with partial reports),
+//! the per-space run lock (exit 2, or `--wait-lock`), `--log-format json`, and no escape
+//! codes when not on a terminal. Real clock and real processes; each test takes well under
+//! a few seconds.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+const PAGES: usize = 12;
+
+/// A Cloud site with space ENG holding `PAGES` pages, none labelled.
+async fn site() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/wiki/api/v2/spaces"))
+        .and(query_param("keys", "ENG"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "results": [{"id": "98765", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}],
+        })))
+        .mount(&server)
+        .await;
+    let pages: Vec<Value> = (1..=PAGES)
+        .map(|i| {
+            json!({
+                "id": format!("{i}"), "status": "current", "title": format!("How to do thing {i}"),
+                "spaceId": "98765", "version": {"number": 1},
+                "body": {"storage": {"representation": "storage", "value": format!("<p>Step {i}: open the form.</p>")}},
+            })
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/wiki/api/v2/spaces/98765/pages"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"results": pages, "_links": {}})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(
+            r"^/wiki/api/v2/pages/\d+/labels$",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"results": [], "_links": {}})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// An OpenAI-compatible server that labels every page of the request `type-howto`, after
+/// `delay`.
+struct Labeller {
+    delay: Duration,
+}
+
+impl Respond for Labeller {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body = String::from_utf8_lossy(&req.body);
+        let mut answer = serde_json::Map::new();
+        for part in body.split("<page id=\\\"").skip(1) {
+            if let Some(id) = part.split("\\\"").next() {
+                answer.insert(id.to_string(), json!({"type": ["type-howto"], "tool": []}));
+            }
+        }
+        ResponseTemplate::new(200)
+            .set_delay(self.delay)
+            .set_body_json(json!({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4.1-mini",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": Value::Object(answer).to_string()}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+            }))
+    }
+}
+
+async fn llm(delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(Labeller { delay })
+        .mount(&server)
+        .await;
+    server
+}
+
+/// `tag-space --space ENG --dry-run` against the fakes, one page per request, one request
+/// at a time, state (and so the lock) under `dir`.
+fn command(dir: &Path, confluence: &MockServer, llm: &MockServer, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--space",
+        "ENG",
+        "--dry-run",
+        "--batch-size",
+        "1",
+        "--concurrency",
+        "1",
+        "--max-concurrency",
+        "1",
+        "--cache-path",
+        "state/state.db",
+    ])
+    .args(extra)
+    .current_dir(dir)
+    .env_clear()
+    .env("CONFLUENCE_BASE_URL", format!("{}/wiki", confluence.uri()))
+    .env("CONFLUENCE_EMAIL", "bot@acme.test")
+    .env("CONFLUENCE_API_TOKEN", "confluence-FAKE-TOKEN")
+    .env("OPENAI_API_KEY", "openai-FAKE-KEY")
+    .env("OPENAI_BASE_URL", format!("{}/v1", llm.uri()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn signal(child: &Child, sig: i32) {
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+/// Waits (polling) until the LLM fake has received `n` requests.
+async fn wait_for_requests(server: &MockServer, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.received_requests().await.unwrap().len() < n {
+        assert!(Instant::now() < deadline, "the run never reached the LLM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for the child with a timeout, on a blocking thread.
+async fn finish(child: Child, within: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    let out = tokio::time::timeout(
+        within,
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
+    )
+    .await
+    .expect("the run did not end in time")
+    .unwrap();
+    (out, start.elapsed())
+}
+
+fn report_counts(dir: &Path) -> (u64, u64) {
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let p = &r["metrics"]["pages"];
+    (p["seen"].as_u64().unwrap(), p["tagged"].as_u64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_finishes_in_flight_work_writes_the_partial_report_and_exits_130() {
+    let confluence = site().await;
+    let slow = llm(Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = command(dir.path(), &confluence, &slow, &["--report", "report.json"])
+        .spawn()
+        .unwrap();
+    wait_for_requests(&slow, 1).await;
+    signal(&child, libc::SIGINT);
+    let (out, took) = finish(child, Duration::from_secs(8)).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(
+        stderr.contains("interrupted: finishing") && stderr.contains("press Ctrl-C again"),
+        "{stderr}"
+    );
+    // The partial summary is still printed and the report written.
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("tag-space: space ENG"), "{stdout}");
+    let (seen, tagged) = report_counts(dir.path());
+    assert!(
+        (1..PAGES as u64).contains(&seen) && tagged == seen,
+        "seen {seen}, tagged {tagged}"
+    );
+
+    // The lock went with the process: a rerun does the whole space.
+    let fast = llm(Duration::ZERO).await;
+    let rerun = command(dir.path(), &confluence, &fast, &["--report", "report.json"])
+        .output()
+        .unwrap();
+    assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun.stderr));
+    assert_eq!(report_counts(dir.path()), (PAGES as u64, PAGES as u64));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_interrupts_like_ctrl_c() {
+    let confluence = site().await;
+    let slow = llm(Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = command(dir.path(), &confluence, &slow, &["--report", "report.json"])
+        .spawn()
+        .unwrap();
+    wait_for_requests(&slow, 1).await;
+    signal(&child, libc::SIGTERM);
+    let (out, _) = finish(child, Duration::from_secs(8)).await;
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("SIGTERM"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(report_counts(dir.path()).0 < PAGES as u64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_ctrl_c_stops_at_once() {
+    let confluence = site().await;
+    // Longer than the grace: only a second Ctrl-C ends this quickly.
+    let stuck = llm(Duration::from_secs(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = command(
+        dir.path(),
+        &confluence,
+        &stuck,
+        &["--report", "report.json"],
+    )
+    .spawn()
+    .unwrap();
+    wait_for_requests(&stuck, 1).await;
+    signal(&child, libc::SIGINT);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&child, libc::SIGINT);
+    let (out, took) = finish(child, Duration::from_secs(4)).await;
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(text(&out.stderr).contains("stopping now"));
+    assert!(!dir.path().join("report.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overlapping_run_exits_2_naming_the_lock_and_its_holder() {
+    let confluence = site().await;
+    let fast = llm(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lock_file = dir.path().join("state/locks/ENG.lock");
+    let _held = tag_space::lock::try_acquire(&lock_file).unwrap();
+    let out = command(dir.path(), &confluence, &fast, &[])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&lock_file.display().to_string())
+            && stderr.contains(&format!("pid {}", std::process::id()))
+            && stderr.contains("--wait-lock"),
+        "{stderr}"
+    );
+    assert!(fast.received_requests().await.unwrap().is_empty());
+    // Another space is not blocked.
+    let other = tag_space::lock::try_acquire(&dir.path().join("state/locks/OPS.lock"));
+    assert!(other.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_lock_waits_for_the_holder_then_runs() {
+    let confluence = site().await;
+    let fast = llm(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let held = tag_space::lock::try_acquire(&dir.path().join("state/locks/ENG.lock")).unwrap();
+    let mut child = command(dir.path(), &confluence, &fast, &["--wait-lock"])
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(child.try_wait().unwrap().is_none(), "it should be waiting");
+    assert!(fast.received_requests().await.unwrap().is_empty());
+    drop(held);
+    let (out, _) = finish(child, Duration::from_secs(5)).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("waiting (--wait-lock)"), "{stderr}");
+    assert_eq!(
+        fast.received_requests().await.unwrap().len(),
+        PAGES,
+        "one request per page"
+    );
+}
+
+/// An LLM that refuses the key: every batch fails, which logs warnings and exits 1.
+async fn refusing_llm() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"error": {"message": "Incorrect API key", "type": "invalid_request_error"}}),
+        ))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_format_json_writes_only_json_lines_on_stderr() {
+    let confluence = site().await;
+    let refusing = refusing_llm().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(
+        dir.path(),
+        &confluence,
+        &refusing,
+        &["--log-format", "json", "--limit", "2"],
+    )
+    .output()
+    .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(l["level"].is_string() && l["timestamp"].is_string(), "{l}");
+    }
+    // The provider becoming unavailable is one event with its provider and reason.
+    assert!(
+        lines.iter().any(|l| l["fields"]["provider"] == "openai"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("unavailable"))),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("openai-FAKE-KEY"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_escape_codes_when_not_on_a_terminal_even_without_no_color() {
+    let confluence = site().await;
+    let refusing = refusing_llm().await;
+    let dir = tempfile::tempdir().unwrap();
+    // `command` sets no NO_COLOR: only "not a terminal" keeps colour out.
+    let out = command(dir.path(), &confluence, &refusing, &["--limit", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).is_empty());
+    for (name, stream) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        assert!(
+            !stream.contains(&0x1b),
+            "{name} has an escape code: {}",
+            text(stream)
+        );
+    }
+}
+
+#[test]
+fn help_documents_every_exit_code() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = text(&out.stdout);
+    for code in ["0 ", "1 ", "2 ", "130"] {
+        assert!(
+            help.contains(&format!("\n  {code}")),
+            "{code} missing: {help}"
+        );
+    }
+    assert!(help.contains("--wait-lock") && help.contains("--log-format"));
+}
