@@ -189,7 +189,7 @@ impl<P: Provider> Governed<P> {
             match self.after_failure(err, sent_at, tokens, batch.len(), attempt, probe, now) {
                 Next::Return(err) => return Err(err),
                 Next::Split => {
-                    tracing::info!(
+                    tracing::warn!(
                         provider = name,
                         pages = batch.len(),
                         "request too large: splitting the batch"
@@ -239,7 +239,10 @@ impl<P: Provider> Governed<P> {
                         provider = name,
                         wait_ms = wait.as_millis() as u64,
                         concurrency = limit,
-                        rpm = core.pacer.rate_per_minute(),
+                        rpm = core
+                            .pacer
+                            .rate_per_minute()
+                            .map(|r| (r * 10.0).round() / 10.0),
                         "rate limited: pausing the provider"
                     );
                 }
@@ -304,7 +307,8 @@ impl<P: Provider> Governed<P> {
             return Next::Return(err);
         }
         core.stats.retries += 1;
-        tracing::info!(provider = name, attempt, error = %err, "retrying");
+        // One line per retry at the default level: a person watching a slow run sees why.
+        tracing::warn!(provider = name, attempt, error = %err, "retrying");
         Next::Retry(backoff_wait)
     }
 
