@@ -14,3 +14,7 @@ mod cli;
 mod props;
 // The state file: classification cache, label ledger, runs; real SQLite in temp dirs.
 mod cache;
+// A generated Confluence Cloud site of any size (shared with benches/memory.rs).
+mod fakesite;
+// Fault injection: 429/5xx/timeouts/resets/cut-off bodies from every API; see HARDENING.md.
+mod faults;
