@@ -18,3 +18,5 @@ mod cache;
 mod fakesite;
 // Fault injection: 429/5xx/timeouts/resets/cut-off bodies from every API; see HARDENING.md.
 mod faults;
+// The bad-input matrix, prompt injection and secrets in reports; see HARDENING.md.
+mod badinput;
