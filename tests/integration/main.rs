@@ -16,3 +16,9 @@ mod props;
 mod cache;
 // The run experience of the binary: Ctrl-C/SIGTERM and exit 130, the run lock, log formats.
 mod run;
+// A generated Confluence Cloud site of any size (shared with benches/memory.rs).
+mod fakesite;
+// Fault injection: 429/5xx/timeouts/resets/cut-off bodies from every API; see HARDENING.md.
+mod faults;
+// The bad-input matrix, prompt injection and secrets in reports; see HARDENING.md.
+mod badinput;
