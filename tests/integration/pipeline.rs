@@ -359,6 +359,13 @@ async fn a_label_write_that_fails_fails_only_that_page() {
         ) -> Result<(), tag_space::confluence::ConfluenceError> {
             self.0.add_labels(id, names).await
         }
+        async fn remove_label(
+            &self,
+            id: &str,
+            name: &str,
+        ) -> Result<(), tag_space::confluence::ConfluenceError> {
+            self.0.remove_label(id, name).await
+        }
     }
     let gone = Gone(&source, page("404", "<p>deleted meanwhile</p>", Some(&[])));
     let provider = Scripted::new(howto_jira);
