@@ -14,3 +14,5 @@ mod cli;
 mod props;
 // The state file: classification cache, label ledger, runs; real SQLite in temp dirs.
 mod cache;
+// The state file through the binary: SIGKILL and resume, a broken file, cache stats/clear.
+mod resume;
