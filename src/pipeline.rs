@@ -196,7 +196,7 @@ enum Admitted {
     /// Needs the model.
     Classify(PageText),
     /// The cache knows its labels.
-    Cached(PageMeta, Classification),
+    Cached(Box<(PageMeta, Classification)>),
     /// Finished already (reported).
     Done,
 }
@@ -320,7 +320,8 @@ where
                                         in_flight.push(Either::Left(process_batch(ctx, cut(batch, &mut waiting))));
                                     }
                                 }
-                                Admitted::Cached(meta, hit) => {
+                                Admitted::Cached(hit) => {
+                                    let (meta, hit) = *hit;
                                     in_flight.push(Either::Right(apply_cached(ctx, meta, hit)));
                                 }
                                 Admitted::Done => {}
@@ -443,7 +444,7 @@ fn admit<S, P>(
         match st.store.lookup(&key) {
             Ok(Some(hit)) => {
                 active.insert(meta.id.clone());
-                return Admitted::Cached(meta, hit);
+                return Admitted::Cached(Box::new((meta, hit)));
             }
             Ok(None) => {}
             Err(e) => {
