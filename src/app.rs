@@ -8,7 +8,8 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Args, OutputFormat};
+use crate::cache::{RunMode, Setup, Store, StoreOptions};
+use crate::cli::{Args, CacheCommand, Command, OutputFormat};
 use crate::config::{Config, ProviderSettings};
 use crate::confluence::{ConfluenceClient, PageSource};
 use crate::governor::ProviderStats;
@@ -17,9 +18,9 @@ use crate::llm::AnyProvider;
 use crate::llm::gemini::GeminiProvider;
 use crate::llm::openai::OpenAiProvider;
 use crate::llm::rules::RulesProvider;
-use crate::pipeline::{self, RunOptions};
+use crate::pipeline::{self, RunOptions, RunState};
 use crate::report;
-use crate::report::model::{Mode, ProviderMetrics, RunInfo, RunReport, Settings};
+use crate::report::model::{CacheMetrics, Mode, ProviderMetrics, RunInfo, RunReport, Settings};
 use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
@@ -46,6 +47,10 @@ pub async fn run(args: Args) -> anyhow::Result<RunReport> {
 
 /// [`run`], interruptible through `session.cancel` and showing `session.progress`.
 pub async fn run_with(args: Args, session: Session) -> anyhow::Result<RunReport> {
+    if let Some(Command::Cache(cmd)) = &args.command {
+        cache_command(&args, cmd)?;
+        return Ok(empty_report());
+    }
     let config = Config::load(&args)?;
     for w in &config.warnings {
         report::warning_line(w);
@@ -132,7 +137,10 @@ async fn execute<S: PageSource>(
             taxonomy.tag_names().count()
         ));
     }
+    let state = open_state(config, taxonomy)?;
     let opts = RunOptions {
+        state: state.clone(),
+        sync: config.sync,
         space: config.space.clone(),
         dry_run: config.dry_run,
         limit: config.limit,
@@ -146,7 +154,12 @@ async fn execute<S: PageSource>(
         listed: progress.listed_counter(),
     };
     let mut run_report = RunReport::new(
-        RunInfo::new(&config.space, Mode::Add, config.dry_run, SystemTime::now()),
+        RunInfo::new(
+            &config.space,
+            if config.sync { Mode::Sync } else { Mode::Add },
+            config.dry_run,
+            SystemTime::now(),
+        ),
         Settings::from_config(config, taxonomy.fingerprint()),
     );
     if config.reports.is_empty() && config.format == OutputFormat::Table {
@@ -173,6 +186,9 @@ async fn execute<S: PageSource>(
             .map(|s| provider_metrics(s, config))
             .collect(),
     );
+    if let Some(state) = &state {
+        finish_state(state, &mut run_report);
+    }
     run_report.finish(SystemTime::now(), started.elapsed());
 
     // A run that stopped before its first page (space not found, bad credentials) has
@@ -275,6 +291,14 @@ impl<S: PageSource> PageSource for ListingEnd<'_, S> {
     ) -> Result<(), crate::confluence::ConfluenceError> {
         self.inner.add_labels(page_id, names).await
     }
+
+    async fn remove_label(
+        &self,
+        page_id: &str,
+        name: &str,
+    ) -> Result<(), crate::confluence::ConfluenceError> {
+        self.inner.remove_label(page_id, name).await
+    }
 }
 
 /// The run lock for this space ([`crate::lock`]): taken before anything is read or written,
@@ -317,4 +341,156 @@ async fn take_lock(
     };
     tracing::debug!(lock = %held.path().display(), "holding the run lock");
     Ok(Some(held))
+}
+
+// ---- the state file (cache, label ledger, runs) -------------------------------------------
+
+/// The model a run's answers are cached and its pages finished under: the first provider
+/// that is asked, as configured (see [`RunState::setup`] for fallback answers).
+fn primary_model(config: &Config) -> String {
+    if let Some(g) = &config.gemini {
+        format!("gemini/{}", g.model)
+    } else if let Some(o) = &config.openai {
+        format!("openai/{}", o.model)
+    } else {
+        pipeline::RULES_MODEL.to_string()
+    }
+}
+
+/// Opens the state file and records the start of the run. A file that cannot be used stops
+/// the run (exit 2, one line naming the file), unless reads are off (`--no-cache`): then the
+/// run goes on without it. The demo never uses it: its space is rebuilt in memory on every
+/// run, so a ledger of it would only mislead.
+fn open_state(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Option<RunState>> {
+    if config.demo {
+        return Ok(None);
+    }
+    let without = |why: &str| {
+        if config.sync {
+            report::warning_line(
+                "--sync without the state file: no label is removed (only the ledger knows which labels are tag-space's)",
+            );
+        }
+        tracing::warn!("{why}: running without the cache and the label ledger");
+    };
+    let Some(path) = &config.cache.path else {
+        without("no place for the state file (set TAG_SPACE_CACHE_PATH, XDG_CACHE_HOME or HOME)");
+        return Ok(None);
+    };
+    let mode = if config.sync {
+        RunMode::Sync
+    } else {
+        RunMode::Add
+    };
+    let opened = Store::open(path, StoreOptions::from_settings(&config.cache)).and_then(|store| {
+        let run = store.begin_run(&config.space, mode, config.dry_run)?;
+        Ok((store, run))
+    });
+    let (store, run) = match opened {
+        Ok(x) => x,
+        Err(e) if !config.cache.enabled => {
+            report::warning_line(&format!(
+                "continuing without the state file (cache disabled): {e}"
+            ));
+            without("the state file cannot be used");
+            return Ok(None);
+        }
+        // The message alone: it already names the file and its cause, on one line.
+        Err(e) => return Err(anyhow::anyhow!("{e}")),
+    };
+    Ok(Some(RunState {
+        store: Arc::new(store),
+        run,
+        setup: Setup::new(
+            taxonomy.fingerprint(),
+            crate::llm::prompt::PROMPT_VERSION,
+            primary_model(config),
+        ),
+    }))
+}
+
+/// Records the end of the run in the state file and hands its counters to the report.
+fn finish_state(state: &RunState, run_report: &mut RunReport) {
+    let counters = match state.store.finish_run(&state.run) {
+        Ok(c) => c,
+        Err(e) => {
+            report::warning_line(&format!("cannot record the end of the run: {e}"));
+            state.store.counters()
+        }
+    };
+    tracing::info!(
+        hits = counters.hits,
+        misses = counters.misses,
+        skipped_unchanged = counters.skipped_unchanged,
+        evictions = counters.evictions,
+        calls = counters.calls,
+        "cache"
+    );
+    run_report.set_cache(CacheMetrics {
+        hits: counters.hits,
+        misses: counters.misses,
+    });
+}
+
+/// `tag-space cache stats|clear`.
+fn cache_command(args: &Args, cmd: &CacheCommand) -> anyhow::Result<()> {
+    use std::io::Write;
+    let (CacheCommand::Stats { cache_path, .. } | CacheCommand::Clear { cache_path, .. }) = cmd;
+    let mut args = args.clone();
+    if cache_path.is_some() {
+        args.cache_path.clone_from(cache_path);
+    }
+    let settings = crate::config::CacheSettings::load(&args)?;
+    let path = settings.path.clone().context(
+        "no state file: set TAG_SPACE_CACHE_PATH (or --cache-path), XDG_CACHE_HOME or HOME",
+    )?;
+    let mut out = std::io::stdout().lock();
+    if !path.exists() {
+        // Opening would create it; there is nothing to show or clear.
+        writeln!(
+            out,
+            "no state file at {} yet: nothing recorded",
+            path.display()
+        )?;
+        return Ok(());
+    }
+    let one_line = |e: crate::cache::CacheError| anyhow::anyhow!("{e}");
+    let store = Store::open(&path, StoreOptions::from_settings(&settings)).map_err(one_line)?;
+    match cmd {
+        CacheCommand::Stats { runs, .. } => {
+            let stats = store.stats(*runs).map_err(one_line)?;
+            crate::cache::write_stats(&mut out, &stats)?;
+        }
+        CacheCommand::Clear { space, .. } => {
+            let cleared = store.clear(space.as_deref()).map_err(one_line)?;
+            crate::cache::write_cleared(&mut out, space.as_deref(), &cleared)?;
+        }
+    }
+    Ok(())
+}
+
+/// What `run` returns for a command that labels nothing: no pages, so exit 0.
+fn empty_report() -> RunReport {
+    RunReport::new(
+        RunInfo::new("", Mode::Add, false, SystemTime::now()),
+        Settings {
+            demo: false,
+            limit: None,
+            batch_size: 0,
+            concurrency: 0,
+            max_concurrency: 0,
+            max_page_chars: 0,
+            max_cooldown_seconds: 0.0,
+            confluence: None,
+            providers: Vec::new(),
+            taxonomy: crate::report::model::TaxonomyInfo {
+                source: String::new(),
+                fingerprint: String::new(),
+            },
+            cache: crate::report::model::CacheInfo {
+                enabled: false,
+                size: 0,
+            },
+        },
+    )
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 const ENV_HELP: &str = "\
 ENVIRONMENT (also read from ./.env; a flag beats the environment, which beats .env):
@@ -35,7 +35,8 @@ ENVIRONMENT (also read from ./.env; a flag beats the environment, which beats .e
     TAG_SPACE_TAXONOMY            taxonomy file (default: the built-in one)
     TAG_SPACE_CACHE_ENABLED       true | false (default true)
     TAG_SPACE_CACHE_SIZE          in-memory cache entries (default 1000)
-    TAG_SPACE_CACHE_PATH          state file (default: the platform cache directory)
+    TAG_SPACE_CACHE_PATH          state file (default: $XDG_CACHE_HOME/tag-space/state.db,
+                                  else $HOME/.cache/tag-space/state.db)
   Conventions
     NO_COLOR                      no colour in the output
     RUST_LOG                      log filter, overrides -q/-v (e.g. RUST_LOG=tag_space=debug)
@@ -55,13 +56,21 @@ CRON:
 EXAMPLES:
   tag-space --demo                      offline demo: bundled space, keyword rules, no credentials
   tag-space --space ENG --dry-run       show the labels that would be added
-  tag-space --space ENG --limit 50      label the first 50 pages";
+  tag-space --space ENG --limit 50      label the first 50 pages
+  tag-space --space ENG --sync          also remove labels tag-space added that no longer apply
+  tag-space cache stats                 what the state file holds, hit rate of the last runs
+  tag-space cache clear --space ENG     classify every page of ENG again on the next run";
 
 /// Label every page of a Confluence space from a controlled taxonomy, with an LLM
 /// (Gemini first, OpenAI as fallback) paced to the provider's quota.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tag-space", version, about, after_long_help = ENV_HELP, after_help = "Run with --help for the environment variables, exit status and examples.")]
+#[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Without a command: label the space.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Key of the Confluence space to label (e.g. ENG).
     #[arg(short, long, value_name = "KEY", required_unless_present = "demo")]
     pub space: Option<String>,
@@ -104,9 +113,14 @@ pub struct Args {
     #[arg(long)]
     pub no_cache: bool,
 
-    /// State file [env: TAG_SPACE_CACHE_PATH].
+    /// State file: cache, label ledger, run history [env: TAG_SPACE_CACHE_PATH].
     #[arg(long, value_name = "PATH")]
     pub cache_path: Option<PathBuf>,
+
+    /// Also remove labels tag-space added earlier that the model no longer chooses for a
+    /// page. A label a person added is never removed.
+    #[arg(long)]
+    pub sync: bool,
 
     /// Also write a report: FILE.json (the documented JSON document, docs/report.md) or
     /// FILE.md (Markdown for a pull-request comment or $GITHUB_STEP_SUMMARY). Repeatable.
@@ -142,6 +156,39 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line (timestamp, level, fields, message).
     Json,
+}
+
+/// Commands besides labelling a space.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Inspect or reset the state file (classification cache, label ledger, run history).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `tag-space cache ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum CacheCommand {
+    /// Entries, file size, and per space the hit rate of the last runs.
+    Stats {
+        /// State file [env: TAG_SPACE_CACHE_PATH].
+        #[arg(long, value_name = "PATH")]
+        cache_path: Option<PathBuf>,
+        /// How many recent runs to show per space.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        runs: usize,
+    },
+    /// Forget cached answers, finished pages and run history, so that the next run
+    /// classifies every page again. Which labels tag-space added is kept, so `--sync` can
+    /// still tell them from a person's.
+    Clear {
+        /// State file [env: TAG_SPACE_CACHE_PATH].
+        #[arg(long, value_name = "PATH")]
+        cache_path: Option<PathBuf>,
+        /// Only this space (default: every space).
+        #[arg(long, value_name = "KEY")]
+        space: Option<String>,
+    },
 }
 
 /// What the run prints on stdout at the end.
@@ -180,6 +227,35 @@ mod tests {
         assert_eq!(a.space.as_deref(), Some("ENG"));
         assert!(a.dry_run);
         assert_eq!(a.limit, Some(3));
+    }
+
+    #[test]
+    fn cache_commands_parse_and_a_plain_run_needs_none() {
+        let a = Args::try_parse_from(["tag-space", "cache", "stats"]).unwrap();
+        assert!(matches!(
+            a.command,
+            Some(Command::Cache(CacheCommand::Stats { runs: 5, .. }))
+        ));
+        let a = Args::try_parse_from([
+            "tag-space",
+            "cache",
+            "clear",
+            "--space",
+            "ENG",
+            "--cache-path",
+            "/tmp/s.db",
+        ])
+        .unwrap();
+        match a.command {
+            Some(Command::Cache(CacheCommand::Clear { space, cache_path })) => {
+                assert_eq!(space.as_deref(), Some("ENG"));
+                assert_eq!(cache_path, Some(PathBuf::from("/tmp/s.db")));
+            }
+            other => panic!("{other:?}"),
+        }
+        let a = Args::try_parse_from(["tag-space", "--space", "ENG", "--sync"]).unwrap();
+        assert!(a.command.is_none() && a.sync);
+        assert!(Args::try_parse_from(["tag-space", "cache"]).is_err());
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub const VARIABLES: &[&str] = &[
 ];
 
 /// Conventions tag-space honours that are not its own settings (documented, not in .env.example).
-pub const CONVENTIONS: &[&str] = &["NO_COLOR", "RUST_LOG"];
+pub const CONVENTIONS: &[&str] = &["NO_COLOR", "RUST_LOG", "XDG_CACHE_HOME", "HOME"];
 
 pub const DEFAULT_GEMINI_MODEL: &str = "gemini-2.5-flash";
 pub const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -144,9 +144,67 @@ pub enum ConfigError {
 /// Where the run's state (cache, ledger) lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheSettings {
+    /// `false` under `--no-cache` or `TAG_SPACE_CACHE_ENABLED=false`: cached answers are not
+    /// read (results are still stored).
     pub enabled: bool,
     pub size: usize,
+    /// `--cache-path`, else `TAG_SPACE_CACHE_PATH`, else `$XDG_CACHE_HOME/tag-space/state.db`,
+    /// else `$HOME/.cache/tag-space/state.db`; `None` when none of them is set.
     pub path: Option<PathBuf>,
+}
+
+impl CacheSettings {
+    /// Only the state file's settings, for `tag-space cache ...`: reads the environment and
+    /// `./.env` like [`Config::load`], but needs no Confluence or provider settings.
+    pub fn load(args: &crate::cli::Args) -> Result<Self, ConfigError> {
+        let dotenv = read_dotenv(std::path::Path::new(".env"))?;
+        let get = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .or_else(|| dotenv.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        cache_settings(args, &get)
+    }
+}
+
+/// The state file's settings from flags and a (trimmed, non-empty) variable lookup.
+fn cache_settings(
+    args: &crate::cli::Args,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<CacheSettings, ConfigError> {
+    let size: usize = setting(
+        None,
+        "",
+        "TAG_SPACE_CACHE_SIZE",
+        get,
+        1000,
+        1,
+        10_000_000,
+        "1000",
+    )?;
+    let enabled = !args.no_cache
+        && parse_bool(
+            "TAG_SPACE_CACHE_ENABLED",
+            get("TAG_SPACE_CACHE_ENABLED"),
+            true,
+        )?;
+    let path = args
+        .cache_path
+        .clone()
+        .or_else(|| get("TAG_SPACE_CACHE_PATH").map(PathBuf::from))
+        .or_else(|| {
+            crate::cache::default_path(
+                get("XDG_CACHE_HOME").map(PathBuf::from).as_deref(),
+                get("HOME").map(PathBuf::from).as_deref(),
+            )
+        });
+    Ok(CacheSettings {
+        enabled,
+        size,
+        path,
+    })
 }
 
 /// The kind of a `--report` file, from its extension.
@@ -186,6 +244,8 @@ pub struct Config {
     pub max_page_chars: usize,
     pub taxonomy_path: Option<PathBuf>,
     pub cache: CacheSettings,
+    /// `--sync`: also remove labels tag-space added that no longer apply.
+    pub sync: bool,
     /// Reports to write at the end of the run.
     pub reports: Vec<ReportFile>,
     pub format: crate::cli::OutputFormat,
@@ -281,27 +341,8 @@ impl Config {
             1_000_000,
             "8000",
         )?;
-        let cache_size: usize = setting(
-            None,
-            "",
-            "TAG_SPACE_CACHE_SIZE",
-            &get,
-            1000,
-            1,
-            10_000_000,
-            "1000",
-        )?;
-        let cache_enabled = !args.no_cache
-            && parse_bool(
-                "TAG_SPACE_CACHE_ENABLED",
-                get("TAG_SPACE_CACHE_ENABLED"),
-                true,
-            )?;
-        let cache_path = args
-            .cache_path
-            .clone()
-            .or_else(|| get("TAG_SPACE_CACHE_PATH").map(PathBuf::from));
-        let lock_dir = lock_dir(cache_path.as_deref(), &get);
+        let cache = cache_settings(args, &get)?;
+        let lock_dir = lock_dir(cache.path.as_deref());
         let taxonomy_path = args
             .taxonomy
             .clone()
@@ -377,11 +418,8 @@ impl Config {
             max_cooldown: Duration::from_secs(max_cooldown_secs),
             max_page_chars,
             taxonomy_path,
-            cache: CacheSettings {
-                enabled: cache_enabled,
-                size: cache_size,
-                path: cache_path,
-            },
+            cache,
+            sync: args.sync,
             reports,
             format: args.format,
             no_color: get("NO_COLOR").is_some(),
@@ -393,21 +431,10 @@ impl Config {
 
 /// `<state dir>/locks`: next to the explicit state file, else next to the default one
 /// ([`crate::cache::default_path`]), so runs that share a state file share their locks.
-fn lock_dir(
-    state: Option<&std::path::Path>,
-    get: &impl Fn(&str) -> Option<String>,
-) -> Option<PathBuf> {
-    let default;
-    let state = match state {
-        Some(p) => p,
-        None => {
-            let xdg = get("XDG_CACHE_HOME").map(PathBuf::from);
-            let home = get("HOME").map(PathBuf::from);
-            default = crate::cache::default_path(xdg.as_deref(), home.as_deref())?;
-            &default
-        }
-    };
-    let dir = match state.parent() {
+fn lock_dir(state: Option<&std::path::Path>) -> Option<PathBuf> {
+    // The state path is already resolved (flag, variable or platform default) by
+    // `cache_settings`; the locks live beside it.
+    let dir = match state?.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };

@@ -7,20 +7,67 @@
 //! their own, and only labels a page does not already have are written. Memory holds what is
 //! in flight, never the whole space. Every page ends in exactly one [`PageOutcome`], handed
 //! to the caller's sink as soon as it is known.
+//!
+//! With a state file ([`RunOptions::state`], see [`crate::cache`]) each page goes:
+//!
+//! ```text
+//! listed ─► ledger: same version + content + setup, labels in place? ─► Unchanged (no work)
+//!        ─► extract text ─► cache lookup ─ hit ─► apply (no model call)
+//!                                       └ miss ─► batch ─► model ─► validate ─► store_batch
+//! apply:  plan_add / plan_sync (ledger) ─► prepare_labels (write-ahead intent)
+//!         ─► Confluence add / remove ─► finish_page (confirmed, page done)
+//! ```
+//!
+//! A store error fails the page it happened on (its reason says so) and never lets a label be
+//! written without its intent recorded first: a label tag-space wrote must never look like a
+//! person's on the next run.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::future::Either;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::{
+    CacheKey, Classification, ContentHash, LabelPlan, PageDone, Run, Setup, SetupHash, Store,
+    is_unchanged, plan_add, plan_sync,
+};
 use crate::confluence::{ConfluenceError, LABEL_PREFIX, Label, Page, PageSource};
 use crate::llm::validate::validate;
 use crate::llm::{PageText, Provider};
 use crate::taxonomy::Taxonomy;
+
+/// The reason given for a page skipped because nothing changed since tag-space finished it.
+pub const UNCHANGED_SINCE_LAST_RUN: &str = "unchanged since the last run";
+
+/// The provider named in the outcome of a page whose labels came from the cache.
+pub const CACHE_PROVIDER: &str = "cache";
+
+/// The persistent state a run uses: opened and begun by the caller, finished by the caller.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    pub store: Arc<Store>,
+    /// From [`Store::begin_run`]; its `dry_run` keeps the ledger untouched in a dry run.
+    pub run: Run,
+    /// The setup answers are cached and pages finished under: the taxonomy fingerprint,
+    /// [`crate::llm::prompt::PROMPT_VERSION`] and the configured primary model
+    /// (`gemini/<model>`, `openai/<model>`, or [`RULES_MODEL`]).
+    ///
+    /// An answer from an LLM fallback (OpenAI when Gemini is primary) is cached under this
+    /// same setup, recording who answered: it is a real model's answer, and asking again
+    /// would cost the next run what the cache is there to save. An answer from the offline
+    /// `rules` fallback, when rules is not the primary, is a stop-gap: its labels are applied
+    /// (and attributed to tag-space in the ledger), but it is not cached and the page is
+    /// finished under the rules setup, so the next run asks the LLM again.
+    pub setup: Setup,
+}
+
+/// The model name the `rules` provider is keyed under.
+pub const RULES_MODEL: &str = "rules/keywords";
 
 /// What a run does; see [`crate::config::Config`] for where each value comes from.
 #[derive(Debug, Clone, Default)]
@@ -43,14 +90,22 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Counts pages as the listing delivers them, for a progress display.
     pub listed: Arc<AtomicU64>,
+    /// The classification cache and label ledger; `None` runs without them (add-only, every
+    /// page classified).
+    pub state: Option<RunState>,
+    /// `--sync`: also remove labels tag-space added earlier that are no longer chosen. Needs
+    /// `state` (only the ledger knows which labels are tag-space's); without it nothing is
+    /// ever removed.
+    pub sync: bool,
 }
 
 /// How one page ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    /// Labels were added (in a dry run: would be added).
+    /// Labels were added or (with `--sync`) removed (in a dry run: would be).
     Tagged,
-    /// The page already carries every label chosen for it.
+    /// The page already carries every label chosen for it, or (reason
+    /// [`UNCHANGED_SINCE_LAST_RUN`]) nothing changed since tag-space last finished it.
     Unchanged,
     /// Not sent to the model: the page has no text.
     Skipped,
@@ -71,9 +126,10 @@ pub struct PageOutcome {
     pub chosen: Vec<String>,
     /// The labels added; in a dry run, the labels that would be added.
     pub added: Vec<String>,
-    /// Which provider chose the labels.
+    /// Which provider chose the labels ([`CACHE_PROVIDER`] for a cached answer).
     pub provider: Option<&'static str>,
-    /// Why the page was skipped or failed.
+    /// Why the page was skipped, failed, or is unchanged; for a `--sync` removal, which
+    /// labels were removed.
     pub reason: Option<String>,
 }
 
@@ -84,6 +140,10 @@ struct PageMeta {
     title: String,
     url: Option<String>,
     labels: Option<Vec<Label>>,
+    version: Option<u64>,
+    /// With a store: the page as listed, and the key of its classification.
+    content_hash: Option<ContentHash>,
+    key: Option<CacheKey>,
 }
 
 impl PageMeta {
@@ -111,6 +171,36 @@ impl PageMeta {
 
 type Batch = Vec<(PageMeta, PageText)>;
 
+/// Everything the stages share, borrowed for the run.
+struct Ctx<'a, S, P> {
+    source: &'a S,
+    provider: &'a P,
+    taxonomy: &'a Taxonomy,
+    opts: &'a RunOptions,
+    state: Option<StateCtx<'a>>,
+}
+
+struct StateCtx<'a> {
+    store: &'a Store,
+    run: &'a Run,
+    setup: &'a Setup,
+    setup_hash: SetupHash,
+    /// Pages answered by the `rules` fallback are finished under this, so that the next run
+    /// asks the LLM again; equal to `setup_hash` when rules is the primary.
+    stop_gap_hash: SetupHash,
+    rules_is_primary: bool,
+}
+
+/// What became of a listed page.
+enum Admitted {
+    /// Needs the model.
+    Classify(PageText),
+    /// The cache knows its labels.
+    Cached(Box<(PageMeta, Classification)>),
+    /// Finished already (reported).
+    Done,
+}
+
 /// Runs the whole space through `provider` and hands every page's outcome to `sink`.
 ///
 /// Returns how many pages the source listed. A failure of the listing itself (space not
@@ -127,6 +217,26 @@ where
     S: PageSource,
     P: Provider,
 {
+    let ctx = Ctx {
+        source,
+        provider,
+        taxonomy,
+        opts,
+        state: opts.state.as_ref().map(|st| {
+            let rules_is_primary = st.setup.model == RULES_MODEL;
+            let mut stop_gap = st.setup.clone();
+            stop_gap.model = RULES_MODEL.to_string();
+            StateCtx {
+                store: &st.store,
+                run: &st.run,
+                setup: &st.setup,
+                setup_hash: st.setup.hash(),
+                stop_gap_hash: stop_gap.hash(),
+                rules_is_primary,
+            }
+        }),
+    };
+    let ctx = &ctx;
     let max_in_flight = opts.max_in_flight.max(1);
     let (tx, mut rx) = mpsc::channel::<Page>(opts.batch_size.max(1) * max_in_flight);
     let producer = async {
@@ -144,6 +254,9 @@ where
         let mut batcher = crate::batch::Batcher::new(opts.batch_size, opts.max_batch_chars);
         // Metadata of pages waiting in the batcher, by id, until their batch is cut.
         let mut waiting: BTreeMap<String, PageMeta> = BTreeMap::new();
+        // Ids of pages admitted and not yet reported: a page listed twice meanwhile is
+        // handled once (so its labels are never planned, or written, twice).
+        let mut active: HashSet<String> = HashSet::new();
         let mut in_flight = FuturesUnordered::new();
         let mut seen: u64 = 0;
         let mut input_open = true;
@@ -184,7 +297,9 @@ where
                     break;
                 }
                 Some(outcomes) = in_flight.next(), if !in_flight.is_empty() => {
+                    let outcomes: Vec<PageOutcome> = outcomes;
                     for o in outcomes {
+                        active.remove(&o.id);
                         sink(o);
                     }
                 }
@@ -199,17 +314,24 @@ where
                                 rx.close();
                                 input_open = false;
                             }
-                            if let Some(text) = admit(page, opts.max_page_chars, &mut waiting, &mut sink) {
-                                if let Some(batch) = batcher.push(text) {
-                                    in_flight.push(process_batch(source, provider, taxonomy, opts.dry_run, cut(batch, &mut waiting)));
+                            match admit(ctx, page, &mut waiting, &mut active, &mut sink) {
+                                Admitted::Classify(text) => {
+                                    if let Some(batch) = batcher.push(text) {
+                                        in_flight.push(Either::Left(process_batch(ctx, cut(batch, &mut waiting))));
+                                    }
                                 }
+                                Admitted::Cached(hit) => {
+                                    let (meta, hit) = *hit;
+                                    in_flight.push(Either::Right(apply_cached(ctx, meta, hit)));
+                                }
+                                Admitted::Done => {}
                             }
                         }
                         None => input_open = false,
                     }
                     if !input_open && deadline.is_none() {
                         if let Some(batch) = batcher.flush() {
-                            in_flight.push(process_batch(source, provider, taxonomy, opts.dry_run, cut(batch, &mut waiting)));
+                            in_flight.push(Either::Left(process_batch(ctx, cut(batch, &mut waiting))));
                         }
                     }
                 }
@@ -231,56 +353,165 @@ async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Extracts a listed page's text. A page without text is reported as skipped; a page the
-/// listing returned twice is classified once. Otherwise the page waits for its batch.
-fn admit(
+/// The page's `global` label names, lowercase.
+fn global_names(labels: &[Label]) -> Vec<String> {
+    labels
+        .iter()
+        .filter(|l| l.prefix == LABEL_PREFIX)
+        .map(|l| l.name.to_lowercase())
+        .collect()
+}
+
+/// Decides what a listed page needs, cheapest test first: the ledger (no extraction), then
+/// the text (a page without text is skipped), then the cache. A page the listing returned
+/// twice while the first is still being handled is handled once.
+fn admit<S, P>(
+    ctx: &Ctx<'_, S, P>,
     page: Page,
-    max_page_chars: usize,
     waiting: &mut BTreeMap<String, PageMeta>,
+    active: &mut HashSet<String>,
     sink: &mut impl FnMut(PageOutcome),
-) -> Option<PageText> {
-    let text = crate::text::extract(&page.body, max_page_chars);
-    let meta = PageMeta {
+) -> Admitted {
+    if active.contains(&page.id) {
+        tracing::warn!(page = %page.id, "the listing returned this page twice; handling it once");
+        return Admitted::Done;
+    }
+    let mut meta = PageMeta {
         id: page.id,
         title: page.title,
         url: page.url,
         labels: page.labels,
+        version: page.version,
+        content_hash: None,
+        key: None,
     };
+    if let Some(st) = &ctx.state {
+        let hash = ContentHash::of_page(&meta.title, &page.body);
+        meta.content_hash = Some(hash);
+        // Under --no-cache (reads off) every page is looked at again; the ledger is still
+        // read when labels are planned, so attribution and a person's removals still hold.
+        if st.store.reads_enabled() {
+            let ledger = match st.store.page_ledger(&st.run.space, &meta.id) {
+                Ok(l) => l,
+                Err(e) => {
+                    sink(meta.failed(e.to_string()));
+                    return Admitted::Done;
+                }
+            };
+            let listed = meta.labels.as_deref().map(global_names);
+            if is_unchanged(
+                &ledger,
+                meta.version,
+                &hash,
+                &st.setup_hash,
+                listed.as_deref(),
+            ) {
+                st.store.count_skipped();
+                sink(PageOutcome {
+                    labels_before: listed.unwrap_or_default(),
+                    reason: Some(UNCHANGED_SINCE_LAST_RUN.into()),
+                    ..meta.outcome(Status::Unchanged)
+                });
+                return Admitted::Done;
+            }
+        }
+    }
+    let text = crate::text::extract(&page.body, ctx.opts.max_page_chars);
     if text.trim().is_empty() {
+        if let (Some(st), Some(hash)) = (&ctx.state, meta.content_hash) {
+            // Nothing to classify, now or until it changes: finished as it is.
+            let done = PageDone {
+                version: meta.version,
+                content_hash: hash,
+                setup: st.setup_hash,
+            };
+            if let Err(e) = st
+                .store
+                .finish_page(st.run, &meta.id, &done, &LabelPlan::default())
+            {
+                tracing::warn!(page = %meta.id, error = %e, "cannot record a page without text as done");
+            }
+        }
         sink(PageOutcome {
             reason: Some("the page has no text".into()),
             ..meta.outcome(Status::Skipped)
         });
-        return None;
+        return Admitted::Done;
     }
-    if waiting.contains_key(&meta.id) {
-        tracing::warn!(page = %meta.id, "the listing returned this page twice; classifying it once");
-        return None;
+    if let Some(st) = &ctx.state {
+        let key = CacheKey::new(st.setup, &meta.title, &text);
+        meta.key = Some(key);
+        match st.store.lookup(&key) {
+            Ok(Some(hit)) => {
+                active.insert(meta.id.clone());
+                return Admitted::Cached(Box::new((meta, hit)));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                sink(meta.failed(e.to_string()));
+                return Admitted::Done;
+            }
+        }
     }
     let text = PageText {
         id: meta.id.clone(),
         title: meta.title.clone(),
         text,
     };
+    active.insert(meta.id.clone());
     waiting.insert(meta.id.clone(), meta);
-    Some(text)
+    Admitted::Classify(text)
 }
 
-/// Classifies one batch and applies the result to each of its pages.
+/// Applies a cached answer: no model call.
+async fn apply_cached<S: PageSource, P>(
+    ctx: &Ctx<'_, S, P>,
+    meta: PageMeta,
+    hit: Classification,
+) -> Vec<PageOutcome> {
+    let stop_gap =
+        hit.provider == "rules" && ctx.state.as_ref().is_some_and(|st| !st.rules_is_primary);
+    vec![apply(ctx, &meta, hit.labels, CACHE_PROVIDER, stop_gap).await]
+}
+
+/// Classifies one batch, stores the answers, and applies them to each of its pages.
 async fn process_batch<S: PageSource, P: Provider>(
-    source: &S,
-    provider: &P,
-    taxonomy: &Taxonomy,
-    dry_run: bool,
+    ctx: &Ctx<'_, S, P>,
     batch: Batch,
 ) -> Vec<PageOutcome> {
     let texts: Vec<PageText> = batch.iter().map(|(_, t)| t.clone()).collect();
     let mut chosen: BTreeMap<String, (Vec<String>, &'static str)> = BTreeMap::new();
     let mut errors: BTreeMap<String, String> = BTreeMap::new();
-    let missing = match provider.classify(&texts).await {
+    // What to store once the batch is settled: page id to its classification.
+    let mut answers: Vec<(String, Classification)> = Vec::new();
+    let mut record =
+        |labels: &BTreeMap<String, Vec<String>>, answer: &crate::llm::Answer, pages: usize| {
+            let usage = answer.usage.unwrap_or_default();
+            let share = |t: u64| t / pages.max(1) as u64;
+            for (id, l) in labels {
+                answers.push((
+                    id.clone(),
+                    Classification::new(
+                        l.clone(),
+                        answer.provider,
+                        answer.model.clone(),
+                        share(usage.input_tokens),
+                        share(usage.output_tokens),
+                    ),
+                ));
+            }
+        };
+    let count_call = || {
+        if let Some(st) = &ctx.state {
+            st.store.count_calls(1);
+        }
+    };
+    count_call();
+    let missing = match ctx.provider.classify(&texts).await {
         Ok(answer) => {
-            let v = validate(&texts, &answer, taxonomy);
+            let v = validate(&texts, &answer, ctx.taxonomy);
             log_rejections(&v, answer.provider);
+            record(&v.labels, &answer, texts.len());
             for (id, labels) in v.labels {
                 chosen.insert(id, (labels, answer.provider));
             }
@@ -301,10 +532,12 @@ async fn process_batch<S: PageSource, P: Provider>(
         };
         tracing::info!(page = %id, "the answer left this page out; asking for it alone");
         let single = std::slice::from_ref(text);
-        match provider.classify(single).await {
+        count_call();
+        match ctx.provider.classify(single).await {
             Ok(answer) => {
-                let mut v = validate(single, &answer, taxonomy);
+                let mut v = validate(single, &answer, ctx.taxonomy);
                 log_rejections(&v, answer.provider);
+                record(&v.labels, &answer, 1);
                 match v.labels.remove(&id) {
                     Some(labels) => {
                         chosen.insert(id, (labels, answer.provider));
@@ -322,17 +555,46 @@ async fn process_batch<S: PageSource, P: Provider>(
             }
         }
     }
+    if let Some(st) = &ctx.state {
+        store_answers(st, &batch, answers);
+    }
 
     let mut outcomes = Vec::with_capacity(batch.len());
     for (meta, _) in &batch {
         let outcome = match (chosen.remove(&meta.id), errors.remove(&meta.id)) {
-            (Some((labels, by)), _) => apply(source, dry_run, meta, labels, by).await,
+            (Some((labels, by)), _) => {
+                let stop_gap =
+                    by == "rules" && ctx.state.as_ref().is_some_and(|st| !st.rules_is_primary);
+                apply(ctx, meta, labels, by, stop_gap).await
+            }
             (None, Some(reason)) => meta.failed(reason),
             (None, None) => meta.failed("no answer for this page"),
         };
         outcomes.push(outcome);
     }
     outcomes
+}
+
+/// Stores a batch's validated answers under each page's key, in one transaction, before any
+/// label is written: a run killed after this point asks the model for none of them again.
+/// A `rules` stop-gap answer is not stored (see [`RunState::setup`]). A failure to store is
+/// a warning: the labels can still be applied; the next run asks again.
+fn store_answers(st: &StateCtx<'_>, batch: &Batch, answers: Vec<(String, Classification)>) {
+    let keys: BTreeMap<&str, CacheKey> = batch
+        .iter()
+        .filter_map(|(m, _)| Some((m.id.as_str(), m.key?)))
+        .collect();
+    let entries: Vec<(CacheKey, Classification)> = answers
+        .into_iter()
+        .filter(|(_, c)| st.rules_is_primary || c.provider != "rules")
+        .filter_map(|(id, c)| Some((*keys.get(id.as_str())?, c)))
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    if let Err(e) = st.store.store_batch(st.run, &entries) {
+        tracing::warn!(error = %e, pages = entries.len(), "cannot store the batch's answers; the next run asks again");
+    }
 }
 
 /// One warning per label the model chose that cannot be used, and per id it made up.
@@ -345,17 +607,19 @@ fn log_rejections(v: &crate::llm::validate::Validated, provider: &'static str) {
     }
 }
 
-/// Adds the chosen labels the page does not have yet (add-only: nothing is ever removed).
-async fn apply<S: PageSource>(
-    source: &S,
-    dry_run: bool,
+/// Brings the page's labels in line with `chosen`: adds the chosen labels it lacks and, in
+/// `--sync` with a store, removes tag-space's own labels that are no longer chosen. A label
+/// a person added is never removed.
+async fn apply<S: PageSource, P>(
+    ctx: &Ctx<'_, S, P>,
     meta: &PageMeta,
     chosen: Vec<String>,
     provider: &'static str,
+    stop_gap: bool,
 ) -> PageOutcome {
     let current = match &meta.labels {
         Some(labels) => labels.clone(),
-        None => match source.labels(&meta.id).await {
+        None => match ctx.source.labels(&meta.id).await {
             Ok(labels) => labels,
             Err(e) => {
                 return PageOutcome {
@@ -366,38 +630,97 @@ async fn apply<S: PageSource>(
             }
         },
     };
-    let before: Vec<String> = current
-        .iter()
-        .filter(|l| l.prefix == LABEL_PREFIX)
-        .map(|l| l.name.to_lowercase())
-        .collect();
-    let have: HashSet<&str> = before.iter().map(String::as_str).collect();
-    let to_add: Vec<String> = chosen
-        .iter()
-        .filter(|l| !have.contains(l.as_str()))
-        .cloned()
-        .collect();
+    let before = global_names(&current);
     let base = PageOutcome {
         labels_before: before.clone(),
         chosen: chosen.clone(),
         provider: Some(provider),
         ..meta.outcome(Status::Unchanged)
     };
-    if to_add.is_empty() {
-        return base;
-    }
-    if !dry_run {
-        if let Err(e) = source.add_labels(&meta.id, &to_add).await {
-            return PageOutcome {
-                status: Status::Failed,
-                reason: Some(e.to_string()),
-                ..base
-            };
+    let failed = |reason: String| PageOutcome {
+        status: Status::Failed,
+        reason: Some(reason),
+        ..base.clone()
+    };
+    let dry_run = ctx.opts.dry_run;
+
+    let (Some(st), Some(hash)) = (&ctx.state, meta.content_hash) else {
+        // Without a store: add-only, nothing to record.
+        let have: HashSet<&str> = before.iter().map(String::as_str).collect();
+        let to_add: Vec<String> = chosen
+            .iter()
+            .filter(|l| !have.contains(l.as_str()))
+            .cloned()
+            .collect();
+        if to_add.is_empty() {
+            return base;
+        }
+        if !dry_run {
+            if let Err(e) = ctx.source.add_labels(&meta.id, &to_add).await {
+                return failed(e.to_string());
+            }
+        }
+        return PageOutcome {
+            status: Status::Tagged,
+            added: to_add,
+            ..base
+        };
+    };
+
+    // Read now, not when listed: what an earlier page of this run did is already in it.
+    let ledger = match st.store.page_ledger(&st.run.space, &meta.id) {
+        Ok(l) => l,
+        Err(e) => return failed(e.to_string()),
+    };
+    let plan = if ctx.opts.sync {
+        plan_sync(&before, &chosen, &ledger)
+    } else {
+        plan_add(&before, &chosen, &ledger)
+    };
+    if !plan.is_noop() {
+        // Write-ahead: the intent is on disk before Confluence hears of it.
+        if let Err(e) = st.store.prepare_labels(st.run, &meta.id, &plan) {
+            return failed(e.to_string());
+        }
+        if !dry_run {
+            if !plan.add.is_empty() {
+                if let Err(e) = ctx.source.add_labels(&meta.id, &plan.add).await {
+                    return failed(e.to_string());
+                }
+            }
+            for label in &plan.remove {
+                if let Err(e) = ctx.source.remove_label(&meta.id, label).await {
+                    return failed(e.to_string());
+                }
+            }
         }
     }
+    let done = PageDone {
+        version: meta.version,
+        content_hash: hash,
+        setup: if stop_gap {
+            st.stop_gap_hash
+        } else {
+            st.setup_hash
+        },
+    };
+    if let Err(e) = st.store.finish_page(st.run, &meta.id, &done, &plan) {
+        // The next run settles the open intents by looking at the page.
+        return failed(format!(
+            "labels written, but the state file could not record it: {e}"
+        ));
+    }
+    if plan.is_noop() {
+        return base;
+    }
+    let reason = (!plan.remove.is_empty()).then(|| {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        format!("{verb} {}", plan.remove.join(", "))
+    });
     PageOutcome {
         status: Status::Tagged,
-        added: to_add,
+        added: plan.add,
+        reason,
         ..base
     }
 }

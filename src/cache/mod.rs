@@ -47,12 +47,14 @@ mod decide;
 mod error;
 mod key;
 mod schema;
+mod show;
 mod store;
 
 pub use decide::{LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync};
 pub use error::CacheError;
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
 pub use schema::SCHEMA_VERSION;
+pub use show::{write_cleared, write_stats};
 pub use store::{
     Classification, Cleared, Run, RunCounters, RunMode, RunRecord, SpaceStats, Stats, Store,
     StoreOptions, default_path,

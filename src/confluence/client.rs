@@ -568,6 +568,27 @@ impl PageSource for ConfluenceClient {
         }
         Ok(())
     }
+
+    async fn remove_label(&self, page_id: &str, name: &str) -> Result<(), ConfluenceError> {
+        const WHAT: &str = "remove a label";
+        // v1 `DELETE .../label?name=` (not `.../label/{name}`): the query form also takes
+        // names with a `/`. Cloud and Data Center answer 204.
+        let segments: &[&str] = match self.flavor {
+            Flavor::Cloud => &["wiki", "rest", "api", "content", page_id, "label"],
+            Flavor::DataCenter => &["rest", "api", "content", page_id, "label"],
+        };
+        let url = self.api(segments, &[("name", name)]);
+        match self
+            .fetch(WHAT, Some(page_id), Method::DELETE, &url, None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Not there (already removed, e.g. by a retry whose first answer was lost, or by
+            // a person): the label is off the page, which is what was asked.
+            Err(ConfluenceError::Status { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// 429 and 5xx are worth another try; every other failure status is final.

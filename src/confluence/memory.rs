@@ -13,9 +13,10 @@ use super::{ConfluenceError, Label, Page, PageSource};
 #[derive(Debug)]
 pub struct MemorySource {
     space_key: String,
-    pages: Vec<Page>,
+    pages: Mutex<Vec<Page>>,
     labels: Mutex<HashMap<String, Vec<Label>>>,
     writes: Mutex<Vec<(String, Vec<String>)>>,
+    removals: Mutex<Vec<(String, String)>>,
 }
 
 impl MemorySource {
@@ -27,15 +28,43 @@ impl MemorySource {
             .collect();
         Self {
             space_key: space_key.into(),
-            pages,
+            pages: Mutex::new(pages),
             labels: Mutex::new(labels),
             writes: Mutex::new(Vec::new()),
+            removals: Mutex::new(Vec::new()),
         }
     }
 
     /// Every `add_labels` call so far, in order: (page id, names as sent).
     pub fn writes(&self) -> Vec<(String, Vec<String>)> {
         self.writes.lock().expect("writes lock poisoned").clone()
+    }
+
+    /// Every `remove_label` call so far, in order: (page id, name).
+    pub fn removals(&self) -> Vec<(String, String)> {
+        self.removals
+            .lock()
+            .expect("removals lock poisoned")
+            .clone()
+    }
+
+    /// Sets a page's labels as a person would in the web UI (not recorded as a write).
+    pub fn set_labels(&self, page_id: &str, names: &[&str]) {
+        self.labels.lock().expect("labels lock poisoned").insert(
+            page_id.to_string(),
+            names.iter().map(|n| Label::global(*n)).collect(),
+        );
+    }
+
+    /// Replaces a page's body as an edit in the web UI would, raising its version.
+    pub fn edit_page(&self, page_id: &str, body: &str) {
+        let mut pages = self.pages.lock().expect("pages lock poisoned");
+        let page = pages
+            .iter_mut()
+            .find(|p| p.id == page_id)
+            .expect("edit_page: no such page");
+        page.body = body.to_string();
+        page.version = Some(page.version.unwrap_or(0) + 1);
     }
 
     /// The labels a page has now.
@@ -72,9 +101,22 @@ impl PageSource for MemorySource {
             });
         }
         let mut sent = 0;
-        for page in &self.pages {
-            // Like the real client, the listing does not carry labels unless it was given them.
-            if tx.send(page.clone()).await.is_err() {
+        for i in 0.. {
+            let Some(mut page) = self
+                .pages
+                .lock()
+                .expect("pages lock poisoned")
+                .get(i)
+                .cloned()
+            else {
+                break;
+            };
+            // Like the real client, the listing does not carry labels unless it was given
+            // them; when it does, they are the page's labels now.
+            if page.labels.is_some() {
+                page.labels = Some(self.current_labels(&page.id));
+            }
+            if tx.send(page).await.is_err() {
                 break; // the pipeline stopped reading (--limit)
             }
             sent += 1;
@@ -106,6 +148,19 @@ impl PageSource for MemorySource {
             .lock()
             .expect("writes lock poisoned")
             .push((page_id.to_string(), names.to_vec()));
+        Ok(())
+    }
+
+    async fn remove_label(&self, page_id: &str, name: &str) -> Result<(), ConfluenceError> {
+        let mut labels = self.labels.lock().expect("labels lock poisoned");
+        let current = labels
+            .get_mut(page_id)
+            .ok_or_else(|| Self::not_found("remove a label", page_id))?;
+        current.retain(|l| !(l.prefix == super::LABEL_PREFIX && l.name == name));
+        self.removals
+            .lock()
+            .expect("removals lock poisoned")
+            .push((page_id.to_string(), name.to_string()));
         Ok(())
     }
 }

@@ -94,4 +94,12 @@ pub trait PageSource: Send + Sync {
         page_id: &str,
         names: &[String],
     ) -> impl Future<Output = Result<(), ConfluenceError>> + Send;
+
+    /// Removes the `global` label `name` from the page. Only `--sync` calls it, and only for
+    /// labels the ledger attributes to tag-space. A label that is not there is not an error.
+    fn remove_label(
+        &self,
+        page_id: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), ConfluenceError>> + Send;
 }

@@ -601,3 +601,119 @@ async fn many_tasks_share_one_store() {
     }
     assert_eq!(store.stats(1).unwrap().entries, 400);
 }
+
+// ---- label removal (only --sync calls it) ---------------------------------------------------
+
+mod remove_label {
+    use tag_space::config::{ConfluenceAuth, ConfluenceSettings, Secret};
+    use tag_space::confluence::{ConfluenceClient, Flavor, Label, MemorySource, Page, PageSource};
+    use wiremock::matchers::{header, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn client(root: String, flavor: Flavor) -> ConfluenceClient {
+        let auth = match flavor {
+            Flavor::Cloud => ConfluenceAuth::Basic {
+                email: "bot@acme.example".into(),
+                token: Secret::new("tok"),
+            },
+            Flavor::DataCenter => ConfluenceAuth::Bearer(Secret::new("pat")),
+        };
+        ConfluenceClient::new(ConfluenceSettings {
+            root,
+            flavor,
+            auth,
+            timeout: std::time::Duration::from_secs(5),
+            max_retries: 0,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn cloud_deletes_by_name_through_v1() {
+        let server = MockServer::start().await;
+        Mock::given(method("DELETE"))
+            .and(path("/wiki/rest/api/content/42/label"))
+            .and(query_param("name", "team/ops"))
+            .and(header(
+                "authorization",
+                "Basic Ym90QGFjbWUuZXhhbXBsZTp0b2s=",
+            ))
+            .respond_with(ResponseTemplate::new(204))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let c = client(server.uri(), Flavor::Cloud);
+        c.remove_label("42", "team/ops").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn datacenter_deletes_by_name_under_its_context_path() {
+        let server = MockServer::start().await;
+        Mock::given(method("DELETE"))
+            .and(path("/confluence/rest/api/content/42/label"))
+            .and(query_param("name", "type-howto"))
+            .and(header("authorization", "Bearer pat"))
+            .respond_with(ResponseTemplate::new(204))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let c = client(format!("{}/confluence", server.uri()), Flavor::DataCenter);
+        c.remove_label("42", "type-howto").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_label_already_gone_is_fine_and_a_forbidden_removal_is_an_error() {
+        let server = MockServer::start().await;
+        Mock::given(method("DELETE"))
+            .and(query_param("name", "gone"))
+            .respond_with(ResponseTemplate::new(404))
+            .mount(&server)
+            .await;
+        Mock::given(method("DELETE"))
+            .and(query_param("name", "locked"))
+            .respond_with(ResponseTemplate::new(403))
+            .mount(&server)
+            .await;
+        let c = client(server.uri(), Flavor::Cloud);
+        c.remove_label("42", "gone").await.unwrap();
+        let e = c
+            .remove_label("42", "locked")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("403"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_memory_source_removes_only_that_global_label() {
+        let page = Page {
+            id: "1".into(),
+            title: "t".into(),
+            version: Some(1),
+            body: "<p>x</p>".into(),
+            labels: Some(vec![
+                Label::global("a"),
+                Label::global("b"),
+                Label {
+                    prefix: "my".into(),
+                    name: "a".into(),
+                },
+            ]),
+            url: None,
+        };
+        let s = MemorySource::new("ENG", vec![page]);
+        s.remove_label("1", "a").await.unwrap();
+        assert_eq!(
+            s.current_labels("1"),
+            [
+                Label::global("b"),
+                Label {
+                    prefix: "my".into(),
+                    name: "a".into()
+                }
+            ]
+        );
+        assert_eq!(s.removals(), [("1".to_string(), "a".to_string())]);
+        assert!(s.remove_label("nope", "a").await.is_err());
+    }
+}

@@ -22,3 +22,5 @@ mod fakesite;
 mod faults;
 // The bad-input matrix, prompt injection and secrets in reports; see HARDENING.md.
 mod badinput;
+// The state file through the binary: SIGKILL and resume, a broken file, cache stats/clear.
+mod resume;

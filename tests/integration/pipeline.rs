@@ -359,6 +359,13 @@ async fn a_label_write_that_fails_fails_only_that_page() {
         ) -> Result<(), tag_space::confluence::ConfluenceError> {
             self.0.add_labels(id, names).await
         }
+        async fn remove_label(
+            &self,
+            id: &str,
+            name: &str,
+        ) -> Result<(), tag_space::confluence::ConfluenceError> {
+            self.0.remove_label(id, name).await
+        }
     }
     let gone = Gone(&source, page("404", "<p>deleted meanwhile</p>", Some(&[])));
     let provider = Scripted::new(howto_jira);
@@ -469,4 +476,357 @@ async fn interruption_abandons_batches_that_outlast_the_grace() {
     assert_eq!(calls, 2);
     assert!(out.is_empty());
     assert_eq!(elapsed, std::time::Duration::from_millis(5500));
+}
+
+// ---- with the state file: cache, ledger, --sync ---------------------------------------------
+
+mod with_state {
+    use super::*;
+    use std::sync::Arc;
+    use tag_space::cache::{RunCounters, RunMode, Setup, Store, StoreOptions};
+    use tag_space::pipeline::{CACHE_PROVIDER, RunState, UNCHANGED_SINCE_LAST_RUN};
+
+    /// One run as a separate process would do it: opens the file, begins, runs, finishes.
+    async fn run_with_state<P: Provider>(
+        db: &std::path::Path,
+        source: &MemorySource,
+        provider: &P,
+        read: bool,
+        dry_run: bool,
+        sync: bool,
+    ) -> (BTreeMap<String, PageOutcome>, RunCounters) {
+        let store = Arc::new(
+            Store::open(
+                db,
+                StoreOptions {
+                    read,
+                    ..StoreOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        let mode = if sync { RunMode::Sync } else { RunMode::Add };
+        let tax = taxonomy();
+        let st = RunState {
+            run: store.begin_run("ENG", mode, dry_run).unwrap(),
+            store: store.clone(),
+            setup: Setup::new(
+                tax.fingerprint(),
+                tag_space::llm::prompt::PROMPT_VERSION,
+                "gemini/test",
+            ),
+        };
+        let mut o = opts(dry_run);
+        o.state = Some(st.clone());
+        o.sync = sync;
+        let mut out = BTreeMap::new();
+        run(source, provider, &tax, &o, |p| {
+            assert!(out.insert(p.id.clone(), p).is_none(), "two outcomes");
+        })
+        .await
+        .unwrap();
+        let counters = store.finish_run(&st.run).unwrap();
+        (out, counters)
+    }
+
+    fn space(n: usize, labels_listed: bool) -> MemorySource {
+        let pages = (1..=n)
+            .map(|i| {
+                page(
+                    &i.to_string(),
+                    &format!("<p>Page {i} text</p>"),
+                    labels_listed.then_some(&[][..]),
+                )
+            })
+            .collect();
+        MemorySource::new("ENG", pages)
+    }
+
+    fn names(source: &MemorySource, id: &str) -> Vec<String> {
+        let mut v: Vec<String> = source
+            .current_labels(id)
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_second_run_over_an_unchanged_space_asks_nothing_and_writes_nothing() {
+        for labels_listed in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("state.db");
+            let source = space(6, labels_listed);
+            let first = Scripted::new(howto_jira);
+            let (out, c) = run_with_state(&db, &source, &first, true, false, false).await;
+            assert!(out.values().all(|o| o.status == Status::Tagged));
+            assert_eq!((c.misses, c.skipped_unchanged, c.calls), (6, 0, 3));
+            let writes = source.writes().len();
+            assert_eq!(writes, 6);
+
+            let second = Scripted::new(howto_jira);
+            let (out, c) = run_with_state(&db, &source, &second, true, false, false).await;
+            assert!(second.calls().is_empty(), "asked the model again");
+            assert_eq!(source.writes().len(), writes, "wrote a label again");
+            assert_eq!(c.skipped_unchanged, 6);
+            // Skipped before extraction: not even a cache lookup was made.
+            assert_eq!((c.hits, c.misses, c.calls), (0, 0, 0));
+            for o in out.values() {
+                assert_eq!(o.status, Status::Unchanged);
+                assert_eq!(o.reason.as_deref(), Some(UNCHANGED_SINCE_LAST_RUN));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_edited_pages_are_classified_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let source = space(8, false);
+        run_with_state(&db, &source, &Scripted::new(howto_jira), true, false, false).await;
+        source.edit_page("3", "<p>Page 3, rewritten</p>");
+        source.edit_page("7", "<p>Page 7, rewritten</p>");
+        let provider = Scripted::new(howto_jira);
+        let (out, c) = run_with_state(&db, &source, &provider, true, false, false).await;
+        let mut asked: Vec<String> = provider.calls().concat();
+        asked.sort();
+        assert_eq!(asked, ["3", "7"]);
+        assert_eq!(c.skipped_unchanged, 6);
+        // Same labels chosen, already on the pages: nothing written.
+        assert_eq!(out["3"].status, Status::Unchanged);
+        assert_eq!(source.writes().len(), 8);
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_fills_the_cache_but_never_lets_a_real_run_skip_a_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let source = space(4, false);
+        let (out, _) =
+            run_with_state(&db, &source, &Scripted::new(howto_jira), true, true, false).await;
+        assert!(out.values().all(|o| o.status == Status::Tagged));
+        assert!(source.writes().is_empty());
+
+        // The real run finds every answer in the cache (no model call) and writes every page.
+        let provider = Scripted::new(howto_jira);
+        let (out, c) = run_with_state(&db, &source, &provider, true, false, false).await;
+        assert!(provider.calls().is_empty());
+        assert_eq!((c.hits, c.misses, c.skipped_unchanged), (4, 0, 0));
+        assert_eq!(source.writes().len(), 4);
+        for o in out.values() {
+            assert_eq!(o.status, Status::Tagged);
+            assert_eq!(o.provider, Some(CACHE_PROVIDER));
+            assert_eq!(o.added, ["type-howto", "tool-jira"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn no_cache_asks_the_model_for_every_page_but_writes_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let source = space(4, false);
+        run_with_state(&db, &source, &Scripted::new(howto_jira), true, false, false).await;
+        let provider = Scripted::new(howto_jira);
+        let (out, c) = run_with_state(&db, &source, &provider, false, false, false).await;
+        assert_eq!(
+            provider.calls().concat().len(),
+            4,
+            "--no-cache must ask again"
+        );
+        assert_eq!((c.hits, c.skipped_unchanged), (0, 0));
+        assert!(out.values().all(|o| o.status == Status::Unchanged));
+        assert_eq!(source.writes().len(), 4);
+        // Its answers were stored: a normal run after it finds them... and skips anyway.
+        let provider = Scripted::new(howto_jira);
+        let (_, c) = run_with_state(&db, &source, &provider, true, false, false).await;
+        assert!(provider.calls().is_empty());
+        assert_eq!(c.skipped_unchanged, 4);
+    }
+
+    /// Chooses `type-runbook` for every page.
+    fn runbook(batch: &[PageText]) -> Result<BTreeMap<String, Vec<String>>, LlmError> {
+        Ok(batch
+            .iter()
+            .map(|p| (p.id.clone(), vec!["type-runbook".to_string()]))
+            .collect())
+    }
+
+    #[tokio::test]
+    async fn sync_removes_only_what_tag_space_added_and_never_a_persons_label() {
+        for sync in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("state.db");
+            let source = MemorySource::new(
+                "ENG",
+                vec![page("1", "<p>How to use Jira</p>", Some(&["team-blue"]))],
+            );
+            run_with_state(&db, &source, &Scripted::new(howto_jira), true, false, sync).await;
+            assert_eq!(
+                names(&source, "1"),
+                ["team-blue", "tool-jira", "type-howto"]
+            );
+            // A person adds a taxonomy tag tag-space will not choose, then the page changes
+            // and the model now chooses something else.
+            source.set_labels(
+                "1",
+                &["team-blue", "tool-jira", "type-howto", "tool-github"],
+            );
+            source.edit_page("1", "<p>Runbook: restart the service</p>");
+            let (out, _) =
+                run_with_state(&db, &source, &Scripted::new(runbook), true, false, sync).await;
+            if sync {
+                let mut removed = source.removals();
+                removed.sort();
+                assert_eq!(
+                    removed,
+                    [
+                        ("1".to_string(), "tool-jira".to_string()),
+                        ("1".to_string(), "type-howto".to_string())
+                    ]
+                );
+                assert_eq!(
+                    names(&source, "1"),
+                    ["team-blue", "tool-github", "type-runbook"]
+                );
+                assert_eq!(out["1"].status, Status::Tagged);
+                assert!(out["1"].reason.as_deref().unwrap().contains("tool-jira"));
+            } else {
+                assert!(source.removals().is_empty(), "add-only removed a label");
+                assert_eq!(
+                    names(&source, "1"),
+                    [
+                        "team-blue",
+                        "tool-github",
+                        "tool-jira",
+                        "type-howto",
+                        "type-runbook"
+                    ]
+                );
+            }
+            // Run again unchanged: nothing more happens.
+            let provider = Scripted::new(runbook);
+            let writes = (source.writes().len(), source.removals().len());
+            run_with_state(&db, &source, &provider, true, false, sync).await;
+            assert!(provider.calls().is_empty());
+            assert_eq!((source.writes().len(), source.removals().len()), writes);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sync_dry_run_removes_nothing_and_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let source = MemorySource::new("ENG", vec![page("1", "<p>a</p>", None)]);
+        run_with_state(&db, &source, &Scripted::new(howto_jira), true, false, false).await;
+        source.edit_page("1", "<p>b</p>");
+        let (out, _) =
+            run_with_state(&db, &source, &Scripted::new(runbook), true, true, true).await;
+        assert!(source.removals().is_empty());
+        assert_eq!(out["1"].added, ["type-runbook"]);
+        assert!(
+            out["1"]
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("would remove")
+        );
+        // The real sync run after it still does the work.
+        run_with_state(&db, &source, &Scripted::new(runbook), true, false, true).await;
+        assert_eq!(source.removals().len(), 2);
+        assert_eq!(names(&source, "1"), ["type-runbook"]);
+    }
+
+    #[tokio::test]
+    async fn a_label_a_person_removed_is_not_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let source = MemorySource::new("ENG", vec![page("1", "<p>a</p>", None)]);
+        run_with_state(&db, &source, &Scripted::new(howto_jira), true, false, false).await;
+        source.set_labels("1", &["type-howto"]);
+        source.edit_page("1", "<p>a, edited</p>");
+        let (out, _) =
+            run_with_state(&db, &source, &Scripted::new(howto_jira), true, false, false).await;
+        assert_eq!(out["1"].status, Status::Unchanged);
+        assert_eq!(names(&source, "1"), ["type-howto"]);
+        assert_eq!(source.writes().len(), 1);
+    }
+
+    /// Answers as the offline rules provider would, as a fallback.
+    struct RulesFallback(Mutex<u32>);
+    impl Provider for RulesFallback {
+        fn name(&self) -> &'static str {
+            "chain"
+        }
+        async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+            *self.0.lock().unwrap() += 1;
+            Ok(Answer {
+                provider: "rules",
+                model: "keywords".into(),
+                labels: howto_jira(batch)?,
+                usage: None,
+                rate_limits: RateLimitHints::default(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rules_stop_gap_answer_is_applied_but_the_llm_is_asked_next_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let source = MemorySource::new("ENG", vec![page("1", "<p>a</p>", None)]);
+        let rules = RulesFallback(Mutex::new(0));
+        let (out, c) = run_with_state(&db, &source, &rules, true, false, false).await;
+        assert_eq!(out["1"].status, Status::Tagged);
+        assert_eq!(c.calls, 1);
+        // Not cached, not finished under the primary: the next run asks again.
+        let provider = Scripted::new(runbook);
+        let (out, c) = run_with_state(&db, &source, &provider, true, false, false).await;
+        assert_eq!(provider.calls(), [vec!["1"]]);
+        assert_eq!((c.hits, c.skipped_unchanged), (0, 0));
+        assert_eq!(out["1"].added, ["type-runbook"]);
+        // And now the primary's answer is the one kept.
+        let provider = Scripted::new(runbook);
+        run_with_state(&db, &source, &provider, true, false, false).await;
+        assert!(provider.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_broken_state_file_mid_run_fails_pages_without_writing_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let source = space(2, false);
+        let store = Arc::new(Store::open(&db, StoreOptions::default()).unwrap());
+        let tax = taxonomy();
+        let st = RunState {
+            run: store.begin_run("ENG", RunMode::Add, false).unwrap(),
+            store: store.clone(),
+            setup: Setup::new(tax.fingerprint(), "p", "gemini/test"),
+        };
+        // Another connection drops the ledger's table: every ledger call now fails.
+        let other = rusqlite_drop_labels(&db);
+        assert!(other, "could not break the file");
+        let mut o = opts(false);
+        o.state = Some(st);
+        let mut out = BTreeMap::new();
+        run(&source, &Scripted::new(howto_jira), &tax, &o, |p| {
+            out.insert(p.id.clone(), p);
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.values().all(|o| o.status == Status::Failed
+                && o.reason.as_deref().unwrap_or("").contains("state.db")),
+            "{out:?}"
+        );
+        assert!(
+            source.writes().is_empty(),
+            "wrote a label without its intent on disk"
+        );
+    }
+
+    fn rusqlite_drop_labels(db: &std::path::Path) -> bool {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("DROP TABLE labels").is_ok()
+    }
 }
