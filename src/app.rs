@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{RunMode, Setup, Store, StoreOptions};
-use crate::cli::{Args, CacheCommand, Command, OutputFormat};
+use crate::cli::{Args, CacheCommand, OutputFormat};
 use crate::config::{Config, ProviderSettings};
 use crate::confluence::{ConfluenceClient, PageSource};
 use crate::governor::ProviderStats;
@@ -47,10 +47,6 @@ pub async fn run(args: Args) -> anyhow::Result<RunReport> {
 
 /// [`run`], interruptible through `session.cancel` and showing `session.progress`.
 pub async fn run_with(args: Args, session: Session) -> anyhow::Result<RunReport> {
-    if let Some(Command::Cache(cmd)) = &args.command {
-        cache_command(&args, cmd)?;
-        return Ok(empty_report());
-    }
     let config = Config::load(&args)?;
     for w in &config.warnings {
         report::warning_line(w);
@@ -432,8 +428,8 @@ fn finish_state(state: &RunState, run_report: &mut RunReport) {
     });
 }
 
-/// `tag-space cache stats|clear`.
-fn cache_command(args: &Args, cmd: &CacheCommand) -> anyhow::Result<()> {
+/// `tag-space cache stats|clear`: synchronous, needs no Confluence or LLM settings.
+pub fn cache_command(args: &Args, cmd: &CacheCommand) -> anyhow::Result<()> {
     use std::io::Write;
     let (CacheCommand::Stats { cache_path, .. } | CacheCommand::Clear { cache_path, .. }) = cmd;
     let mut args = args.clone();
@@ -467,30 +463,4 @@ fn cache_command(args: &Args, cmd: &CacheCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// What `run` returns for a command that labels nothing: no pages, so exit 0.
-fn empty_report() -> RunReport {
-    RunReport::new(
-        RunInfo::new("", Mode::Add, false, SystemTime::now()),
-        Settings {
-            demo: false,
-            limit: None,
-            batch_size: 0,
-            concurrency: 0,
-            max_concurrency: 0,
-            max_page_chars: 0,
-            max_cooldown_seconds: 0.0,
-            confluence: None,
-            providers: Vec::new(),
-            taxonomy: crate::report::model::TaxonomyInfo {
-                source: String::new(),
-                fingerprint: String::new(),
-            },
-            cache: crate::report::model::CacheInfo {
-                enabled: false,
-                size: 0,
-            },
-        },
-    )
 }

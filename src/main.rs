@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tag_space::app::{self, Session};
+use tag_space::cli::{Args, Command};
+use tag_space::report;
 use tag_space::report::progress::{self, Progress};
-use tag_space::{cli::Args, report};
 use tokio_util::sync::CancellationToken;
 
 /// 128 + SIGINT, as shells report a run stopped by Ctrl-C.
@@ -16,6 +17,15 @@ const INTERRUPTED: u8 = 130;
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with 2.
     let args = Args::parse();
+    if let Some(Command::Cache(cmd)) = &args.command {
+        return match app::cache_command(&args, cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                report::error_line(&format!("{e:#}"));
+                ExitCode::from(2)
+            }
+        };
+    }
     let progress = Progress::new();
     progress.install();
     report::logging::init(

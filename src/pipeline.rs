@@ -469,9 +469,8 @@ async fn apply_cached<S: PageSource, P>(
     meta: PageMeta,
     hit: Classification,
 ) -> Vec<PageOutcome> {
-    let stop_gap =
-        hit.provider == "rules" && ctx.state.as_ref().is_some_and(|st| !st.rules_is_primary);
-    vec![apply(ctx, &meta, hit.labels, CACHE_PROVIDER, stop_gap).await]
+    // Never a stop-gap: `store_answers` caches a `rules` answer only when rules is primary.
+    vec![apply(ctx, &meta, hit.labels, CACHE_PROVIDER, false).await]
 }
 
 /// Classifies one batch, stores the answers, and applies them to each of its pages.
