@@ -280,6 +280,14 @@ impl<S: PageSource> PageSource for ListingEnd<'_, S> {
         self.inner.labels(page_id).await
     }
 
+    async fn pages_with_label(
+        &self,
+        space_key: &str,
+        name: &str,
+    ) -> Result<std::collections::HashSet<String>, crate::confluence::ConfluenceError> {
+        self.inner.pages_with_label(space_key, name).await
+    }
+
     async fn add_labels(
         &self,
         page_id: &str,
@@ -299,9 +307,9 @@ impl<S: PageSource> PageSource for ListingEnd<'_, S> {
 
 /// The run lock for this space ([`crate::lock`]): taken before anything is read or written,
 /// dry runs included (they still spend the provider quota and, with a state file, write
-/// it). The demo writes nothing anywhere and takes none. Without a state directory (no
-/// `HOME`, `XDG_CACHE_HOME` or `TAG_SPACE_CACHE_PATH`) the run goes on unlocked, with a
-/// warning.
+/// it). The demo writes nothing anywhere and takes none. One lock per site and space,
+/// whatever the state file; without a place for it (no `TAG_SPACE_LOCK_DIR`,
+/// `XDG_CACHE_HOME` or `HOME`) the run goes on unlocked, with a warning.
 async fn take_lock(
     config: &Config,
     args: &Args,
@@ -313,12 +321,13 @@ async fn take_lock(
     }
     let Some(dir) = &config.lock_dir else {
         tracing::warn!(
-            "no state directory (HOME, XDG_CACHE_HOME and TAG_SPACE_CACHE_PATH are unset): running without the run lock, so an overlapping run is not prevented"
+            "no place for the run lock (TAG_SPACE_LOCK_DIR, XDG_CACHE_HOME and HOME are unset): running without it, so an overlapping run is not prevented"
         );
         return Ok(None);
     };
+    let site = config.confluence.as_ref().map_or("", |c| c.root.as_str());
     // Absolute, so that the message tells a cron user exactly which file.
-    let path = lock::lock_path(dir, &config.space);
+    let path = lock::lock_path(dir, site, &config.space);
     let path = std::path::absolute(&path).unwrap_or(path);
     let held = if args.wait_lock {
         lock::acquire_waiting(&path, std::time::Duration::from_millis(200), cancel, |e| {

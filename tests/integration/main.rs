@@ -24,3 +24,8 @@ mod faults;
 mod badinput;
 // The state file through the binary: SIGKILL and resume, a broken file, cache stats/clear.
 mod resume;
+// A stateful Cloud and Data Center site (shared with benches/census.rs).
+mod livesite;
+// Who owns a label: a person's label is never removed (kill -9, concurrent edits, two state
+// files), and the label census.
+mod ownership;
