@@ -55,11 +55,13 @@ pub enum LockError {
 /// The lock file for `space` of the site at `base_url`, in `dir`: `<SPACE>-<hash>.lock`.
 /// The hash (64 bits of SHA-256, hex) covers the normalised base URL ([`site_key`]) and the
 /// space key without case (Cloud finds a space whatever its case), so each site and space
-/// has exactly one lock; the readable prefix keeps only `[A-Za-z0-9_-]` (personal spaces are
-/// `~name`).
+/// has exactly one lock; the readable prefix is the key uppercased, keeping only
+/// `[A-Z0-9_-]` (personal spaces are `~name`).
 pub fn lock_path(dir: &Path, base_url: &str, space: &str) -> PathBuf {
     use sha2::{Digest, Sha256};
+    // Uppercase, like the hash without case: `eng` and `ENG` must name one file.
     let name: String = space
+        .to_uppercase()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -179,8 +181,8 @@ mod tests {
         let eng = lock_path(d, SITE, "ENG");
         assert_eq!(eng.parent(), Some(d));
         assert!(name(eng.clone()).starts_with("ENG-"), "{eng:?}");
-        assert!(name(lock_path(d, SITE, "~jane.doe")).starts_with("_jane_doe-"));
-        assert!(name(lock_path(d, SITE, "../etc")).starts_with("___etc-"));
+        assert!(name(lock_path(d, SITE, "~jane.doe")).starts_with("_JANE_DOE-"));
+        assert!(name(lock_path(d, SITE, "../etc")).starts_with("___ETC-"));
         assert_eq!(lock_path(d, SITE, "../etc").parent(), Some(d));
         // One site, written several ways: one lock.
         for same in [

@@ -2,8 +2,7 @@
 //!
 //! - **Cloud**: the label's id from v1 `GET /wiki/rest/api/label?name=` (v2 has no lookup by
 //!   name; a label's id is the same on every page), then v2
-//!   `GET /wiki/api/v2/labels/{id}/pages?space-id=` following `_links.next`. A 404 from the
-//!   lookup means no content on the site carries the label.
+//!   `GET /wiki/api/v2/labels/{id}/pages?space-id=` following `_links.next`.
 //! - **Data Center**: CQL `label = "x" and space = "KEY" and type = page` through
 //!   `GET /rest/api/content/search`, paged by `start` like the listing.
 //!
@@ -24,9 +23,7 @@ impl ConfluenceClient {
         space_key: &str,
         name: &str,
     ) -> Result<HashSet<String>, ConfluenceError> {
-        let Some(label_id) = self.cloud_label_id(name).await? else {
-            return Ok(HashSet::new());
-        };
+        let label_id = self.cloud_label_id(name).await?;
         let space_id = self.cloud_space_id_cached(space_key).await?;
         let limit = self.page_limit.to_string();
         let mut url = self.api(
@@ -44,17 +41,17 @@ impl ConfluenceClient {
         }
     }
 
-    /// The id of the `global` label `name`, or `None` when the site has no such label.
-    async fn cloud_label_id(&self, name: &str) -> Result<Option<String>, ConfluenceError> {
+    /// The id of the `global` label `name`. The census asks only for labels tag-space once
+    /// wrote, which Confluence keeps even when no page carries them any more, so a 404 is
+    /// not read as "on no page": it fails the census of this label (a wrong path or proxy
+    /// answering 404 must not make every page look as if a person had removed it).
+    async fn cloud_label_id(&self, name: &str) -> Result<String, ConfluenceError> {
         // `limit=1`: only the label is read, not the content it lists.
         let url = self.api(
             &["wiki", "rest", "api", "label"],
             &[("name", name), ("type", "page"), ("limit", "1")],
         );
-        let details: V1LabelDetails = match self.get_json(WHAT, None, &url).await {
-            Err(e) if e.status() == Some(404) => return Ok(None),
-            other => other?,
-        };
+        let details: V1LabelDetails = self.get_json(WHAT, None, &url).await?;
         let label = details.label;
         if label.prefix != LABEL_PREFIX || !label.name.eq_ignore_ascii_case(name) {
             // Another label than the one asked for: counting its pages would prove nothing.
@@ -67,7 +64,7 @@ impl ConfluenceClient {
                 snippet: String::new(),
             });
         }
-        Ok(Some(label.id))
+        Ok(label.id)
     }
 
     /// [`ConfluenceClient::cloud_space_id`], asked once per space and client.

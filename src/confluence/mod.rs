@@ -93,7 +93,7 @@ pub trait PageSource: Send + Sync {
     /// The ids of the pages of space `space_key` that carry the `global` label `name` now,
     /// every page of the answer followed: the label census. It costs one request per 250
     /// pages carrying the label (plus a lookup or two), where reading each page's labels
-    /// costs one request per page. A label no page carries is an empty set, not an error.
+    /// costs one request per page. A label no page of the space carries is an empty set.
     fn pages_with_label(
         &self,
         space_key: &str,

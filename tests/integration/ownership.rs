@@ -441,12 +441,25 @@ async fn dc_census_follows_every_page_of_the_answer() {
 }
 
 #[tokio::test]
-async fn a_label_no_page_carries_has_an_empty_census() {
+async fn a_label_no_page_carries_any_more_has_an_empty_census() {
     for flavor in [Flavor::Cloud, Flavor::Dc] {
         let site = LiveSite::new(flavor, 3, 5);
+        site.person_adds(2, "gone");
+        site.person_removes(2, "gone");
         let server = site.serve().await;
         let c = client(&site, &server, 5);
-        let found = c.pages_with_label("ENG", "never-used").await.unwrap();
+        let found = c.pages_with_label("ENG", "gone").await.unwrap();
         assert!(found.is_empty(), "{flavor:?}");
     }
+}
+
+#[tokio::test]
+async fn a_cloud_label_lookup_that_finds_nothing_fails_the_census_instead_of_emptying_it() {
+    // tag-space only takes the census of labels it wrote, which Confluence keeps: a 404 here
+    // is a wrong path or a proxy, and must not read as "a person removed it everywhere".
+    let site = LiveSite::new(Flavor::Cloud, 3, 5);
+    let server = site.serve().await;
+    let c = client(&site, &server, 5);
+    let err = c.pages_with_label("ENG", "never-used").await.unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err}");
 }

@@ -184,7 +184,8 @@ fn command(dir: &Path, f: &Fakes, args: &[&str]) -> Command {
         .env("TAG_SPACE_BATCH_SIZE", "2")
         .env("TAG_SPACE_AI_CONCURRENCY", "2")
         .env("TAG_SPACE_MAX_AI_CONCURRENCY", "2")
-        .env("TAG_SPACE_CACHE_PATH", dir.join("state.db"));
+        .env("TAG_SPACE_CACHE_PATH", dir.join("state.db"))
+        .env("TAG_SPACE_LOCK_DIR", dir.join("locks"));
     cmd
 }
 
