@@ -37,6 +37,8 @@ ENVIRONMENT (also read from ./.env; a flag beats the environment, which beats .e
     TAG_SPACE_CACHE_SIZE          in-memory cache entries (default 1000)
     TAG_SPACE_CACHE_PATH          state file (default: $XDG_CACHE_HOME/tag-space/state.db,
                                   else $HOME/.cache/tag-space/state.db)
+    TAG_SPACE_LOCK_DIR            run locks, one per site and space (default:
+                                  $XDG_CACHE_HOME/tag-space/locks, else $HOME/.cache/...)
   Conventions
     NO_COLOR                      no colour in the output
     RUST_LOG                      log filter, overrides -q/-v (e.g. RUST_LOG=tag_space=debug)
@@ -49,9 +51,10 @@ EXIT STATUS:
        a second Ctrl-C stops at once
 
 CRON:
-  One run at a time per space: a run holds an OS lock on <state dir>/locks/<SPACE>.lock
-  (released when it exits, even if killed). An overlapping run exits 2 naming the lock file
-  and the holder's pid, or waits with --wait-lock. Use -q and --log-format json for logs.
+  One run at a time per site and space, whatever the state file: a run holds an OS lock
+  on <lock dir>/<SPACE>-<hash>.lock (TAG_SPACE_LOCK_DIR; released when it exits, even if
+  killed). An overlapping run exits 2 naming the lock file and the holder's pid, or waits
+  with --wait-lock. Use -q and --log-format json for logs.
 
 EXAMPLES:
   tag-space --demo                      offline demo: bundled space, keyword rules, no credentials
