@@ -24,3 +24,5 @@ mod faults;
 mod badinput;
 // The state file through the binary: SIGKILL and resume, a broken file, cache stats/clear.
 mod resume;
+// What a first user hit: .env secrets, --limit, a wrong base URL, state dir, the demo.
+mod firstuse;

@@ -1,0 +1,162 @@
+//! What a first user hit (issue 9), through the built binary: a broken `.env` that must not
+//! leak its keys, `--limit`, a wrong base URL, an odd state directory, the offline demo's
+//! state. Each test runs `tag-space` in its own temporary directory with a cleared
+//! environment; every HTTP peer is a wiremock fake on 127.0.0.1.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+
+// Made up, but shaped like the real thing: what a leak check must not find.
+const TOKEN: &str = "ATATT3xFfGF0T4kE-made-up-9f2c81d0aa17";
+const GEMINI_KEY: &str = "AIzaSyD4-made-up-gemini-key-4b7e0c1";
+const OPENAI_KEY: &str = "sk-proj-MadeUpOpenAIKey81d0f00dT3BlbkFJ";
+
+fn run_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("NO_COLOR", "1")
+        // The default state file lives under HOME: keep it inside the test's directory.
+        .env("HOME", dir);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run tag-space")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn all_output(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+fn tagged_line_count(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("added") || l.starts_with("would add"))
+        .count()
+}
+
+fn report(dir: &Path, name: &str) -> Value {
+    let s = std::fs::read_to_string(dir.join(name)).expect("the report was written");
+    serde_json::from_str(&s).expect("the report is JSON")
+}
+
+/// seen, tagged, unchanged, skipped, failed
+fn counts(report: &Value) -> [u64; 5] {
+    let p = &report["metrics"]["pages"];
+    ["seen", "tagged", "unchanged", "skipped", "failed"].map(|k| p[k].as_u64().unwrap_or(u64::MAX))
+}
+
+// ---- defect 2: a broken .env never prints a value ----------------------------------------
+
+fn broken_env() -> String {
+    format!(
+        "# tag-space settings\nCONFLUENCE_BASE_URL=https://acme.atlassian.net/wiki\nCONFLUENCE_EMAIL=bot@acme.test\n\nCONFLUENCE_API_TOKEN=\"{TOKEN}\nGEMINI_API_KEY={GEMINI_KEY}\nOPENAI_API_KEY={OPENAI_KEY}\nTAG_SPACE_BATCH_SIZE=5\n"
+    )
+}
+
+fn assert_no_secret(out: &Output, what: &str) {
+    let all = all_output(out);
+    for secret in [TOKEN, GEMINI_KEY, OPENAI_KEY] {
+        // Any recognisable piece of a key is a leak, not only the whole key.
+        for piece in [secret, &secret[..12], &secret[secret.len() - 12..]] {
+            assert!(
+                !all.contains(piece),
+                "{what}: output shows {piece:?}:\n{all}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_broken_env_file_names_line_and_variable_and_never_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), broken_env()).unwrap();
+    std::fs::write(dir.path().join("cron.env"), broken_env()).unwrap();
+    let cron_env = dir.path().join("cron.env").display().to_string();
+    let runs: [(&str, Vec<&str>, Vec<(&str, String)>); 6] = [
+        ("text logs", vec!["--space", "ENG"], vec![]),
+        (
+            "json logs",
+            vec!["--space", "ENG", "--log-format", "json", "-vv"],
+            vec![],
+        ),
+        (
+            "dry run, debug",
+            vec!["--space", "ENG", "--dry-run", "-vv"],
+            vec![],
+        ),
+        ("cache stats", vec!["cache", "stats"], vec![]),
+        (
+            "--env-file",
+            vec!["--space", "ENG", "--env-file", "cron.env"],
+            vec![],
+        ),
+        (
+            "TAG_SPACE_ENV_FILE",
+            vec!["--space", "ENG", "--log-format", "json"],
+            vec![("TAG_SPACE_ENV_FILE", cron_env.clone())],
+        ),
+    ];
+    for (what, args, vars) in runs {
+        let out = run_in(dir.path(), &args, &vars);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert_no_secret(&out, what);
+        // A real line number (line 5 of the file), the variable, and what to do.
+        assert!(
+            stderr.contains("line 5: cannot parse the value of CONFLUENCE_API_TOKEN"),
+            "{what}: {stderr}"
+        );
+        assert!(!stderr.contains("line index"), "{what}: {stderr}");
+        if what.contains("json") {
+            for line in stderr.lines() {
+                serde_json::from_str::<Value>(line)
+                    .unwrap_or_else(|e| panic!("{what}: not a JSON line ({e}): {line}"));
+            }
+        } else {
+            assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn an_env_file_given_for_cron_is_read_instead_of_the_current_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let env = elsewhere.path().join("tag-space.env");
+    // Only reachable through the named file: a batch size that is refused names its origin.
+    std::fs::write(&env, "TAG_SPACE_BATCH_SIZE=lots\n").unwrap();
+    std::fs::write(dir.path().join(".env"), "TAG_SPACE_BATCH_SIZE=7\n").unwrap();
+    let env_s = env.display().to_string();
+    for (args, vars) in [
+        (vec!["--demo", "--env-file", env_s.as_str()], vec![]),
+        (vec!["--demo"], vec![("TAG_SPACE_ENV_FILE", env_s.clone())]),
+    ] {
+        let out = run_in(dir.path(), &args, &vars);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("TAG_SPACE_BATCH_SIZE=\"lots\" is invalid"),
+            "{stderr}"
+        );
+    }
+    // A named file that is not there is an error, not silently nothing.
+    let out = run_in(dir.path(), &["--demo", "--env-file", "nope.env"], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the env file nope.env (no such file)"),
+        "{stderr}"
+    );
+}
