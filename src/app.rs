@@ -117,11 +117,6 @@ async fn execute<S: PageSource>(
     session: &Session,
 ) -> anyhow::Result<RunReport> {
     let progress = &session.progress;
-    let source = &ListingEnd {
-        inner: source,
-        progress,
-        limit: config.limit,
-    };
     let started = Instant::now();
     // Every page of a request repeats every tag in the schema; keep the schema inside what
     // providers accept.
@@ -148,6 +143,7 @@ async fn execute<S: PageSource>(
         grace: INTERRUPT_GRACE,
         cancel: session.cancel.clone(),
         listed: progress.listed_counter(),
+        total: progress.total_cell(),
     };
     let mut run_report = RunReport::new(
         RunInfo::new(
@@ -249,51 +245,6 @@ async fn tick_progress(
     loop {
         progress.update(&chain.stats());
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-/// A page source that tells the progress bar the real total once the listing has ended.
-struct ListingEnd<'a, S> {
-    inner: &'a S,
-    progress: &'a Progress,
-    limit: Option<u64>,
-}
-
-impl<S: PageSource> PageSource for ListingEnd<'_, S> {
-    async fn stream_pages(
-        &self,
-        space_key: &str,
-        tx: tokio::sync::mpsc::Sender<crate::confluence::Page>,
-    ) -> Result<u64, crate::confluence::ConfluenceError> {
-        let listed = self.inner.stream_pages(space_key, tx).await;
-        if let Ok(n) = listed {
-            self.progress
-                .set_total(self.limit.map_or(n, |limit| n.min(limit)));
-        }
-        listed
-    }
-
-    async fn labels(
-        &self,
-        page_id: &str,
-    ) -> Result<Vec<crate::confluence::Label>, crate::confluence::ConfluenceError> {
-        self.inner.labels(page_id).await
-    }
-
-    async fn add_labels(
-        &self,
-        page_id: &str,
-        names: &[String],
-    ) -> Result<(), crate::confluence::ConfluenceError> {
-        self.inner.add_labels(page_id, names).await
-    }
-
-    async fn remove_label(
-        &self,
-        page_id: &str,
-        name: &str,
-    ) -> Result<(), crate::confluence::ConfluenceError> {
-        self.inner.remove_label(page_id, name).await
     }
 }
 

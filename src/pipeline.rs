@@ -74,6 +74,8 @@ pub const RULES_MODEL: &str = "rules/keywords";
 pub struct RunOptions {
     pub space: String,
     pub dry_run: bool,
+    /// Stop after this many pages are sent for classification (to the model or answered from
+    /// the cache); pages unchanged since the last run and pages without text do not count.
     pub limit: Option<u64>,
     pub batch_size: usize,
     /// Characters of page text (titles included) in one request.
@@ -90,6 +92,9 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Counts pages as the listing delivers them, for a progress display.
     pub listed: Arc<AtomicU64>,
+    /// Set once the run will take no more pages (the listing ended, or `limit` was reached):
+    /// how many it took. Until then there is no honest total to show.
+    pub total: Arc<std::sync::OnceLock<u64>>,
     /// The classification cache and label ledger; `None` runs without them (add-only, every
     /// page classified).
     pub state: Option<RunState>,
@@ -259,6 +264,8 @@ where
         let mut active: HashSet<String> = HashSet::new();
         let mut in_flight = FuturesUnordered::new();
         let mut seen: u64 = 0;
+        // Pages sent for classification (to the model, or answered from the cache).
+        let mut classified: u64 = 0;
         let mut input_open = true;
         let cut = |batch: Vec<PageText>, waiting: &mut BTreeMap<String, PageMeta>| -> Batch {
             batch
@@ -308,26 +315,34 @@ where
                         Some(page) => {
                             seen += 1;
                             opts.listed.fetch_add(1, Ordering::Relaxed);
-                            if opts.limit.is_some_and(|limit| seen >= limit) {
-                                // Stop the listing: the producer sees the closed channel and
-                                // returns; pages already buffered in the channel are not read.
-                                rx.close();
-                                input_open = false;
-                            }
                             match admit(ctx, page, &mut waiting, &mut active, &mut sink) {
                                 Admitted::Classify(text) => {
+                                    classified += 1;
                                     if let Some(batch) = batcher.push(text) {
                                         in_flight.push(Either::Left(process_batch(ctx, cut(batch, &mut waiting))));
                                     }
                                 }
                                 Admitted::Cached(hit) => {
+                                    classified += 1;
                                     let (meta, hit) = *hit;
                                     in_flight.push(Either::Right(apply_cached(ctx, meta, hit)));
                                 }
                                 Admitted::Done => {}
                             }
+                            // `--limit` counts pages classified, not pages skipped as unchanged
+                            // or empty: a nightly `--limit N` run moves on to the next N.
+                            if opts.limit.is_some_and(|limit| classified >= limit) {
+                                // Stop the listing: the producer sees the closed channel and
+                                // returns; pages already buffered in the channel are not read.
+                                rx.close();
+                                input_open = false;
+                            }
                         }
                         None => input_open = false,
+                    }
+                    if !input_open {
+                        // No page will be taken any more: the real total, for the progress line.
+                        let _ = opts.total.set(seen);
                     }
                     if !input_open && deadline.is_none() {
                         if let Some(batch) = batcher.flush() {
