@@ -7,6 +7,7 @@
 pub mod client;
 mod error;
 pub mod memory;
+mod probe;
 mod wire;
 
 use std::future::Future;

@@ -515,7 +515,7 @@ fn a_dotenv_file_is_read_and_the_environment_beats_it() {
         &[("TAG_SPACE_BATCH_SIZE", "4".into())],
     );
     assert!(
-        text(&out.stderr).contains("Confluence credentials is not set"),
+        text(&out.stderr).contains("Confluence credentials are not set"),
         "{}",
         text(&out.stderr)
     );
