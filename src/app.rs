@@ -24,6 +24,8 @@ use crate::report::model::{CacheMetrics, Mode, ProviderMetrics, RunInfo, RunRepo
 use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
+mod statedir;
+
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so
 /// that one request stays well inside every provider's context window.
 const MAX_BATCH_CHARS: usize = 60_000;
@@ -47,10 +49,11 @@ pub async fn run(args: Args) -> anyhow::Result<RunReport> {
 
 /// [`run`], interruptible through `session.cancel` and showing `session.progress`.
 pub async fn run_with(args: Args, session: Session) -> anyhow::Result<RunReport> {
-    let config = Config::load(&args)?;
+    let mut config = Config::load(&args)?;
     for w in &config.warnings {
         report::warning_line(w);
     }
+    statedir::check(&mut config)?;
     let taxonomy = Arc::new(match &config.taxonomy_path {
         Some(path) => Taxonomy::load(path)?,
         None => Taxonomy::embedded(),
@@ -264,7 +267,7 @@ async fn take_lock(
     }
     let Some(dir) = &config.lock_dir else {
         tracing::warn!(
-            "no state directory (HOME, XDG_CACHE_HOME and TAG_SPACE_CACHE_PATH are unset): running without the run lock, so an overlapping run is not prevented"
+            "no usable state directory: running without the run lock, so an overlapping run is not prevented"
         );
         return Ok(None);
     };
@@ -312,16 +315,8 @@ fn open_state(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Option<Run
     if config.demo {
         return Ok(None);
     }
-    let without = |why: &str| {
-        if config.sync {
-            report::warning_line(
-                "--sync without the state file: no label is removed (only the ledger knows which labels are tag-space's)",
-            );
-        }
-        tracing::warn!("{why}: running without the cache and the label ledger");
-    };
+    // No path: `statedir::check` has said why.
     let Some(path) = &config.cache.path else {
-        without("no place for the state file (set TAG_SPACE_CACHE_PATH, XDG_CACHE_HOME or HOME)");
         return Ok(None);
     };
     let mode = if config.sync {
@@ -336,10 +331,7 @@ fn open_state(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Option<Run
     let (store, run) = match opened {
         Ok(x) => x,
         Err(e) if !config.cache.enabled => {
-            report::warning_line(&format!(
-                "continuing without the state file (cache disabled): {e}"
-            ));
-            without("the state file cannot be used");
+            statedir::going_on_without(config, &e);
             return Ok(None);
         }
         // The message alone: it already names the file and its cause, on one line.

@@ -53,7 +53,7 @@ mod store;
 pub use decide::{LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync};
 pub use error::CacheError;
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
-pub use schema::SCHEMA_VERSION;
+pub use schema::{SCHEMA_VERSION, prepare_dir};
 pub use show::{write_cleared, write_stats};
 pub use store::{
     Classification, Cleared, Run, RunCounters, RunMode, RunRecord, SpaceStats, Stats, Store,

@@ -373,3 +373,142 @@ async fn the_binary_says_base_url_not_space_for_a_data_center_url_without_contex
     assert!(!stderr.contains("was not found"), "{stderr}");
     let _ = (method("GET"), path("/"), json!({}));
 }
+
+// ---- defect 8: the state directory ----------------------------------------------------------
+
+/// A Cloud site with space ENG: two pages a keyword rule labels, no labels yet; label writes
+/// are accepted.
+async fn small_site() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/wiki/api/v2/spaces"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "results": [{"id": "98765", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}],
+            "_links": {}
+        })))
+        .mount(&server)
+        .await;
+    let page = |id: &str, title: &str, body: &str| {
+        json!({
+            "id": id, "status": "current", "title": title, "spaceId": "98765",
+            "version": {"number": 2},
+            "body": {"storage": {"representation": "storage", "value": format!("<p>{body}</p>")}},
+            "_links": {"webui": format!("/spaces/ENG/pages/{id}")}
+        })
+    };
+    Mock::given(method("GET"))
+        .and(path("/wiki/api/v2/spaces/98765/pages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "results": [
+                page("201", "Runbook: restart Kafka", "Steps to restart the Kafka brokers when consumer lag alerts fire."),
+                page("202", "How to rotate Postgres passwords", "How to rotate the Postgres database passwords, step by step."),
+            ],
+            "_links": {}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/wiki/api/v2/pages/[0-9]+/labels$"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"results": [], "_links": {}})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/wiki/rest/api/content/[0-9]+/label$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [], "size": 0})))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn site_vars(site: &MockServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("CONFLUENCE_BASE_URL", format!("{}/wiki", site.uri())),
+        ("CONFLUENCE_EMAIL", "bot@acme.test".into()),
+        ("CONFLUENCE_API_TOKEN", "tok-made-up".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_path_that_is_a_directory_keeps_the_state_file_inside_it() {
+    let site = small_site().await;
+    let root = tempfile::tempdir().unwrap();
+    let state_dir = root.path().join("state-dir");
+    std::fs::create_dir(&state_dir).unwrap();
+    let mut vars = site_vars(&site);
+    vars.push(("TAG_SPACE_CACHE_PATH", state_dir.display().to_string()));
+    for extra in [&["--no-cache"][..], &[]] {
+        let mut args = vec!["--space", "ENG", "--dry-run", "--fallback", "rules"];
+        args.extend(extra);
+        let out = run_in(root.path(), &args, &vars);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {stderr}");
+        assert!(state_dir.join("state.db").is_file(), "{extra:?}");
+        // Nothing beside the directory: it was not taken for a file whose parent gets a
+        // `locks/` folder.
+        let beside: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(beside, ["state-dir"], "{extra:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unusable_state_folder_is_one_line_and_no_cache_really_goes_on() {
+    let site = small_site().await;
+    let root = tempfile::tempdir().unwrap();
+    // A file where the state folder should be: this fails even for root, unlike chmod.
+    std::fs::write(root.path().join("not-a-dir"), "x").unwrap();
+    let state = root
+        .path()
+        .join("not-a-dir")
+        .join("tag-space")
+        .join("state.db");
+    let mut vars = site_vars(&site);
+    vars.push(("TAG_SPACE_CACHE_PATH", state.display().to_string()));
+
+    let out = run_in(
+        root.path(),
+        &["--space", "ENG", "--fallback", "rules"],
+        &vars,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    // The path, what was tried, why (once), and what to do.
+    assert!(
+        stderr.contains(&format!("cannot use the state file {}", state.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot create the folder"), "{stderr}");
+    assert_eq!(stderr.matches("Not a directory").count(), 1, "{stderr}");
+    assert!(
+        !stderr.contains("os error") && !stderr.contains(".lock"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("TAG_SPACE_CACHE_PATH") && stderr.contains("--no-cache"),
+        "{stderr}"
+    );
+    assert!(
+        site.received_requests().await.unwrap().is_empty(),
+        "nothing was read"
+    );
+
+    let out = run_in(
+        root.path(),
+        &["--space", "ENG", "--fallback", "rules", "--no-cache"],
+        &vars,
+    );
+    let stderr = text(&out.stderr);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("going on without it, so incremental runs are off"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("run with --no-cache"), "{stderr}");
+    assert_eq!(tagged_line_count(&stdout), 2, "{stdout}");
+}
