@@ -58,10 +58,11 @@ pub async fn run_with(args: Args, session: Session) -> anyhow::Result<RunReport>
         Some(path) => Taxonomy::load(path)?,
         None => Taxonomy::embedded(),
     });
-    let chain = build_chain(&config, &taxonomy)?;
+    let demo_delay = std::time::Duration::from_millis(args.demo_delay_ms.unwrap_or(0));
+    let chain = build_chain(&config, &taxonomy, demo_delay)?;
     let _lock = take_lock(&config, &args, &session.cancel).await?;
     if config.demo {
-        let source = crate::demo::source();
+        let source = statedir::demo_source(&config, args.demo_edit.unwrap_or(0));
         execute(&config, &args, &source, &chain, &taxonomy, &session).await
     } else {
         let settings = config
@@ -75,7 +76,11 @@ pub async fn run_with(args: Args, session: Session) -> anyhow::Result<RunReport>
 
 /// The providers in priority order (Gemini, then OpenAI, then the keyword rules), each behind
 /// its own governor.
-fn build_chain(config: &Config, taxonomy: &Arc<Taxonomy>) -> anyhow::Result<Chain<AnyProvider>> {
+fn build_chain(
+    config: &Config,
+    taxonomy: &Arc<Taxonomy>,
+    rules_delay: std::time::Duration,
+) -> anyhow::Result<Chain<AnyProvider>> {
     let governed = |inner: AnyProvider, settings: Option<&ProviderSettings>| {
         let defaults = GovernorConfig::default();
         Governed::new(
@@ -104,7 +109,7 @@ fn build_chain(config: &Config, taxonomy: &Arc<Taxonomy>) -> anyhow::Result<Chai
     }
     if config.rules {
         providers.push(governed(
-            AnyProvider::Rules(RulesProvider::new(taxonomy.clone())),
+            AnyProvider::Rules(RulesProvider::new(taxonomy.clone()).with_delay(rules_delay)),
             None,
         ));
     }
@@ -309,12 +314,9 @@ fn primary_model(config: &Config) -> String {
 
 /// Opens the state file and records the start of the run. A file that cannot be used stops
 /// the run (exit 2, one line naming the file), unless reads are off (`--no-cache`): then the
-/// run goes on without it. The demo never uses it: its space is rebuilt in memory on every
-/// run, so a ledger of it would only mislead.
+/// run goes on without it. The demo has its own file ([`crate::config::DEMO_STATE_FILE`]),
+/// from which its space is restored as the last run left it.
 fn open_state(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Option<RunState>> {
-    if config.demo {
-        return Ok(None);
-    }
     // No path: `statedir::check` has said why.
     let Some(path) = &config.cache.path else {
         return Ok(None);

@@ -49,3 +49,23 @@ fn sync_warning(config: &Config) {
         );
     }
 }
+
+/// The demo space as earlier demo runs left it, from the demo's state file: the labels
+/// tag-space added are on its pages, and pages "edited" by `--demo-edit` keep their edits;
+/// `edit` more pages are edited now. A state file that cannot be read gives the space as
+/// bundled (opening the state file for the run then says what is wrong with it).
+pub(super) fn demo_source(config: &Config, edit: usize) -> crate::confluence::MemorySource {
+    use crate::cache::{Store, StoreOptions};
+    let store = config
+        .cache
+        .path
+        .as_ref()
+        .and_then(|p| Store::open(p, StoreOptions::from_settings(&config.cache)).ok());
+    match crate::demo::restore(store.as_ref(), edit) {
+        Ok(source) => source,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot restore the demo space from its state file; starting from the bundled one");
+            crate::demo::restore(None, edit).expect("restoring without a store cannot fail")
+        }
+    }
+}

@@ -366,6 +366,25 @@ mod tests {
         assert_eq!(clock(Duration::from_secs(3720)), "1h02m");
     }
 
+    #[test]
+    fn no_total_or_eta_until_the_run_says_how_many_pages_it_takes() {
+        let p = Progress::new();
+        p.listed_counter().store(60, Ordering::Relaxed);
+        for _ in 0..40 {
+            p.page_done();
+        }
+        let later = *lock(&p.shared.started) + Duration::from_secs(10);
+        let line = p.line(later, None);
+        assert!(line.starts_with("40 done · 60 listed so far"), "{line}");
+        assert!(!line.contains("ETA") && !line.contains("/600"), "{line}");
+        p.total_cell().set(600).unwrap();
+        let line = p.line(later, None);
+        assert!(
+            line.starts_with("40/600 pages") && line.contains("ETA"),
+            "{line}"
+        );
+    }
+
     fn stats(provider: &'static str, f: impl FnOnce(&mut ProviderStats)) -> ProviderStats {
         let mut s = ProviderStats::new(provider);
         f(&mut s);

@@ -512,3 +512,110 @@ async fn an_unusable_state_folder_is_one_line_and_no_cache_really_goes_on() {
     assert!(!stderr.contains("run with --no-cache"), "{stderr}");
     assert_eq!(tagged_line_count(&stdout), 2, "{stdout}");
 }
+
+// ---- defect 9: the offline demo keeps its state ---------------------------------------------
+
+fn provider_calls(report: &Value, name: &str) -> u64 {
+    report["metrics"]["providers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["provider"] == name))
+        .and_then(|p| p["calls"].as_u64())
+        .unwrap_or(u64::MAX)
+}
+
+#[test]
+fn a_second_demo_run_is_incremental_and_edits_are_simulated() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = |extra: &[&str]| {
+        let mut args = vec!["--demo", "--report", "r.json"];
+        args.extend(extra);
+        let out = run_in(dir.path(), &args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        (out, report(dir.path(), "r.json"))
+    };
+    let (out, first) = demo(&[]);
+    assert_eq!(counts(&first), [32, 29, 2, 1, 0]);
+    assert!(provider_calls(&first, "rules") > 0);
+    assert_eq!(tagged_line_count(&text(&out.stdout)), 29);
+    // Its own state file, in the cache directory beside the real one's place.
+    let state = dir.path().join(".cache/tag-space/demo.db");
+    assert!(state.is_file());
+    assert!(!dir.path().join(".cache/tag-space/state.db").exists());
+
+    // Nothing changed: every page unchanged, no provider call, nothing written.
+    let (out, second) = demo(&["-v"]);
+    assert_eq!(counts(&second), [32, 0, 32, 0, 0]);
+    assert_eq!(provider_calls(&second, "rules"), 0);
+    assert_eq!(tagged_line_count(&text(&out.stdout)), 0);
+    // -v logs as in a real run: the cache line of the run.
+    assert!(
+        text(&out.stderr).contains("cache hits=0 misses=0 skipped_unchanged=32"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Three pages edited: exactly those are looked at again.
+    let (out, edited) = demo(&["--demo-edit", "3", "-v"]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("misses=3 skipped_unchanged=29"), "{stderr}");
+    assert!(provider_calls(&edited, "rules") >= 1);
+    assert_eq!(counts(&edited)[0], 32);
+    // The edits are kept: the next plain run has nothing to do again.
+    let (_, after) = demo(&[]);
+    assert_eq!(counts(&after), [32, 0, 32, 0, 0]);
+    assert_eq!(provider_calls(&after, "rules"), 0);
+}
+
+#[test]
+fn the_demo_uses_the_state_file_given_and_a_dry_run_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--demo",
+            "--cache-path",
+            "here/demo-state.db",
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        let out = run_in(dir.path(), &args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(counts(&run(&["--dry-run"])), [32, 29, 2, 1, 0]);
+    assert!(dir.path().join("here/demo-state.db").is_file());
+    assert!(
+        !dir.path().join(".cache").exists(),
+        "the default was not used"
+    );
+    // The dry run wrote no ledger: the real run still has the work to do, then it is done.
+    assert_eq!(counts(&run(&[])), [32, 29, 2, 1, 0]);
+    assert_eq!(counts(&run(&[])), [32, 0, 32, 0, 0]);
+}
+
+// ---- defect 10 / defect 3 through the binary ----------------------------------------------
+
+#[test]
+fn the_demo_can_be_slowed_and_limit_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_in(
+        dir.path(),
+        &["--demo", "--demo-delay-ms", "1", "--dry-run"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(tagged_line_count(&text(&out.stdout)), 29);
+    for args in [
+        &["--demo", "--limit", "0"][..],
+        &["--space", "ENG", "--limit", "0"],
+    ] {
+        let out = run_in(dir.path(), args, &[]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("must be at least 1"), "{stderr}");
+        assert!(out.stdout.is_empty(), "nothing was labelled");
+    }
+    // --limit 1 on the demo: one page sent, reported as such.
+    let out = run_in(dir.path(), &["--demo", "--limit", "1", "--dry-run"], &[]);
+    assert_eq!(tagged_line_count(&text(&out.stdout)), 1);
+}
