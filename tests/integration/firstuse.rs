@@ -84,7 +84,8 @@ fn a_broken_env_file_names_line_and_variable_and_never_a_key() {
     std::fs::write(dir.path().join(".env"), broken_env()).unwrap();
     std::fs::write(dir.path().join("cron.env"), broken_env()).unwrap();
     let cron_env = dir.path().join("cron.env").display().to_string();
-    let runs: [(&str, Vec<&str>, Vec<(&str, String)>); 6] = [
+    type Run<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, String)>);
+    let runs: [Run; 6] = [
         ("text logs", vec!["--space", "ENG"], vec![]),
         (
             "json logs",
@@ -371,7 +372,6 @@ async fn the_binary_says_base_url_not_space_for_a_data_center_url_without_contex
     );
     assert!(stderr.contains("context path"), "{stderr}");
     assert!(!stderr.contains("was not found"), "{stderr}");
-    let _ = (method("GET"), path("/"), json!({}));
 }
 
 // ---- defect 8: the state directory ----------------------------------------------------------
