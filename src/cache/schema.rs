@@ -70,6 +70,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (space, page_id, label)
     ) WITHOUT ROWID;
     ",
+    // 2: how each run ended. NULL in all three for a run that recorded no end (killed, or
+    // still running) and for runs recorded before this migration.
+    "
+    ALTER TABLE runs ADD COLUMN status TEXT;      -- finished, failed, interrupted
+    ALTER TABLE runs ADD COLUMN error TEXT;       -- why it failed, one line
+    ALTER TABLE runs ADD COLUMN exit_code INTEGER;
+    ",
 ];
 
 /// The newest schema this build understands.

@@ -78,6 +78,7 @@ fn outcome(
         labels_before: strings(before),
         chosen: strings(added),
         added: strings(added),
+        removed: vec![],
         provider: match status {
             Status::Tagged | Status::Unchanged => Some("gemini"),
             _ => None,
@@ -371,8 +372,34 @@ fn the_schema_rejects_what_it_should() {
             }),
         ),
         (
-            "schema_version 2",
-            Box::new(|d| d["schema_version"] = 2.into()),
+            "schema_version 1",
+            Box::new(|d| d["schema_version"] = 1.into()),
+        ),
+        (
+            "no run status",
+            Box::new(|d| {
+                d["run"].as_object_mut().unwrap().remove("status");
+            }),
+        ),
+        (
+            "unknown run status",
+            Box::new(|d| d["run"]["status"] = "done".into()),
+        ),
+        (
+            "no labels_to_remove in a dry run",
+            Box::new(|d| {
+                d["pages"][0].as_object_mut().unwrap().remove("labels_to_remove");
+            }),
+        ),
+        (
+            "labels_removed in a dry run",
+            Box::new(|d| d["pages"][0]["labels_removed"] = serde_json::json!([])),
+        ),
+        (
+            "no labels_removed count",
+            Box::new(|d| {
+                d["metrics"]["pages"].as_object_mut().unwrap().remove("labels_removed");
+            }),
         ),
         (
             "unknown top-level field",

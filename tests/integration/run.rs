@@ -173,7 +173,9 @@ async fn ctrl_c_finishes_in_flight_work_writes_the_partial_report_and_exits_130(
     assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(
-        stderr.contains("interrupted: finishing") && stderr.contains("press Ctrl-C again"),
+        stderr.contains("interrupted: taking no new pages")
+            && stderr.contains("stopping: finishing the batches in flight")
+            && stderr.contains("press Ctrl-C again"),
         "{stderr}"
     );
     // The partial summary is still printed and the report written.
