@@ -61,6 +61,10 @@ pub fn write_markdown(
         run.mode.as_str(),
         if dry { ", dry run" } else { "" }
     )?;
+    if let Some(e) = &run.error {
+        writeln!(out)?;
+        writeln!(out, "Stopped by: {}", escape(&cut(e, opts.max_text_chars * 3)))?;
+    }
     writeln!(out)?;
     writeln!(
         out,

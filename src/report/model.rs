@@ -796,8 +796,9 @@ impl RunReport {
         self.run.pages_listed = Some(listed);
     }
 
-    /// For a run that did not finish: what stopped it and how far it got, e.g.
-    /// `interrupted: 3 of 7 listed pages done`. `None` for a finished run.
+    /// For a run that did not finish: how it ended and how far it got, e.g.
+    /// `interrupted: 3 of 7 listed pages done`. `None` for a finished run. (Why a failed run
+    /// failed is [`RunInfo::error`].)
     pub fn end_note(&self) -> Option<String> {
         let how_far = match self.run.pages_listed {
             Some(listed) => format!("{} of {listed} listed pages done", self.counts.seen),
@@ -805,11 +806,7 @@ impl RunReport {
         };
         match self.run.status {
             RunStatus::Finished => None,
-            RunStatus::Interrupted => Some(format!("interrupted: {how_far}")),
-            RunStatus::Failed => Some(match &self.run.error {
-                Some(e) => format!("failed: {how_far}; {e}"),
-                None => format!("failed: {how_far}"),
-            }),
+            status => Some(format!("{}: {how_far}", status.as_str())),
         }
     }
 

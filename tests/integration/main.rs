@@ -24,3 +24,6 @@ mod faults;
 mod badinput;
 // The state file through the binary: SIGKILL and resume, a broken file, cache stats/clear.
 mod resume;
+// What a first user hit: --sync removals shown everywhere, run history that says how each
+// run ended, a total LLM outage that stops the run.
+mod endings;
