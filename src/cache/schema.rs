@@ -17,7 +17,7 @@ const APPLICATION_ID: i64 = 0x7467_7370;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only; never edit one
 /// that has shipped.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the classification cache, runs, and the label ledger.
     "
     CREATE TABLE classifications (

@@ -879,6 +879,40 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_1_file_keeps_its_runs_readable_and_records_how_new_runs_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "application_id", 0x7467_7370)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO runs (space, mode, dry_run, started_at, finished_at)
+                 VALUES ('ENG', 'add', 0, 100, 160), ('ENG', 'sync', 1, 200, NULL);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let run = store.begin_run("ENG", RunMode::Add, false).unwrap();
+        let failed = RunEnd {
+            status: RunStatus::Failed,
+            error: Some("space 'ENG' was not found".into()),
+            exit_code: 2,
+        };
+        store.end_run(&run, &failed).unwrap();
+        let stats = store.stats(10).unwrap();
+        assert_eq!(stats.schema_version, schema::SCHEMA_VERSION);
+        let runs = &stats.spaces[0].runs;
+        assert_eq!(runs.len(), 3);
+        assert_eq!(runs[0].end, Some(failed));
+        // Old runs: no outcome recorded, their times as they were.
+        assert_eq!((runs[1].end.clone(), runs[1].finished_at), (None, None));
+        assert_eq!((runs[2].end.clone(), runs[2].finished_at), (None, Some(160)));
+    }
+
+    #[test]
     fn options_follow_the_settings() {
         let o = StoreOptions::from_settings(&CacheSettings {
             enabled: false,

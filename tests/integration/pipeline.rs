@@ -201,6 +201,62 @@ async fn dry_run_writes_nothing_and_reports_what_it_would_add() {
 }
 
 #[tokio::test]
+async fn a_page_given_no_label_is_its_own_outcome_in_every_report() {
+    use tag_space::report::model::{Mode, RunInfo, RunReport, Settings};
+    let source = MemorySource::new(
+        "ENG",
+        vec![
+            page("1", "<p>lunch menu</p>", None),
+            page("2", "<p>done</p>", Some(&["type-howto", "tool-jira"])),
+        ],
+    );
+    let provider = Scripted::new(|batch: &[PageText]| {
+        Ok(batch
+            .iter()
+            .map(|p| {
+                let labels = if p.id == "1" {
+                    vec![]
+                } else {
+                    vec!["type-howto".to_string(), "tool-jira".to_string()]
+                };
+                (p.id.clone(), labels)
+            })
+            .collect())
+    });
+    let (_, out) = run_all(&source, &provider, &opts(false)).await;
+    assert_eq!(out["1"].status, Status::NoLabel);
+    assert_eq!(out["2"].status, Status::Unchanged);
+
+    let args = <tag_space::cli::Args as clap::Parser>::try_parse_from([
+        "tag-space", "--demo",
+    ])
+    .unwrap();
+    let config = tag_space::config::Config::from_sources(&args, |_| None).unwrap();
+    let mut report = RunReport::new(
+        RunInfo::new("ENG", Mode::Add, false, std::time::SystemTime::UNIX_EPOCH),
+        Settings::from_config(&config, "fp"),
+    );
+    for o in out.values() {
+        report.record(o);
+    }
+    assert_eq!((report.counts().no_label, report.counts().unchanged), (1, 1));
+    let json = tag_space::report::json::to_json_value(&report);
+    assert_eq!(json["metrics"]["pages"]["no_label"], 1);
+    assert_eq!(json["pages"][0]["status"], "no_label");
+    let mut line = Vec::new();
+    tag_space::report::write_page_line(&mut line, &out["1"], false).unwrap();
+    assert!(String::from_utf8(line).unwrap().starts_with("no label   1 "));
+    let mut table = Vec::new();
+    tag_space::report::table::write_metrics_table(&mut table, &report, false).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    assert!(table.contains("| no label |"), "{table}");
+    let mut md = Vec::new();
+    tag_space::report::markdown::write_markdown(&mut md, &report, &Default::default()).unwrap();
+    let md = String::from_utf8(md).unwrap();
+    assert!(md.contains("1 unchanged, 1 with no label that fits"), "{md}");
+}
+
+#[tokio::test]
 async fn a_page_without_text_is_skipped_and_never_sent() {
     let source = MemorySource::new(
         "ENG",
