@@ -12,6 +12,7 @@ use crate::cache::{self, RunEnd, RunMode, Setup, Store, StoreOptions};
 use crate::cli::{Args, CacheCommand, OutputFormat};
 use crate::config::{Config, ProviderSettings};
 use crate::confluence::{ConfluenceClient, PageSource};
+use crate::ending::{OutageWatch, exit_code};
 use crate::governor::ProviderStats;
 use crate::governor::{Chain, Governed, GovernorConfig};
 use crate::llm::AnyProvider;
@@ -20,7 +21,6 @@ use crate::llm::openai::OpenAiProvider;
 use crate::llm::rules::RulesProvider;
 use crate::pipeline::{self, RunOptions, RunState};
 use crate::report;
-use crate::ending::{OutageWatch, exit_code};
 use crate::report::model::{
     CacheMetrics, Mode, ProviderMetrics, RunInfo, RunReport, RunStatus, Settings,
 };
@@ -193,10 +193,10 @@ async fn execute<S: PageSource>(
     let failure: Option<anyhow::Error> = if session.cancel.is_cancelled() {
         None
     } else if let Err(e) = listed {
-        Some(anyhow::Error::new(e).context(format!(
-            "the run over space {} stopped early",
-            config.space
-        )))
+        Some(
+            anyhow::Error::new(e)
+                .context(format!("the run over space {} stopped early", config.space)),
+        )
     } else {
         llm.outage().map(|o| anyhow::anyhow!("{}", o.lines()))
     };

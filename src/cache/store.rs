@@ -909,7 +909,10 @@ mod tests {
         assert_eq!(runs[0].end, Some(failed));
         // Old runs: no outcome recorded, their times as they were.
         assert_eq!((runs[1].end.clone(), runs[1].finished_at), (None, None));
-        assert_eq!((runs[2].end.clone(), runs[2].finished_at), (None, Some(160)));
+        assert_eq!(
+            (runs[2].end.clone(), runs[2].finished_at),
+            (None, Some(160))
+        );
     }
 
     #[test]

@@ -131,7 +131,10 @@ impl<P: Provider> Governed<P> {
                 };
                 // The error's own text, without its "provider: " prefix.
                 let text = e.to_string();
-                let text = text.strip_prefix(&format!("{name}: ")).unwrap_or(&text).to_string();
+                let text = text
+                    .strip_prefix(&format!("{name}: "))
+                    .unwrap_or(&text)
+                    .to_string();
                 format!("{name}: {state}: {text}")
             }
             (why, None) => format!("{name}: {}", describe(why, now)),

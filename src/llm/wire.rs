@@ -53,10 +53,9 @@ pub(crate) fn transport_error(provider: &'static str, err: &reqwest::Error) -> L
 /// the causes that add something, once each, and names the host instead of the whole URL.
 /// Every page of a failed batch carries this line, so it has to stay short.
 fn transport_detail(err: &reqwest::Error) -> String {
-    let causes: Vec<String> =
-        std::iter::successors(std::error::Error::source(err), |e| e.source())
-            .map(|e| e.to_string())
-            .collect();
+    let causes: Vec<String> = std::iter::successors(std::error::Error::source(err), |e| e.source())
+        .map(|e| e.to_string())
+        .collect();
     let mut kept: Vec<&str> = Vec::new();
     for (i, c) in causes.iter().enumerate() {
         let repeated = kept.iter().any(|k| k.contains(c.as_str()));
@@ -71,9 +70,10 @@ fn transport_detail(err: &reqwest::Error) -> String {
     } else {
         kept.join(": ")
     };
-    if let Some(host) = err.url().and_then(|u| {
-        Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?))
-    }) {
+    if let Some(host) = err
+        .url()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+    {
         detail.push_str(&format!(" ({host})"));
     }
     detail
@@ -266,7 +266,15 @@ mod transport_tests {
         assert_eq!(e.kind, LlmErrorKind::Transport);
         assert!(msg.to_lowercase().contains("connection refused"), "{msg}");
         // Each cause once: reqwest and hyper repeat the OS error down the chain.
-        assert_eq!(msg.to_lowercase().matches("connection refused").count(), 1, "{msg}");
-        assert!(msg.chars().count() <= 120, "{} chars: {msg}", msg.chars().count());
+        assert_eq!(
+            msg.to_lowercase().matches("connection refused").count(),
+            1,
+            "{msg}"
+        );
+        assert!(
+            msg.chars().count() <= 120,
+            "{} chars: {msg}",
+            msg.chars().count()
+        );
     }
 }

@@ -388,7 +388,10 @@ fn the_schema_rejects_what_it_should() {
         (
             "no labels_to_remove in a dry run",
             Box::new(|d| {
-                d["pages"][0].as_object_mut().unwrap().remove("labels_to_remove");
+                d["pages"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("labels_to_remove");
             }),
         ),
         (
@@ -398,7 +401,10 @@ fn the_schema_rejects_what_it_should() {
         (
             "no labels_removed count",
             Box::new(|d| {
-                d["metrics"]["pages"].as_object_mut().unwrap().remove("labels_removed");
+                d["metrics"]["pages"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("labels_removed");
             }),
         ),
         (
@@ -824,7 +830,10 @@ fn an_unfinished_run_says_so_first_in_every_report() {
         "{table}"
     );
 
-    r.set_end(RunStatus::Failed, Some("no LLM provider can be used".into()));
+    r.set_end(
+        RunStatus::Failed,
+        Some("no LLM provider can be used".into()),
+    );
     let json = to_json_value(&r);
     assert_valid(&json);
     assert_eq!(json["run"]["status"], "failed");
@@ -835,7 +844,10 @@ fn an_unfinished_run_says_so_first_in_every_report() {
         lines.next().unwrap(),
         "## tag-space: ENG (add): **Failed: 6 of 9 listed pages done**"
     );
-    assert_eq!(lines.nth(1).unwrap(), "Stopped by: no LLM provider can be used");
+    assert_eq!(
+        lines.nth(1).unwrap(),
+        "Stopped by: no LLM provider can be used"
+    );
     // A finished run reads as before.
     assert_eq!(to_json_value(&sample(true))["run"]["status"], "finished");
 }
@@ -846,7 +858,14 @@ fn a_sync_report_lists_every_removal_however_many() {
     run.version = "0.0.0-test".into();
     let mut r = RunReport::new(run, Settings::from_config(&config(true), "fp"));
     for i in 0..40 {
-        let mut o = outcome(&i.to_string(), &format!("Page {i}"), Status::Tagged, &["tool-kafka"], &[], None);
+        let mut o = outcome(
+            &i.to_string(),
+            &format!("Page {i}"),
+            Status::Tagged,
+            &["tool-kafka"],
+            &[],
+            None,
+        );
         o.removed = vec!["tool-kafka".into()];
         r.record(&o);
     }
@@ -861,10 +880,19 @@ fn a_sync_report_lists_every_removal_however_many() {
     assert!(section.contains("- **tool-kafka** (40 pages)"), "{md}");
     // Never cut short: every page that loses the label is named.
     assert_eq!(section.matches("  - [Page ").count(), 40, "{md}");
-    assert!(md.contains("**0** labels to add, **40** to remove."), "{md}");
+    assert!(
+        md.contains("**0** labels to add, **40** to remove."),
+        "{md}"
+    );
     let json = to_json_value(&r);
     assert_valid(&json);
-    assert_eq!(json["pages"][0]["labels_to_remove"], serde_json::json!(["tool-kafka"]));
+    assert_eq!(
+        json["pages"][0]["labels_to_remove"],
+        serde_json::json!(["tool-kafka"])
+    );
     let table = render_table(&r, false);
-    assert!(table.contains("| labels to add | labels to remove |"), "{table}");
+    assert!(
+        table.contains("| labels to add | labels to remove |"),
+        "{table}"
+    );
 }

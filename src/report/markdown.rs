@@ -63,7 +63,11 @@ pub fn write_markdown(
     )?;
     if let Some(e) = &run.error {
         writeln!(out)?;
-        writeln!(out, "Stopped by: {}", escape(&cut(e, opts.max_text_chars * 3)))?;
+        writeln!(
+            out,
+            "Stopped by: {}",
+            escape(&cut(e, opts.max_text_chars * 3))
+        )?;
     }
     writeln!(out)?;
     writeln!(
@@ -181,7 +185,11 @@ fn write_removals(
     writeln!(out, "### {heading}")?;
     writeln!(out)?;
     if by_label.is_empty() {
-        writeln!(out, "No labels {}.", if dry { "to remove" } else { "removed" })?;
+        writeln!(
+            out,
+            "No labels {}.",
+            if dry { "to remove" } else { "removed" }
+        )?;
         return Ok(());
     }
     for (label, mut ps) in by_label {

@@ -12,6 +12,7 @@
 //!                 set_prices(..)            // only to override DEFAULT_PRICES
 //! every page      record(&outcome)          // in the pipeline's sink
 //! pipeline done   set_providers(vec![ProviderMetrics { .. }])   // from the governor's stats
+//!                 set_pages_listed(n); set_end(RunStatus::Finished | Interrupted | Failed, error)
 //!                 set_cache(CacheMetrics { hits, misses })       // skip without a cache
 //!                 finish(SystemTime::now(), started_instant.elapsed())
 //! render          table::write_metrics_table(&mut stdout, &report, color)
@@ -19,8 +20,7 @@
 //!                 markdown::write_markdown(&mut w, &report, &MarkdownOptions::default())
 //! ```
 //!
-//! `docs/report.md` has the same with the governor mapping spelled out, and documents every
-//! JSON field.
+//! `docs/report.md` documents every JSON field.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -46,8 +46,15 @@ pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> 
         "failed",
     ]);
     pages.add_row(
-        [c.seen, c.tagged, c.unchanged, c.no_label, c.skipped, c.failed]
-            .map(|n| Cell::new(units::count(n))),
+        [
+            c.seen,
+            c.tagged,
+            c.unchanged,
+            c.no_label,
+            c.skipped,
+            c.failed,
+        ]
+        .map(|n| Cell::new(units::count(n))),
     );
     right_align(&mut pages, 0);
     write_table(out, &pages, true, color)?;

@@ -248,7 +248,13 @@ async fn sync_shows_every_removal_in_lines_table_json_and_markdown_before_and_af
     *answer.lock().unwrap() = json!({"type": ["type-runbook"], "tool": []});
     let sync_args = |dry: bool| {
         let mut a = vec![
-            "--space", "ENG", "--sync", "--no-cache", "--report", "sync.json", "--report",
+            "--space",
+            "ENG",
+            "--sync",
+            "--no-cache",
+            "--report",
+            "sync.json",
+            "--report",
             "sync.md",
         ];
         if dry {
@@ -268,12 +274,18 @@ async fn sync_shows_every_removal_in_lines_table_json_and_markdown_before_and_af
             .find(|line| line.contains(&format!(" {i} \"Kafka page {i}\"")))
             .unwrap_or_else(|| panic!("no line for page {i}:\n{stdout}"));
         assert!(
-            line.contains("+type-runbook") && line.contains("-type-howto") && line.contains("-tool-kafka"),
+            line.contains("+type-runbook")
+                && line.contains("-type-howto")
+                && line.contains("-tool-kafka"),
             "{line}"
         );
     }
     let header = table_row(&stdout, "labels to remove");
-    assert_eq!(header, [PAGES.to_string(), (2 * PAGES).to_string()], "{stdout}");
+    assert_eq!(
+        header,
+        [PAGES.to_string(), (2 * PAGES).to_string()],
+        "{stdout}"
+    );
     assert_reports_show_removals(d, PAGES, true);
 
     // The real run removes them, says so on every line, in the table, in the log (by
@@ -291,13 +303,19 @@ async fn sync_shows_every_removal_in_lines_table_json_and_markdown_before_and_af
             "no log line for {page}/{label}:\n{stderr}"
         );
         assert!(
-            stdout.lines().any(|line| line.contains(&format!(" {page} \"Kafka page {page}\""))
-                && line.contains(&format!("-{label}"))),
+            stdout.lines().any(
+                |line| line.contains(&format!(" {page} \"Kafka page {page}\""))
+                    && line.contains(&format!("-{label}"))
+            ),
             "{stdout}"
         );
     }
     let row = table_row(&stdout, "labels removed");
-    assert_eq!(row, [PAGES.to_string(), (2 * PAGES).to_string()], "{stdout}");
+    assert_eq!(
+        row,
+        [PAGES.to_string(), (2 * PAGES).to_string()],
+        "{stdout}"
+    );
     assert_reports_show_removals(d, PAGES, false);
     for labels in site.lock().unwrap().labels.values() {
         assert_eq!(labels.iter().collect::<Vec<_>>(), ["type-runbook"]);
@@ -363,23 +381,49 @@ async fn run_history_says_how_each_run_ended_and_with_which_exit_code() {
 
     for (base, space) in [(&c, "NOPE"), (&c, "JUNK"), (&refused, "ENG"), (&c, "ENG")] {
         let out = run(d, base, &l, &["--space", space, "-q"]);
-        let want = if base == &refused || space != "ENG" { 2 } else { 0 };
-        assert_eq!(out.status.code(), Some(want), "{space}: {}", text(&out.stderr));
+        let want = if base == &refused || space != "ENG" {
+            2
+        } else {
+            0
+        };
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "{space}: {}",
+            text(&out.stderr)
+        );
     }
     let nope = history(d, "NOPE");
-    assert!(nope[0].contains(" failed ") && nope[0].contains("   2 "), "{nope:?}");
-    assert!(nope[1].trim_start().starts_with("failed: ") && nope[1].contains("NOPE"), "{nope:?}");
+    assert!(
+        nope[0].contains(" failed ") && nope[0].contains("   2 "),
+        "{nope:?}"
+    );
+    assert!(
+        nope[1].trim_start().starts_with("failed: ") && nope[1].contains("NOPE"),
+        "{nope:?}"
+    );
     let junk = history(d, "JUNK");
-    assert!(junk[0].contains(" failed ") && junk[0].contains("   2 "), "{junk:?}");
+    assert!(
+        junk[0].contains(" failed ") && junk[0].contains("   2 "),
+        "{junk:?}"
+    );
     assert!(junk[1].trim_start().starts_with("failed: "), "{junk:?}");
     // Newest first: the good run, then the one that could not connect.
     let eng = history(d, "ENG");
-    assert!(eng[0].contains(" finished ") && eng[0].contains("   0 "), "{eng:?}");
-    assert!(eng[1].contains(" failed ") && eng[1].contains("   2 "), "{eng:?}");
+    assert!(
+        eng[0].contains(" finished ") && eng[0].contains("   0 "),
+        "{eng:?}"
+    );
+    assert!(
+        eng[1].contains(" failed ") && eng[1].contains("   2 "),
+        "{eng:?}"
+    );
     assert!(eng[2].trim_start().starts_with("failed: "), "{eng:?}");
     for lines in [&nope, &junk, &eng] {
         assert!(
-            lines.iter().all(|l| !l.contains("finished") || l.contains("   0 ")),
+            lines
+                .iter()
+                .all(|l| !l.contains("finished") || l.contains("   0 ")),
             "a failed run shows as finished: {lines:?}"
         );
     }
@@ -399,7 +443,15 @@ async fn a_total_llm_outage_stops_early_with_exit_2_and_one_line_per_provider() 
         d,
         &confluence.uri(),
         &refused,
-        &["--space", "ENG", "-q", "--batch-size", "1", "--report", "r.json"],
+        &[
+            "--space",
+            "ENG",
+            "-q",
+            "--batch-size",
+            "1",
+            "--report",
+            "r.json",
+        ],
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -415,9 +467,15 @@ async fn a_total_llm_outage_stops_early_with_exit_2_and_one_line_per_provider() 
     );
     let r = read_json(d, "r.json");
     assert_eq!(r["run"]["status"], "failed", "{r}");
-    assert!(r["run"]["error"].as_str().unwrap().contains("openai"), "{r}");
+    assert!(
+        r["run"]["error"].as_str().unwrap().contains("openai"),
+        "{r}"
+    );
     let seen = r["metrics"]["pages"]["seen"].as_u64().unwrap();
-    assert!(seen < PAGES as u64, "stopped early: {seen} of {PAGES} pages done");
+    assert!(
+        seen < PAGES as u64,
+        "stopped early: {seen} of {PAGES} pages done"
+    );
     for p in r["pages"].as_array().unwrap() {
         let e = p["error"].as_str().unwrap();
         assert!(
@@ -437,10 +495,10 @@ async fn a_total_llm_outage_stops_early_with_exit_2_and_one_line_per_provider() 
         .await;
     let openai = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .set_body_raw(fixture("openai_insufficient_quota.json"), "application/json"),
-        )
+        .respond_with(ResponseTemplate::new(429).set_body_raw(
+            fixture("openai_insufficient_quota.json"),
+            "application/json",
+        ))
         .mount(&openai)
         .await;
     let out = Command::new(BIN)
@@ -464,8 +522,14 @@ async fn a_total_llm_outage_stops_early_with_exit_2_and_one_line_per_provider() 
         .skip_while(|l| !l.starts_with("tag-space: no LLM provider can be used"))
         .collect();
     assert!(lines.len() >= 3, "{stderr}");
-    assert!(lines[1].starts_with("tag-space:   gemini: not authorised"), "{stderr}");
-    assert!(lines[2].starts_with("tag-space:   openai: quota exhausted"), "{stderr}");
+    assert!(
+        lines[1].starts_with("tag-space:   gemini: not authorised"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with("tag-space:   openai: quota exhausted"),
+        "{stderr}"
+    );
     // Only the first batches were tried: no request for most of the space.
     assert!(openai.received_requests().await.unwrap().len() < 8);
 

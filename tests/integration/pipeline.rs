@@ -227,10 +227,8 @@ async fn a_page_given_no_label_is_its_own_outcome_in_every_report() {
     assert_eq!(out["1"].status, Status::NoLabel);
     assert_eq!(out["2"].status, Status::Unchanged);
 
-    let args = <tag_space::cli::Args as clap::Parser>::try_parse_from([
-        "tag-space", "--demo",
-    ])
-    .unwrap();
+    let args =
+        <tag_space::cli::Args as clap::Parser>::try_parse_from(["tag-space", "--demo"]).unwrap();
     let config = tag_space::config::Config::from_sources(&args, |_| None).unwrap();
     let mut report = RunReport::new(
         RunInfo::new("ENG", Mode::Add, false, std::time::SystemTime::UNIX_EPOCH),
@@ -239,13 +237,20 @@ async fn a_page_given_no_label_is_its_own_outcome_in_every_report() {
     for o in out.values() {
         report.record(o);
     }
-    assert_eq!((report.counts().no_label, report.counts().unchanged), (1, 1));
+    assert_eq!(
+        (report.counts().no_label, report.counts().unchanged),
+        (1, 1)
+    );
     let json = tag_space::report::json::to_json_value(&report);
     assert_eq!(json["metrics"]["pages"]["no_label"], 1);
     assert_eq!(json["pages"][0]["status"], "no_label");
     let mut line = Vec::new();
     tag_space::report::write_page_line(&mut line, &out["1"], false).unwrap();
-    assert!(String::from_utf8(line).unwrap().starts_with("no label   1 "));
+    assert!(
+        String::from_utf8(line)
+            .unwrap()
+            .starts_with("no label   1 ")
+    );
     let mut table = Vec::new();
     tag_space::report::table::write_metrics_table(&mut table, &report, false).unwrap();
     let table = String::from_utf8(table).unwrap();
@@ -253,7 +258,10 @@ async fn a_page_given_no_label_is_its_own_outcome_in_every_report() {
     let mut md = Vec::new();
     tag_space::report::markdown::write_markdown(&mut md, &report, &Default::default()).unwrap();
     let md = String::from_utf8(md).unwrap();
-    assert!(md.contains("1 unchanged, 1 with no label that fits"), "{md}");
+    assert!(
+        md.contains("1 unchanged, 1 with no label that fits"),
+        "{md}"
+    );
 }
 
 #[tokio::test]

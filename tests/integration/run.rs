@@ -201,7 +201,9 @@ async fn ctrl_c_finishes_in_flight_work_writes_the_partial_report_and_exits_130(
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     let first = md.lines().next().unwrap();
     assert!(
-        first.contains(&format!("Interrupted: {seen} of {listed} listed pages done")),
+        first.contains(&format!(
+            "Interrupted: {seen} of {listed} listed pages done"
+        )),
         "{md}"
     );
     let stats = Command::new(BIN)
@@ -211,8 +213,14 @@ async fn ctrl_c_finishes_in_flight_work_writes_the_partial_report_and_exits_130(
         .output()
         .unwrap();
     let stats = text(&stats.stdout);
-    let run = stats.lines().find(|l| l.contains(" sync ") || l.contains(" add ")).unwrap();
-    assert!(run.contains("interrupted") && run.contains(" 130 "), "{stats}");
+    let run = stats
+        .lines()
+        .find(|l| l.contains(" sync ") || l.contains(" add "))
+        .unwrap();
+    assert!(
+        run.contains("interrupted") && run.contains(" 130 "),
+        "{stats}"
+    );
 
     // The lock went with the process: a rerun does the whole space.
     let fast = llm(Duration::ZERO).await;
