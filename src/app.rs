@@ -12,7 +12,7 @@ use crate::cache::{self, RunEnd, RunMode, Setup, Store, StoreOptions};
 use crate::cli::{Args, CacheCommand, OutputFormat};
 use crate::config::{Config, ProviderSettings};
 use crate::confluence::{ConfluenceClient, PageSource};
-use crate::ending::{OutageWatch, exit_code};
+use crate::ending::{OutageWatch, exit_code, one_line, record_end, write_reports};
 use crate::governor::ProviderStats;
 use crate::governor::{Chain, Governed, GovernorConfig};
 use crate::llm::AnyProvider;
@@ -242,26 +242,6 @@ async fn execute<S: PageSource>(
     }
 }
 
-/// The end-of-run output and the `--report` files. A run that stopped before its first page
-/// (space not found, bad credentials) has nothing to report: the error line says it all.
-fn write_reports(config: &Config, run_report: &RunReport) -> anyhow::Result<()> {
-    if run_report.run().status == RunStatus::Failed && run_report.counts().seen == 0 {
-        return Ok(());
-    }
-    report::print_final(run_report, config.format, config.no_color)
-        .context("cannot write to stdout")?;
-    for file in &config.reports {
-        report::write_report_file(file, run_report)
-            .with_context(|| format!("cannot write the report {}", file.path.display()))?;
-    }
-    Ok(())
-}
-
-/// An error as one line, for the run history and the reports.
-fn one_line(e: &anyhow::Error) -> String {
-    crate::http::snippet(&format!("{e:#}"))
-}
-
 /// The governor's figures for one provider, as the reports show them.
 fn provider_metrics(s: &ProviderStats, config: &Config) -> ProviderMetrics {
     let model = match s.provider {
@@ -459,13 +439,6 @@ fn open_state(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Option<Run
             primary_model(config),
         ),
     }))
-}
-
-/// Records how the run ended in the state file's run history.
-fn record_end(state: &RunState, end: &RunEnd) {
-    if let Err(e) = state.store.end_run(&state.run, end) {
-        report::warning_line(&format!("cannot record the end of the run: {e}"));
-    }
 }
 
 /// The cache's counters for the report (and the log).

@@ -1,5 +1,6 @@
 //! How a run ends: the stop on a total LLM outage, the end state every report and the run
-//! history record, and the exit code that goes with it.
+//! history record, the exit code that goes with it, and the end-of-run output. With `app`
+//! and `main.rs`, the only code that uses `anyhow`.
 //!
 //! | end | exit code |
 //! | --- | --- |
@@ -10,7 +11,14 @@
 
 use std::sync::Mutex;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+
+use crate::cache::RunEnd;
+use crate::config::Config;
+use crate::pipeline::RunState;
+use crate::report;
+use crate::report::model::RunReport;
 
 use crate::governor::Chain;
 use crate::llm::{Answer, LlmError, PageText, Provider};
@@ -94,6 +102,33 @@ impl<P: Provider> Provider for OutageWatch<'_, P> {
             }
         }
         result
+    }
+}
+
+/// The end-of-run output and the `--report` files. A run that stopped before its first page
+/// (space not found, bad credentials) has nothing to report: the error line says it all.
+pub fn write_reports(config: &Config, run_report: &RunReport) -> anyhow::Result<()> {
+    if run_report.run().status == RunStatus::Failed && run_report.counts().seen == 0 {
+        return Ok(());
+    }
+    report::print_final(run_report, config.format, config.no_color)
+        .context("cannot write to stdout")?;
+    for file in &config.reports {
+        report::write_report_file(file, run_report)
+            .with_context(|| format!("cannot write the report {}", file.path.display()))?;
+    }
+    Ok(())
+}
+
+/// An error as one line, for the run history and the reports.
+pub fn one_line(e: &anyhow::Error) -> String {
+    crate::http::snippet(&format!("{e:#}"))
+}
+
+/// Records how the run ended in the state file's run history.
+pub fn record_end(state: &RunState, end: &RunEnd) {
+    if let Err(e) = state.store.end_run(&state.run, end) {
+        report::warning_line(&format!("cannot record the end of the run: {e}"));
     }
 }
 
