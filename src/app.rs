@@ -1,6 +1,6 @@
 //! The composition root: turns flags and settings into concrete parts (page source,
-//! provider chain, taxonomy), runs the pipeline and reports. With `main.rs`, the only place
-//! that uses `anyhow`.
+//! provider chain, taxonomy), runs the pipeline and reports. With `main.rs` and `ending.rs`,
+//! the only place that uses `anyhow`.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
