@@ -1,6 +1,6 @@
 //! The composition root: turns flags and settings into concrete parts (page source,
-//! provider chain, taxonomy), runs the pipeline and reports. With `main.rs`, the only place
-//! that uses `anyhow`.
+//! provider chain, taxonomy), runs the pipeline and reports. With `main.rs` and `ending.rs`,
+//! the only place that uses `anyhow`.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -8,10 +8,11 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::{RunMode, Setup, Store, StoreOptions};
+use crate::cache::{self, RunEnd, RunMode, Setup, Store, StoreOptions};
 use crate::cli::{Args, CacheCommand, OutputFormat};
 use crate::config::{Config, ProviderSettings};
 use crate::confluence::{ConfluenceClient, PageSource};
+use crate::ending::{OutageWatch, exit_code, one_line, record_end, write_reports};
 use crate::governor::ProviderStats;
 use crate::governor::{Chain, Governed, GovernorConfig};
 use crate::llm::AnyProvider;
@@ -20,7 +21,9 @@ use crate::llm::openai::OpenAiProvider;
 use crate::llm::rules::RulesProvider;
 use crate::pipeline::{self, RunOptions, RunState};
 use crate::report;
-use crate::report::model::{CacheMetrics, Mode, ProviderMetrics, RunInfo, RunReport, Settings};
+use crate::report::model::{
+    CacheMetrics, Mode, ProviderMetrics, RunInfo, RunReport, RunStatus, Settings,
+};
 use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
@@ -137,6 +140,9 @@ async fn execute<S: PageSource>(
         ));
     }
     let state = open_state(config, taxonomy)?;
+    // Stopped by Ctrl-C (through the session's token) or by a total LLM outage (this one).
+    let stop = session.cancel.child_token();
+    let llm = OutageWatch::new(chain, stop.clone());
     let opts = RunOptions {
         state: state.clone(),
         sync: config.sync,
@@ -149,7 +155,7 @@ async fn execute<S: PageSource>(
         // Twice the governor's ceiling: the governor, not the pipeline, limits requests.
         max_in_flight: config.max_concurrency * 2,
         grace: INTERRUPT_GRACE,
-        cancel: session.cancel.clone(),
+        cancel: stop,
         listed: progress.listed_counter(),
         total: progress.total_cell(),
     };
@@ -168,7 +174,7 @@ async fn execute<S: PageSource>(
     }
     let page_lines = config.format == OutputFormat::Table;
     progress.start(!args.quiet, !config.no_color);
-    let run = pipeline::run(source, chain, taxonomy, &opts, |outcome| {
+    let run = pipeline::run(source, &llm, taxonomy, &opts, |outcome| {
         progress.page_done();
         run_report.record(&outcome);
         if page_lines && (!args.quiet || outcome.status == pipeline::Status::Failed) {
@@ -186,28 +192,58 @@ async fn execute<S: PageSource>(
             .map(|s| provider_metrics(s, config))
             .collect(),
     );
+    run_report.set_pages_listed(opts.listed.load(std::sync::atomic::Ordering::Relaxed));
+    // The user's stop wins (exit 130): what failed after it may be the stop's doing.
+    let failure: Option<anyhow::Error> = if session.cancel.is_cancelled() {
+        None
+    } else if let Err(e) = listed {
+        Some(
+            anyhow::Error::new(e)
+                .context(format!("the run over space {} stopped early", config.space)),
+        )
+    } else {
+        llm.outage().map(|o| anyhow::anyhow!("{}", o.lines()))
+    };
+    let status = match (&failure, session.cancel.is_cancelled()) {
+        (_, true) => RunStatus::Interrupted,
+        (Some(_), false) => RunStatus::Failed,
+        (None, false) => RunStatus::Finished,
+    };
+    run_report.set_end(status, failure.as_ref().map(one_line));
     if let Some(state) = &state {
-        finish_state(state, &mut run_report);
+        run_report.set_cache(cache_metrics(state));
     }
     run_report.finish(SystemTime::now(), started.elapsed());
 
-    // A run that stopped before its first page (space not found, bad credentials) has
-    // nothing to report: the error line says it all.
-    if listed.is_ok() || run_report.counts().seen > 0 {
-        report::print_final(&run_report, config.format, config.no_color)
-            .context("cannot write to stdout")?;
-        for file in &config.reports {
-            report::write_report_file(file, &run_report)
-                .with_context(|| format!("cannot write the report {}", file.path.display()))?;
-        }
+    let written = write_reports(config, &run_report);
+    let failure = failure.or(written.err());
+    if let Some(state) = &state {
+        let end = match &failure {
+            Some(e) => RunEnd {
+                status: cache::RunStatus::Failed,
+                error: Some(one_line(e)),
+                exit_code: 2,
+            },
+            None => RunEnd {
+                status: match status {
+                    RunStatus::Interrupted => cache::RunStatus::Interrupted,
+                    _ => cache::RunStatus::Finished,
+                },
+                error: None,
+                exit_code: exit_code(status, run_report.counts().failed),
+            },
+        };
+        record_end(state, &end);
     }
     if session.cancel.is_cancelled() {
         report::warning_line(
             "interrupted: the summary covers only the pages finished before the stop; run again to do the rest",
         );
     }
-    listed.with_context(|| format!("the run over space {} stopped early", config.space))?;
-    Ok(run_report)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(run_report),
+    }
 }
 
 /// The governor's figures for one provider, as the reports show them.
@@ -350,15 +386,9 @@ fn open_state(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Option<Run
     }))
 }
 
-/// Records the end of the run in the state file and hands its counters to the report.
-fn finish_state(state: &RunState, run_report: &mut RunReport) {
-    let counters = match state.store.finish_run(&state.run) {
-        Ok(c) => c,
-        Err(e) => {
-            report::warning_line(&format!("cannot record the end of the run: {e}"));
-            state.store.counters()
-        }
-    };
+/// The cache's counters for the report (and the log).
+fn cache_metrics(state: &RunState) -> CacheMetrics {
+    let counters = state.store.counters();
     tracing::info!(
         hits = counters.hits,
         misses = counters.misses,
@@ -367,10 +397,10 @@ fn finish_state(state: &RunState, run_report: &mut RunReport) {
         calls = counters.calls,
         "cache"
     );
-    run_report.set_cache(CacheMetrics {
+    CacheMetrics {
         hits: counters.hits,
         misses: counters.misses,
-    });
+    }
 }
 
 /// `tag-space cache stats|clear`: synchronous, needs no Confluence or LLM settings.

@@ -49,7 +49,8 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
 EXIT STATUS:
   0    every page fine
   1    the run finished, but some pages failed
-  2    usage, configuration or fatal error; or another run holds the space's lock
+  2    usage, configuration or fatal error; another run holds the space's lock; or no LLM
+       provider can be used (all down before one page was classified: one line each says why)
   130  interrupted (Ctrl-C or SIGTERM): the partial table and --report files are written;
        a second Ctrl-C stops at once
 

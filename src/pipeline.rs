@@ -112,6 +112,9 @@ pub enum Status {
     /// The page already carries every label chosen for it, or (reason
     /// [`UNCHANGED_SINCE_LAST_RUN`]) nothing changed since tag-space last finished it.
     Unchanged,
+    /// The model was asked and chose no label at all: nothing in the taxonomy fits the page.
+    /// Kept apart from `Unchanged` so that a space full of them shows as a taxonomy gap.
+    NoLabel,
     /// Not sent to the model: the page has no text.
     Skipped,
     /// Something went wrong for this page; `reason` says what. The run goes on.
@@ -131,10 +134,12 @@ pub struct PageOutcome {
     pub chosen: Vec<String>,
     /// The labels added; in a dry run, the labels that would be added.
     pub added: Vec<String>,
+    /// With `--sync`: the labels removed (tag-space's own, no longer chosen); in a dry run,
+    /// the labels that would be removed. Every report shows them: a deletion is never silent.
+    pub removed: Vec<String>,
     /// Which provider chose the labels ([`CACHE_PROVIDER`] for a cached answer).
     pub provider: Option<&'static str>,
-    /// Why the page was skipped, failed, or is unchanged; for a `--sync` removal, which
-    /// labels were removed.
+    /// Why the page was skipped, failed, or is unchanged.
     pub reason: Option<String>,
 }
 
@@ -161,6 +166,7 @@ impl PageMeta {
             labels_before: Vec::new(),
             chosen: Vec::new(),
             added: Vec::new(),
+            removed: Vec::new(),
             provider: None,
             reason: None,
         }
@@ -297,10 +303,10 @@ where
                     }
                     let dropped = batcher.flush().map_or(0, |b| b.len());
                     waiting.clear();
-                    tracing::warn!(in_flight = in_flight.len(), dropped, "interrupted: finishing the batches in flight");
+                    tracing::warn!(in_flight = in_flight.len(), dropped, "stopping: finishing the batches in flight");
                 }
                 () = sleep_until_or_never(deadline), if deadline.is_some() => {
-                    tracing::warn!(abandoned = in_flight.len(), "interrupted: abandoning the batches still in flight");
+                    tracing::warn!(abandoned = in_flight.len(), "stopping: abandoning the batches still in flight");
                     break;
                 }
                 Some(outcomes) = in_flight.next(), if !in_flight.is_empty() => {
@@ -667,7 +673,7 @@ async fn apply<S: PageSource, P>(
             .cloned()
             .collect();
         if to_add.is_empty() {
-            return base;
+            return settled(base);
         }
         if !dry_run {
             if let Err(e) = ctx.source.add_labels(&meta.id, &to_add).await {
@@ -703,6 +709,8 @@ async fn apply<S: PageSource, P>(
                 }
             }
             for label in &plan.remove {
+                // At the default log level: a deletion is never silent.
+                tracing::warn!(page = %meta.id, label = %label, "removing a label tag-space added earlier that is no longer chosen (--sync)");
                 if let Err(e) = ctx.source.remove_label(&meta.id, label).await {
                     return failed(e.to_string());
                 }
@@ -725,16 +733,23 @@ async fn apply<S: PageSource, P>(
         ));
     }
     if plan.is_noop() {
-        return base;
+        return settled(base);
     }
-    let reason = (!plan.remove.is_empty()).then(|| {
-        let verb = if dry_run { "would remove" } else { "removed" };
-        format!("{verb} {}", plan.remove.join(", "))
-    });
     PageOutcome {
         status: Status::Tagged,
         added: plan.add,
-        reason,
+        removed: plan.remove,
         ..base
     }
+}
+
+/// A page whose labels needed no change: `NoLabel` when the model chose none at all (nothing
+/// in the taxonomy fits), else `Unchanged`.
+fn settled(base: PageOutcome) -> PageOutcome {
+    let status = if base.chosen.is_empty() {
+        Status::NoLabel
+    } else {
+        Status::Unchanged
+    };
+    PageOutcome { status, ..base }
 }

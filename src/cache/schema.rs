@@ -17,7 +17,7 @@ const APPLICATION_ID: i64 = 0x7467_7370;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only; never edit one
 /// that has shipped.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the classification cache, runs, and the label ledger.
     "
     CREATE TABLE classifications (
@@ -69,6 +69,13 @@ const MIGRATIONS: &[&str] = &[
         at      INTEGER NOT NULL,
         PRIMARY KEY (space, page_id, label)
     ) WITHOUT ROWID;
+    ",
+    // 2: how each run ended. NULL in all three for a run that recorded no end (killed, or
+    // still running) and for runs recorded before this migration.
+    "
+    ALTER TABLE runs ADD COLUMN status TEXT;      -- finished, failed, interrupted
+    ALTER TABLE runs ADD COLUMN error TEXT;       -- why it failed, one line
+    ALTER TABLE runs ADD COLUMN exit_code INTEGER;
     ",
 ];
 

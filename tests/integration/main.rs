@@ -24,5 +24,8 @@ mod faults;
 mod badinput;
 // The state file through the binary: SIGKILL and resume, a broken file, cache stats/clear.
 mod resume;
+// What a first user hit: --sync removals shown everywhere, run history that says how each
+// run ended, a total LLM outage that stops the run.
+mod endings;
 // What a first user hit: .env secrets, --limit, a wrong base URL, state dir, the demo.
 mod firstuse;

@@ -201,6 +201,70 @@ async fn dry_run_writes_nothing_and_reports_what_it_would_add() {
 }
 
 #[tokio::test]
+async fn a_page_given_no_label_is_its_own_outcome_in_every_report() {
+    use tag_space::report::model::{Mode, RunInfo, RunReport, Settings};
+    let source = MemorySource::new(
+        "ENG",
+        vec![
+            page("1", "<p>lunch menu</p>", None),
+            page("2", "<p>done</p>", Some(&["type-howto", "tool-jira"])),
+        ],
+    );
+    let provider = Scripted::new(|batch: &[PageText]| {
+        Ok(batch
+            .iter()
+            .map(|p| {
+                let labels = if p.id == "1" {
+                    vec![]
+                } else {
+                    vec!["type-howto".to_string(), "tool-jira".to_string()]
+                };
+                (p.id.clone(), labels)
+            })
+            .collect())
+    });
+    let (_, out) = run_all(&source, &provider, &opts(false)).await;
+    assert_eq!(out["1"].status, Status::NoLabel);
+    assert_eq!(out["2"].status, Status::Unchanged);
+
+    let args =
+        <tag_space::cli::Args as clap::Parser>::try_parse_from(["tag-space", "--demo"]).unwrap();
+    let config = tag_space::config::Config::from_sources(&args, |_| None).unwrap();
+    let mut report = RunReport::new(
+        RunInfo::new("ENG", Mode::Add, false, std::time::SystemTime::UNIX_EPOCH),
+        Settings::from_config(&config, "fp"),
+    );
+    for o in out.values() {
+        report.record(o);
+    }
+    assert_eq!(
+        (report.counts().no_label, report.counts().unchanged),
+        (1, 1)
+    );
+    let json = tag_space::report::json::to_json_value(&report);
+    assert_eq!(json["metrics"]["pages"]["no_label"], 1);
+    assert_eq!(json["pages"][0]["status"], "no_label");
+    let mut line = Vec::new();
+    tag_space::report::write_page_line(&mut line, &out["1"], false).unwrap();
+    assert!(
+        String::from_utf8(line)
+            .unwrap()
+            .starts_with("no label   1 ")
+    );
+    let mut table = Vec::new();
+    tag_space::report::table::write_metrics_table(&mut table, &report, false).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    assert!(table.contains("| no label |"), "{table}");
+    let mut md = Vec::new();
+    tag_space::report::markdown::write_markdown(&mut md, &report, &Default::default()).unwrap();
+    let md = String::from_utf8(md).unwrap();
+    assert!(
+        md.contains("1 unchanged, 1 with no label that fits"),
+        "{md}"
+    );
+}
+
+#[tokio::test]
 async fn a_page_without_text_is_skipped_and_never_sent() {
     let source = MemorySource::new(
         "ENG",
@@ -740,7 +804,11 @@ mod with_state {
                     ["team-blue", "tool-github", "type-runbook"]
                 );
                 assert_eq!(out["1"].status, Status::Tagged);
-                assert!(out["1"].reason.as_deref().unwrap().contains("tool-jira"));
+                assert_eq!(out["1"].added, ["type-runbook"]);
+                let mut gone = out["1"].removed.clone();
+                gone.sort();
+                assert_eq!(gone, ["tool-jira", "type-howto"]);
+                assert_eq!(out["1"].reason, None);
             } else {
                 assert!(source.removals().is_empty(), "add-only removed a label");
                 assert_eq!(
@@ -774,13 +842,9 @@ mod with_state {
             run_with_state(&db, &source, &Scripted::new(runbook), true, true, true).await;
         assert!(source.removals().is_empty());
         assert_eq!(out["1"].added, ["type-runbook"]);
-        assert!(
-            out["1"]
-                .reason
-                .as_deref()
-                .unwrap()
-                .starts_with("would remove")
-        );
+        let mut would_remove = out["1"].removed.clone();
+        would_remove.sort();
+        assert_eq!(would_remove, ["tool-jira", "type-howto"]);
         // The real sync run after it still does the work.
         run_with_state(&db, &source, &Scripted::new(runbook), true, false, true).await;
         assert_eq!(source.removals().len(), 2);
