@@ -29,3 +29,5 @@ mod resume;
 mod endings;
 // What a first user hit: .env secrets, --limit, a wrong base URL, state dir, the demo.
 mod firstuse;
+// A wrong Confluence base URL told apart from a missing space, Cloud and Data Center.
+mod baseurl;
