@@ -21,6 +21,8 @@ pub mod cli;
 pub mod config;
 pub mod confluence;
 pub mod demo;
+pub mod ending;
+pub mod envfile;
 pub mod governor;
 pub mod http;
 pub mod llm;

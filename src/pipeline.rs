@@ -74,6 +74,8 @@ pub const RULES_MODEL: &str = "rules/keywords";
 pub struct RunOptions {
     pub space: String,
     pub dry_run: bool,
+    /// Stop after this many pages are sent for classification (to the model or answered from
+    /// the cache); pages unchanged since the last run and pages without text do not count.
     pub limit: Option<u64>,
     pub batch_size: usize,
     /// Characters of page text (titles included) in one request.
@@ -90,6 +92,9 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Counts pages as the listing delivers them, for a progress display.
     pub listed: Arc<AtomicU64>,
+    /// Set once the run will take no more pages (the listing ended, or `limit` was reached):
+    /// how many it took. Until then there is no honest total to show.
+    pub total: Arc<std::sync::OnceLock<u64>>,
     /// The classification cache and label ledger; `None` runs without them (add-only, every
     /// page classified).
     pub state: Option<RunState>,
@@ -107,6 +112,9 @@ pub enum Status {
     /// The page already carries every label chosen for it, or (reason
     /// [`UNCHANGED_SINCE_LAST_RUN`]) nothing changed since tag-space last finished it.
     Unchanged,
+    /// The model was asked and chose no label at all: nothing in the taxonomy fits the page.
+    /// Kept apart from `Unchanged` so that a space full of them shows as a taxonomy gap.
+    NoLabel,
     /// Not sent to the model: the page has no text.
     Skipped,
     /// Something went wrong for this page; `reason` says what. The run goes on.
@@ -126,10 +134,12 @@ pub struct PageOutcome {
     pub chosen: Vec<String>,
     /// The labels added; in a dry run, the labels that would be added.
     pub added: Vec<String>,
+    /// With `--sync`: the labels removed (tag-space's own, no longer chosen); in a dry run,
+    /// the labels that would be removed. Every report shows them: a deletion is never silent.
+    pub removed: Vec<String>,
     /// Which provider chose the labels ([`CACHE_PROVIDER`] for a cached answer).
     pub provider: Option<&'static str>,
-    /// Why the page was skipped, failed, or is unchanged; for a `--sync` removal, which
-    /// labels were removed.
+    /// Why the page was skipped, failed, or is unchanged.
     pub reason: Option<String>,
 }
 
@@ -156,6 +166,7 @@ impl PageMeta {
             labels_before: Vec::new(),
             chosen: Vec::new(),
             added: Vec::new(),
+            removed: Vec::new(),
             provider: None,
             reason: None,
         }
@@ -263,6 +274,8 @@ where
         let mut active: HashSet<String> = HashSet::new();
         let mut in_flight = FuturesUnordered::new();
         let mut seen: u64 = 0;
+        // Pages sent for classification (to the model, or answered from the cache).
+        let mut classified: u64 = 0;
         let mut input_open = true;
         let cut = |batch: Vec<PageText>, waiting: &mut BTreeMap<String, PageMeta>| -> Batch {
             batch
@@ -294,10 +307,10 @@ where
                     }
                     let dropped = batcher.flush().map_or(0, |b| b.len());
                     waiting.clear();
-                    tracing::warn!(in_flight = in_flight.len(), dropped, "interrupted: finishing the batches in flight");
+                    tracing::warn!(in_flight = in_flight.len(), dropped, "stopping: finishing the batches in flight");
                 }
                 () = sleep_until_or_never(deadline), if deadline.is_some() => {
-                    tracing::warn!(abandoned = in_flight.len(), "interrupted: abandoning the batches still in flight");
+                    tracing::warn!(abandoned = in_flight.len(), "stopping: abandoning the batches still in flight");
                     break;
                 }
                 Some(outcomes) = in_flight.next(), if !in_flight.is_empty() => {
@@ -312,26 +325,34 @@ where
                         Some(page) => {
                             seen += 1;
                             opts.listed.fetch_add(1, Ordering::Relaxed);
-                            if opts.limit.is_some_and(|limit| seen >= limit) {
-                                // Stop the listing: the producer sees the closed channel and
-                                // returns; pages already buffered in the channel are not read.
-                                rx.close();
-                                input_open = false;
-                            }
                             match admit(ctx, page, &mut waiting, &mut active, &mut sink) {
                                 Admitted::Classify(text) => {
+                                    classified += 1;
                                     if let Some(batch) = batcher.push(text) {
                                         in_flight.push(Either::Left(process_batch(ctx, cut(batch, &mut waiting))));
                                     }
                                 }
                                 Admitted::Cached(hit) => {
+                                    classified += 1;
                                     let (meta, hit) = *hit;
                                     in_flight.push(Either::Right(apply_cached(ctx, meta, hit)));
                                 }
                                 Admitted::Done => {}
                             }
+                            // `--limit` counts pages classified, not pages skipped as unchanged
+                            // or empty: a nightly `--limit N` run moves on to the next N.
+                            if opts.limit.is_some_and(|limit| classified >= limit) {
+                                // Stop the listing: the producer sees the closed channel and
+                                // returns; pages already buffered in the channel are not read.
+                                rx.close();
+                                input_open = false;
+                            }
                         }
                         None => input_open = false,
+                    }
+                    if !input_open {
+                        // No page will be taken any more: the real total, for the progress line.
+                        let _ = opts.total.set(seen);
                     }
                     if !input_open && deadline.is_none() {
                         if let Some(batch) = batcher.flush() {
@@ -682,7 +703,7 @@ async fn apply<S: PageSource, P>(
     let (Some(st), Some(hash)) = (&ctx.state, meta.content_hash) else {
         // Without a store: add-only, nothing to record.
         if plan.add.is_empty() {
-            return base;
+            return settled(base);
         }
         if !dry_run {
             if let Err(e) = ctx.source.add_labels(&meta.id, &plan.add).await {
@@ -724,16 +745,12 @@ async fn apply<S: PageSource, P>(
         ));
     }
     if plan.is_noop() {
-        return base;
+        return settled(base);
     }
-    let reason = (!plan.remove.is_empty()).then(|| {
-        let verb = if dry_run { "would remove" } else { "removed" };
-        format!("{verb} {}", plan.remove.join(", "))
-    });
     PageOutcome {
         status: Status::Tagged,
         added: plan.add,
-        reason,
+        removed: plan.remove,
         ..base
     }
 }
@@ -752,6 +769,8 @@ async fn write_plan<S: PageSource>(
             .map_err(|e| (e, false))?;
     }
     for label in &plan.remove {
+        // At the default log level: a deletion is never silent.
+        tracing::warn!(page = %page_id, label = %label, "removing a label tag-space added earlier that is no longer chosen (--sync)");
         source
             .remove_label(page_id, label)
             .await
@@ -804,4 +823,15 @@ fn warn_unconfirmed(page_id: &str, ledger: &PageLedger, plan: &LabelPlan) {
             "an interrupted run left these label writes unconfirmed; a person may have acted since, so tag-space leaves them as they are on this page for good"
         );
     }
+}
+
+/// A page whose labels needed no change: `NoLabel` when the model chose none at all (nothing
+/// in the taxonomy fits), else `Unchanged`.
+fn settled(base: PageOutcome) -> PageOutcome {
+    let status = if base.chosen.is_empty() {
+        Status::NoLabel
+    } else {
+        Status::Unchanged
+    };
+    PageOutcome { status, ..base }
 }

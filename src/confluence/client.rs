@@ -220,6 +220,19 @@ impl ConfluenceClient {
         url: &Url,
         json: Option<&[u8]>,
     ) -> Result<String, ConfluenceError> {
+        let (body, _content_type) = self.fetch_typed(what, page_id, method, url, json).await?;
+        Ok(body)
+    }
+
+    /// [`Self::fetch`], also returning the 2xx answer's `Content-Type`.
+    async fn fetch_typed(
+        &self,
+        what: &'static str,
+        page_id: Option<&str>,
+        method: Method,
+        url: &Url,
+        json: Option<&[u8]>,
+    ) -> Result<(String, Option<String>), ConfluenceError> {
         let mut attempt: u32 = 0;
         loop {
             let mut req = self.request(method.clone(), url.clone());
@@ -231,16 +244,23 @@ impl ConfluenceClient {
             let (status, hint, err) = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
+                    let content_type = content_type(resp.headers());
                     if status.is_success() {
                         match resp.text().await {
-                            Ok(text) => return Ok(text),
+                            Ok(text) => return Ok((text, content_type)),
                             // The body broke off (reset, timeout): as retryable as a failed send.
                             Err(source) => (None, None, self.transport(what, url, source)),
                         }
                     } else {
                         let hint = retry_after(resp.headers());
                         let text = resp.text().await.unwrap_or_default();
-                        let err = self.status_error(what, status, page_id, &text);
+                        let err = self.status_error(
+                            what,
+                            status,
+                            page_id,
+                            &text,
+                            content_type.as_deref(),
+                        );
                         if !retryable(status) {
                             return Err(err);
                         }
@@ -297,17 +317,68 @@ impl ConfluenceClient {
         status: StatusCode,
         page_id: Option<&str>,
         body: &str,
+        content_type: Option<&str>,
     ) -> ConfluenceError {
-        let said = serde_json::from_str::<ErrorBody>(body)
+        let summary = serde_json::from_str::<ErrorBody>(body)
             .ok()
-            .and_then(|b| b.summary())
-            .unwrap_or_else(|| body.to_string());
+            .and_then(|b| b.summary());
+        let confluence_body = summary.is_some() && content_type.is_some_and(super::probe::is_json);
+        let said = summary.unwrap_or_else(|| body.to_string());
         ConfluenceError::Status {
             what,
             status: status.as_u16(),
             page_id: page_id.map(str::to_string),
             hint: hint(status.as_u16(), self.flavor),
             snippet: snippet(&said),
+            confluence_body,
+        }
+    }
+
+    /// The space lookup, the first request of a run: where a wrong base URL shows. A 404 in
+    /// Confluence's own error shape is "no such space"; an answer that is not Confluence's
+    /// (an HTML page, another content type, JSON of another shape) is a wrong base URL.
+    async fn find_space<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        url: &Url,
+    ) -> Result<T, ConfluenceError> {
+        const WHAT: &str = "find space";
+        let not_confluence = |detail: String| ConfluenceError::NotConfluence {
+            base: self.root.clone(),
+            detail,
+            hint: super::probe::base_url_hint(self.flavor),
+        };
+        let (text, content_type) = match self.fetch_typed(WHAT, None, Method::GET, url, None).await
+        {
+            Ok(reply) => reply,
+            Err(ConfluenceError::Status {
+                status: 404,
+                confluence_body: true,
+                ..
+            }) => return Err(self.space_not_found(key)),
+            Err(ConfluenceError::Status {
+                status: 404,
+                snippet,
+                ..
+            }) => {
+                let body = super::probe::describe_body(&snippet);
+                return Err(not_confluence(format!("HTTP 404 {body}")));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(ct) = content_type
+            .as_deref()
+            .filter(|ct| !super::probe::is_json(ct))
+        {
+            let body = super::probe::describe_body(&text);
+            return Err(not_confluence(format!("HTTP 200 {body}, {ct}")));
+        }
+        match decode(WHAT, &text) {
+            Ok(v) => Ok(v),
+            // Cut off on the way: the server may well be Confluence.
+            Err(e @ ConfluenceError::Decode { .. }) if super::probe::is_truncated(&text) => Err(e),
+            Err(ConfluenceError::Decode { detail, .. }) => Err(not_confluence(detail)),
+            Err(e) => Err(e),
         }
     }
 
@@ -333,10 +404,7 @@ impl ConfluenceClient {
     /// `GET /wiki/api/v2/spaces?keys=KEY` → the space id.
     pub(super) async fn cloud_space_id(&self, key: &str) -> Result<String, ConfluenceError> {
         let url = self.api(&["wiki", "api", "v2", "spaces"], &[("keys", key)]);
-        let list: V2List<V2Space> = match self.get_json("find space", None, &url).await {
-            Err(e) if e.status() == Some(404) => return Err(self.space_not_found(key)),
-            other => other?,
-        };
+        let list: V2List<V2Space> = self.find_space(key, &url).await?;
         let exact = list.results.iter().position(|s| s.key == key);
         let folded = || {
             list.results
@@ -447,10 +515,7 @@ impl ConfluenceClient {
     async fn dc_stream(&self, key: &str, tx: &mpsc::Sender<Page>) -> Result<u64, ConfluenceError> {
         const WHAT: &str = "list pages";
         let url = self.api(&["rest", "api", "space", key], &[]);
-        match self.get_json::<DcSpace>("find space", None, &url).await {
-            Err(e) if e.status() == Some(404) => return Err(self.space_not_found(key)),
-            other => other?,
-        };
+        self.find_space::<DcSpace>(key, &url).await?;
         let limit = self.page_limit.to_string();
         let mut start: u64 = 0;
         let mut sent = 0;
@@ -605,6 +670,18 @@ impl PageSource for ConfluenceClient {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The media type of an answer, lowercase, without parameters.
+fn content_type(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let ct = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        ct.split(';')
+            .next()
+            .unwrap_or(ct)
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// 429 and 5xx are worth another try; every other failure status is final.

@@ -84,6 +84,7 @@ impl MemorySource {
             page_id: Some(page_id.to_string()),
             hint: "the page no longer exists or the account cannot see it",
             snippet: String::new(),
+            confluence_body: true,
         }
     }
 }

@@ -8,6 +8,7 @@ mod census;
 pub mod client;
 mod error;
 pub mod memory;
+mod probe;
 mod wire;
 
 use std::collections::HashSet;

@@ -147,9 +147,13 @@ pub(crate) struct DcMetadata {
     pub labels: Option<DcList<WireLabel>>,
 }
 
-/// Data Center `Space`: only decoded to prove the answer is a JSON object, not a login page.
+/// Data Center `Space`: only decoded to prove the answer is Confluence's space, not a login
+/// page or another server's JSON (a space always has its key).
 #[derive(Debug, Deserialize)]
-pub(crate) struct DcSpace {}
+pub(crate) struct DcSpace {
+    #[serde(rename = "key")]
+    _key: String,
+}
 
 /// Any of Confluence's error bodies: Cloud v2 `{"errors":[{status,code,title,detail}]}`,
 /// v1/DC `RestError{statusCode, message, reason}`, Jira-style `errorMessages[]`.
