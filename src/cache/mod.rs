@@ -50,6 +50,7 @@ mod decide;
 mod error;
 mod key;
 mod schema;
+mod settings;
 mod show;
 mod store;
 
@@ -60,6 +61,7 @@ pub use decide::{
 pub use error::CacheError;
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
 pub use schema::{SCHEMA_VERSION, prepare_dir};
+pub use settings::CacheSettings;
 pub use show::{write_cleared, write_stats};
 pub use store::{
     Classification, Cleared, Run, RunCounters, RunEnd, RunMode, RunRecord, RunStatus, SpaceStats,

@@ -27,9 +27,10 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::ProviderSettings;
 use super::wire::{self, wait_in_message};
 use super::{Answer, LlmError, LlmErrorKind, PageText, Provider, RateLimitHints, Usage, prompt};
-use crate::config::{ProviderSettings, Secret};
+use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
 
 const NAME: &str = "gemini";

@@ -11,6 +11,7 @@ pub mod gemini;
 pub mod openai;
 pub mod prompt;
 pub mod rules;
+mod settings;
 pub mod validate;
 mod wire;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 pub use any::AnyProvider;
 pub use error::{LlmError, LlmErrorKind};
+pub use settings::ProviderSettings;
 pub use wire::parse_go_duration;
 
 /// One page as the model sees it: id, title and extracted plain text.

@@ -36,9 +36,10 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::ProviderSettings;
 use super::wire::{self, parse_go_duration, wait_in_message};
 use super::{Answer, LlmError, LlmErrorKind, PageText, Provider, RateLimitHints, Usage, prompt};
-use crate::config::{ProviderSettings, Secret};
+use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
 
 const NAME: &str = "openai";
@@ -608,7 +609,6 @@ mod tests {
             api_key: Some(Secret::new("k")),
             model: "gpt-5-mini".into(),
             base_url: "https://api.openai.com/v1/".into(),
-            quota: crate::config::Quota::default(),
             timeout: Duration::from_secs(5),
             max_output_tokens: 900,
         };
