@@ -47,6 +47,7 @@
 mod checkpoint;
 mod decide;
 mod error;
+mod jobs;
 mod key;
 mod schema;
 mod show;
@@ -54,6 +55,7 @@ mod store;
 
 pub use decide::{LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync};
 pub use error::CacheError;
+pub use jobs::{JobRecord, JobSpec, RequestRecord};
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
 pub use schema::SCHEMA_VERSION;
 pub use show::{write_cleared, write_stats};

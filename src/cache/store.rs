@@ -763,7 +763,7 @@ impl Store {
 
     /// A panic while the lock was held leaves the connection usable (an open transaction
     /// rolls back when dropped), so a poisoned lock is taken over rather than propagated.
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -771,7 +771,7 @@ impl Store {
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> CacheError + '_ {
+    pub(super) fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> CacheError + '_ {
         move |e| CacheError::from_sqlite(&self.path, op, self.busy_timeout, e)
     }
 }
@@ -846,7 +846,7 @@ fn set_label(
 }
 
 /// Unix seconds, for the record (never for a decision).
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
