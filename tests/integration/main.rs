@@ -27,3 +27,7 @@ mod resume;
 // What a first user hit: --sync removals shown everywhere, run history that says how each
 // run ended, a total LLM outage that stops the run.
 mod endings;
+// The batch services (Gemini Batch Mode, OpenAI Batch API) through submit and collect.
+mod batch;
+// Fakes of both batch services in their documented shapes.
+mod batchfake;
