@@ -19,6 +19,7 @@
 //! again ([`reconcile`]), so a crash never makes two jobs. Pages already covered by an open
 //! job are not submitted again.
 
+mod command;
 mod plan;
 mod show;
 
@@ -31,6 +32,7 @@ use crate::llm::validate::validate;
 use crate::llm::{Answer, PageText};
 use crate::taxonomy::Taxonomy;
 
+pub use command::jobs_command;
 pub use plan::plan;
 pub use show::{cancel_job, write_jobs};
 
@@ -391,7 +393,7 @@ fn one_line(e: &dyn std::error::Error) -> String {
     crate::http::snippet(&s)
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

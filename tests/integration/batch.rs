@@ -10,19 +10,17 @@ use serde_json::Value;
 use tag_space::backfill::{self, BatchPage, Collected, JobsCtx};
 use tag_space::cache::{CacheKey, Run, RunMode, Setup, Store, StoreOptions};
 use tag_space::config::{ProviderSettings, Quota, Secret};
-use tag_space::llm::batch::{
-    BatchError, BatchRequest, BatchService, GeminiBatch, JobResults, JobStatus, Limits, OpenAiBatch,
-};
+use tag_space::llm::batch::{BatchRequest, BatchService, GeminiBatch, Limits, OpenAiBatch};
 use tag_space::llm::gemini::GeminiProvider;
 use tag_space::llm::prompt::PROMPT_VERSION;
-use tag_space::llm::{LlmError, LlmErrorKind, PageText, Provider};
+use tag_space::llm::{PageText, Provider};
 use tag_space::taxonomy::{Category, Tag, Taxonomy};
 
 use super::batchfake::{self, KEY, Script};
 
 const SPACE: &str = "ENG";
 
-fn taxonomy(extra: &str) -> Arc<Taxonomy> {
+pub(super) fn taxonomy(extra: &str) -> Arc<Taxonomy> {
     let tag = |name: &str| Tag {
         name: name.into(),
         description: format!("about {name}{extra}"),
@@ -45,7 +43,7 @@ fn taxonomy(extra: &str) -> Arc<Taxonomy> {
     Arc::new(Taxonomy::new(categories, 3, "test").unwrap())
 }
 
-fn settings(base_url: String, model: &str) -> ProviderSettings {
+pub(super) fn settings(base_url: String, model: &str) -> ProviderSettings {
     ProviderSettings {
         api_key: Some(Secret::new(KEY)),
         model: model.into(),
@@ -56,16 +54,16 @@ fn settings(base_url: String, model: &str) -> ProviderSettings {
     }
 }
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    store: Store,
-    setup: Setup,
-    run: Run,
-    taxonomy: Arc<Taxonomy>,
+pub(super) struct Harness {
+    pub(super) _dir: tempfile::TempDir,
+    pub(super) store: Store,
+    pub(super) setup: Setup,
+    pub(super) run: Run,
+    pub(super) taxonomy: Arc<Taxonomy>,
 }
 
 impl Harness {
-    fn new(taxonomy: Arc<Taxonomy>, model: &str) -> Self {
+    pub(super) fn new(taxonomy: Arc<Taxonomy>, model: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("state.db"), StoreOptions::default()).unwrap();
         let setup = Setup::new(taxonomy.fingerprint(), PROMPT_VERSION, model);
@@ -79,7 +77,7 @@ impl Harness {
         }
     }
 
-    fn ctx(&self) -> JobsCtx<'_> {
+    pub(super) fn ctx(&self) -> JobsCtx<'_> {
         JobsCtx {
             store: &self.store,
             space: SPACE,
@@ -88,7 +86,7 @@ impl Harness {
     }
 
     /// `n` pages in batches of `size`, each page with its cache key.
-    fn batches(&self, n: usize, size: usize) -> Vec<Vec<BatchPage>> {
+    pub(super) fn batches(&self, n: usize, size: usize) -> Vec<Vec<BatchPage>> {
         let pages: Vec<BatchPage> = (0..n)
             .map(|i| {
                 let text = PageText {
@@ -104,7 +102,7 @@ impl Harness {
     }
 
     /// Collects until no job is running (each call polls every open job once).
-    async fn collect_all<S: BatchService>(&self, svc: &S) -> Collected {
+    pub(super) async fn collect_all<S: BatchService>(&self, svc: &S) -> Collected {
         let mut all = Collected::default();
         for _ in 0..20 {
             let c = backfill::collect(svc, &self.ctx(), &self.run, &self.taxonomy)
@@ -116,6 +114,7 @@ impl Harness {
             all.ended.extend(c.ended);
             all.requests += c.requests;
             all.tokens_in += c.tokens_in;
+            all.tokens_out += c.tokens_out;
             if c.running.is_empty() {
                 return all;
             }
@@ -124,7 +123,7 @@ impl Harness {
     }
 
     /// Every page of `batches` has `reference` + `git` in the cache, except `except`.
-    fn assert_cached(&self, batches: &[Vec<BatchPage>], except: &HashSet<String>) {
+    pub(super) fn assert_cached(&self, batches: &[Vec<BatchPage>], except: &HashSet<String>) {
         for p in batches.iter().flatten() {
             let hit = self.store.lookup(&p.key).unwrap();
             if except.contains(&p.text.id) {
@@ -137,7 +136,7 @@ impl Harness {
     }
 }
 
-fn ids_of(batch: &[BatchPage]) -> HashSet<String> {
+pub(super) fn ids_of(batch: &[BatchPage]) -> HashSet<String> {
     batch.iter().map(|p| p.text.id.clone()).collect()
 }
 
@@ -389,168 +388,6 @@ async fn pages_of_an_open_job_are_not_submitted_twice() {
     assert_eq!(fake.state().creates, 1);
 }
 
-/// A service whose create reaches the provider and then never returns (the process is
-/// killed there), or whose answer is lost (`Transport`), or that fails before sending.
-struct Crashing<S> {
-    inner: S,
-    mode: Crash,
-    created: tokio::sync::Notify,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Crash {
-    KilledAfterCreate,
-    AnswerLost,
-    NeverSent,
-}
-
-impl<S: BatchService> BatchService for Crashing<S> {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn model(&self) -> &str {
-        self.inner.model()
-    }
-    fn limits(&self) -> Limits {
-        self.inner.limits()
-    }
-    fn encode(&self, request: &BatchRequest) -> Value {
-        self.inner.encode(request)
-    }
-    async fn create(&self, name: &str, lines: &[Value]) -> Result<JobStatus, BatchError> {
-        let lost = || {
-            BatchError::Create(LlmError::new(
-                self.name(),
-                LlmErrorKind::Transport,
-                None,
-                "connection reset",
-            ))
-        };
-        match self.mode {
-            Crash::NeverSent => Err(lost()),
-            Crash::AnswerLost => {
-                self.inner.create(name, lines).await?;
-                Err(lost())
-            }
-            Crash::KilledAfterCreate => {
-                self.inner.create(name, lines).await?;
-                self.created.notify_one();
-                std::future::pending().await
-            }
-        }
-    }
-    async fn find(&self, name: &str) -> Result<Option<JobStatus>, BatchError> {
-        self.inner.find(name).await
-    }
-    async fn status(&self, id: &str) -> Result<JobStatus, BatchError> {
-        self.inner.status(id).await
-    }
-    async fn results(&self, id: &str) -> Result<JobResults, BatchError> {
-        self.inner.results(id).await
-    }
-    async fn cancel(&self, id: &str) -> Result<JobStatus, BatchError> {
-        self.inner.cancel(id).await
-    }
-}
-
-#[tokio::test]
-async fn a_kill_between_create_and_recording_finds_the_job_again_instead_of_creating_another() {
-    let (server, fake) = batchfake::gemini(Script::default()).await;
-    let h = Harness::new(taxonomy(""), "gemini/gemini-2.5-flash");
-    let svc = || {
-        GeminiBatch::new(
-            settings(server.uri(), "gemini-2.5-flash"),
-            h.taxonomy.clone(),
-        )
-        .unwrap()
-    };
-    let crashing = Crashing {
-        inner: svc(),
-        mode: Crash::KilledAfterCreate,
-        created: tokio::sync::Notify::new(),
-    };
-    let batches = h.batches(10, 5);
-    let ctx = h.ctx();
-    tokio::select! {
-        _ = backfill::submit(&crashing, &ctx, batches.clone()) => panic!("the create never returns"),
-        _ = crashing.created.notified() => {} // the submit future is dropped here: the "kill"
-    }
-    let job = &h.store.jobs(None).unwrap()[0];
-    assert_eq!(
-        (job.state.as_str(), job.job_id.as_deref()),
-        ("creating", None)
-    );
-
-    // The next run submits the same pages: the lost job is found by name, nothing is sent.
-    let s = backfill::submit(&svc(), &h.ctx(), batches.clone())
-        .await
-        .unwrap();
-    assert_eq!((s.found_again, s.jobs.len(), s.already_pending), (1, 0, 10));
-    assert_eq!(fake.state().creates, 1);
-    let job = &h.store.jobs(None).unwrap()[0];
-    assert_eq!(job.job_id.as_deref(), Some("batches/b0"));
-    let c = h.collect_all(&svc()).await;
-    assert_eq!(c.labels.len(), 10);
-}
-
-#[tokio::test]
-async fn a_lost_create_answer_is_looked_up_and_a_create_that_never_left_is_sent_again() {
-    let (server, fake) = batchfake::openai(Script::default()).await;
-    let h = Harness::new(taxonomy(""), "openai/gpt-4.1-mini");
-    let base = format!("{}/v1", server.uri());
-    let svc =
-        || OpenAiBatch::new(settings(base.clone(), "gpt-4.1-mini"), h.taxonomy.clone()).unwrap();
-    let batches = h.batches(10, 5);
-
-    let lost = Crashing {
-        inner: svc(),
-        mode: Crash::AnswerLost,
-        created: tokio::sync::Notify::new(),
-    };
-    let err = backfill::submit(&lost, &h.ctx(), batches.clone())
-        .await
-        .unwrap_err();
-    assert!(
-        format!("{err}").starts_with("batch job tag-space-ENG-"),
-        "{err}"
-    );
-    let s = backfill::collect(&svc(), &h.ctx(), &h.run, &h.taxonomy)
-        .await
-        .unwrap();
-    assert_eq!(s.running.len(), 1, "found by metadata and polled");
-    assert_eq!(fake.state().creates, 1);
-
-    // A create that failed before reaching the service: not found, so sent again once.
-    let (server2, fake2) = batchfake::openai(Script::default()).await;
-    let h2 = Harness::new(taxonomy(""), "openai/gpt-4.1-mini");
-    let svc2 = || {
-        OpenAiBatch::new(
-            settings(format!("{}/v1", server2.uri()), "gpt-4.1-mini"),
-            h2.taxonomy.clone(),
-        )
-        .unwrap()
-    };
-    let never = Crashing {
-        inner: svc2(),
-        mode: Crash::NeverSent,
-        created: tokio::sync::Notify::new(),
-    };
-    backfill::submit(&never, &h2.ctx(), batches.clone())
-        .await
-        .unwrap_err();
-    let s = backfill::submit(&svc2(), &h2.ctx(), batches).await.unwrap();
-    assert_eq!((s.found_again, s.jobs.len(), s.pages), (0, 1, 10));
-    assert_eq!(fake2.state().creates, 1);
-    let states: Vec<String> = h2
-        .store
-        .jobs(None)
-        .unwrap()
-        .into_iter()
-        .map(|j| j.state)
-        .collect();
-    assert_eq!(states, ["pending", "not_created"]);
-}
-
 #[tokio::test]
 async fn a_cancelled_job_is_reported_and_its_finished_part_used() {
     let (server, _fake) = batchfake::openai(Script::default()).await;
@@ -636,4 +473,48 @@ async fn a_12000_page_space_goes_through_one_job_per_planned_chunk() {
     };
     println!("{listing}");
     assert_eq!(listing.matches("succeeded*").count(), 3, "{listing}");
+}
+
+/// Batch requests are priced at half the interactive rate in the report model, from what
+/// `collect` counted.
+#[tokio::test]
+async fn batch_tokens_cost_half_in_the_report() {
+    use tag_space::report::model::{Prices, ProviderMetrics};
+    let (server, _fake) = batchfake::openai(Script {
+        polls_to_finish: 1,
+        ..Script::default()
+    })
+    .await;
+    let h = Harness::new(taxonomy(""), "openai/gpt-4.1-mini");
+    let svc = OpenAiBatch::new(
+        settings(format!("{}/v1", server.uri()), "gpt-4.1-mini"),
+        h.taxonomy.clone(),
+    )
+    .unwrap();
+    backfill::submit(&svc, &h.ctx(), h.batches(50, 5))
+        .await
+        .unwrap();
+    let c = h.collect_all(&svc).await;
+    assert_eq!((c.requests, c.tokens_in, c.tokens_out), (10, 1000, 200));
+
+    let prices = Prices::default();
+    let model = Some("gpt-4.1-mini".to_string());
+    let mut interactive = ProviderMetrics::new("openai", model.clone());
+    interactive.tokens_in = 1_000_000;
+    interactive.tokens_out = 1_000_000;
+    let mut batch = ProviderMetrics::new("openai", model.clone());
+    batch.add_batch(10, 50, 1_000_000, 1_000_000);
+    assert_eq!(
+        batch.tokens_in, 1_000_000,
+        "batch tokens count in the totals"
+    );
+    let full = prices.cost(&interactive).unwrap();
+    assert!(full > 0.0);
+    assert_eq!(prices.cost(&batch), Some(full / 2.0));
+    // Mixed: half of the tokens through a job.
+    let mut mixed = ProviderMetrics::new("openai", model);
+    mixed.tokens_in = 500_000;
+    mixed.tokens_out = 500_000;
+    mixed.add_batch(c.requests, 50, 500_000, 500_000);
+    assert_eq!(prices.cost(&mixed), Some(full * 0.75));
 }

@@ -406,7 +406,7 @@ fn multipart_file(req: &Request) -> (Vec<u8>, bool) {
     let start = body.find("filename=").unwrap();
     let start = start + body[start..].find("\r\n\r\n").unwrap() + 4;
     let end = body.rfind(&format!("\r\n--{boundary}--")).unwrap();
-    (body[start..end].as_bytes().to_vec(), purpose)
+    (body.as_bytes()[start..end].to_vec(), purpose)
 }
 
 impl OpenAiFake {

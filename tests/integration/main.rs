@@ -31,3 +31,7 @@ mod endings;
 mod batch;
 // Fakes of both batch services in their documented shapes.
 mod batchfake;
+// A crash between create and recording: found again, never created twice.
+mod batchcrash;
+// `tag-space jobs` and `jobs cancel` through the binary.
+mod batchcli;
