@@ -27,6 +27,8 @@ use crate::report::model::{
 use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
+mod statedir;
+
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so
 /// that one request stays well inside every provider's context window.
 const MAX_BATCH_CHARS: usize = 60_000;
@@ -50,18 +52,20 @@ pub async fn run(args: Args) -> anyhow::Result<RunReport> {
 
 /// [`run`], interruptible through `session.cancel` and showing `session.progress`.
 pub async fn run_with(args: Args, session: Session) -> anyhow::Result<RunReport> {
-    let config = Config::load(&args)?;
+    let mut config = Config::load(&args)?;
     for w in &config.warnings {
         report::warning_line(w);
     }
+    statedir::check(&mut config)?;
     let taxonomy = Arc::new(match &config.taxonomy_path {
         Some(path) => Taxonomy::load(path)?,
         None => Taxonomy::embedded(),
     });
-    let chain = build_chain(&config, &taxonomy)?;
+    let demo_delay = std::time::Duration::from_millis(args.demo_delay_ms.unwrap_or(0));
+    let chain = build_chain(&config, &taxonomy, demo_delay)?;
     let _lock = take_lock(&config, &args, &session.cancel).await?;
     if config.demo {
-        let source = crate::demo::source();
+        let source = statedir::demo_source(&config, args.demo_edit.unwrap_or(0));
         execute(&config, &args, &source, &chain, &taxonomy, &session).await
     } else {
         let settings = config
@@ -75,7 +79,11 @@ pub async fn run_with(args: Args, session: Session) -> anyhow::Result<RunReport>
 
 /// The providers in priority order (Gemini, then OpenAI, then the keyword rules), each behind
 /// its own governor.
-fn build_chain(config: &Config, taxonomy: &Arc<Taxonomy>) -> anyhow::Result<Chain<AnyProvider>> {
+fn build_chain(
+    config: &Config,
+    taxonomy: &Arc<Taxonomy>,
+    rules_delay: std::time::Duration,
+) -> anyhow::Result<Chain<AnyProvider>> {
     let governed = |inner: AnyProvider, settings: Option<&ProviderSettings>| {
         let defaults = GovernorConfig::default();
         Governed::new(
@@ -104,7 +112,7 @@ fn build_chain(config: &Config, taxonomy: &Arc<Taxonomy>) -> anyhow::Result<Chai
     }
     if config.rules {
         providers.push(governed(
-            AnyProvider::Rules(RulesProvider::new(taxonomy.clone())),
+            AnyProvider::Rules(RulesProvider::new(taxonomy.clone()).with_delay(rules_delay)),
             None,
         ));
     }
@@ -120,11 +128,6 @@ async fn execute<S: PageSource>(
     session: &Session,
 ) -> anyhow::Result<RunReport> {
     let progress = &session.progress;
-    let source = &ListingEnd {
-        inner: source,
-        progress,
-        limit: config.limit,
-    };
     let started = Instant::now();
     // Every page of a request repeats every tag in the schema; keep the schema inside what
     // providers accept.
@@ -154,6 +157,7 @@ async fn execute<S: PageSource>(
         grace: INTERRUPT_GRACE,
         cancel: stop,
         listed: progress.listed_counter(),
+        total: progress.total_cell(),
     };
     let mut run_report = RunReport::new(
         RunInfo::new(
@@ -288,56 +292,11 @@ async fn tick_progress(
     }
 }
 
-/// A page source that tells the progress bar the real total once the listing has ended.
-struct ListingEnd<'a, S> {
-    inner: &'a S,
-    progress: &'a Progress,
-    limit: Option<u64>,
-}
-
-impl<S: PageSource> PageSource for ListingEnd<'_, S> {
-    async fn stream_pages(
-        &self,
-        space_key: &str,
-        tx: tokio::sync::mpsc::Sender<crate::confluence::Page>,
-    ) -> Result<u64, crate::confluence::ConfluenceError> {
-        let listed = self.inner.stream_pages(space_key, tx).await;
-        if let Ok(n) = listed {
-            self.progress
-                .set_total(self.limit.map_or(n, |limit| n.min(limit)));
-        }
-        listed
-    }
-
-    async fn labels(
-        &self,
-        page_id: &str,
-    ) -> Result<Vec<crate::confluence::Label>, crate::confluence::ConfluenceError> {
-        self.inner.labels(page_id).await
-    }
-
-    async fn add_labels(
-        &self,
-        page_id: &str,
-        names: &[String],
-    ) -> Result<(), crate::confluence::ConfluenceError> {
-        self.inner.add_labels(page_id, names).await
-    }
-
-    async fn remove_label(
-        &self,
-        page_id: &str,
-        name: &str,
-    ) -> Result<(), crate::confluence::ConfluenceError> {
-        self.inner.remove_label(page_id, name).await
-    }
-}
-
 /// The run lock for this space ([`crate::lock`]): taken before anything is read or written,
 /// dry runs included (they still spend the provider quota and, with a state file, write
-/// it). The demo writes nothing anywhere and takes none. Without a state directory (no
-/// `HOME`, `XDG_CACHE_HOME` or `TAG_SPACE_CACHE_PATH`) the run goes on unlocked, with a
-/// warning.
+/// it). The demo writes nothing anywhere and takes none. One lock per site and space,
+/// whatever the state file; without a place for it (no `TAG_SPACE_LOCK_DIR`,
+/// `XDG_CACHE_HOME` or `HOME`) the run goes on unlocked, with a warning.
 async fn take_lock(
     config: &Config,
     args: &Args,
@@ -349,12 +308,13 @@ async fn take_lock(
     }
     let Some(dir) = &config.lock_dir else {
         tracing::warn!(
-            "no state directory (HOME, XDG_CACHE_HOME and TAG_SPACE_CACHE_PATH are unset): running without the run lock, so an overlapping run is not prevented"
+            "no place for the run lock (TAG_SPACE_LOCK_DIR, XDG_CACHE_HOME and HOME are unset): running without it, so an overlapping run is not prevented"
         );
         return Ok(None);
     };
+    let site = config.confluence.as_ref().map_or("", |c| c.root.as_str());
     // Absolute, so that the message tells a cron user exactly which file.
-    let path = lock::lock_path(dir, &config.space);
+    let path = lock::lock_path(dir, site, &config.space);
     let path = std::path::absolute(&path).unwrap_or(path);
     let held = if args.wait_lock {
         lock::acquire_waiting(&path, std::time::Duration::from_millis(200), cancel, |e| {
@@ -391,22 +351,11 @@ fn primary_model(config: &Config) -> String {
 
 /// Opens the state file and records the start of the run. A file that cannot be used stops
 /// the run (exit 2, one line naming the file), unless reads are off (`--no-cache`): then the
-/// run goes on without it. The demo never uses it: its space is rebuilt in memory on every
-/// run, so a ledger of it would only mislead.
+/// run goes on without it. The demo has its own file ([`crate::config::DEMO_STATE_FILE`]),
+/// from which its space is restored as the last run left it.
 fn open_state(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Option<RunState>> {
-    if config.demo {
-        return Ok(None);
-    }
-    let without = |why: &str| {
-        if config.sync {
-            report::warning_line(
-                "--sync without the state file: no label is removed (only the ledger knows which labels are tag-space's)",
-            );
-        }
-        tracing::warn!("{why}: running without the cache and the label ledger");
-    };
+    // No path: `statedir::check` has said why.
     let Some(path) = &config.cache.path else {
-        without("no place for the state file (set TAG_SPACE_CACHE_PATH, XDG_CACHE_HOME or HOME)");
         return Ok(None);
     };
     let mode = if config.sync {
@@ -421,10 +370,7 @@ fn open_state(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Option<Run
     let (store, run) = match opened {
         Ok(x) => x,
         Err(e) if !config.cache.enabled => {
-            report::warning_line(&format!(
-                "continuing without the state file (cache disabled): {e}"
-            ));
-            without("the state file cannot be used");
+            statedir::going_on_without(config, &e);
             return Ok(None);
         }
         // The message alone: it already names the file and its cause, on one line.

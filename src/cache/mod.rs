@@ -44,6 +44,7 @@
 //! the work. Every call is synchronous and takes microseconds (see [`store`](self::store) and
 //! BENCHMARKS.md); call it directly from async code, never holding anything across `.await`.
 
+mod census;
 mod checkpoint;
 mod decide;
 mod error;
@@ -53,11 +54,14 @@ mod schema;
 mod show;
 mod store;
 
-pub use decide::{LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync};
+pub use decide::{
+    LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync,
+    settle_after_failure,
+};
 pub use error::CacheError;
 pub use jobs::{JobRecord, JobSpec, RequestRecord};
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
-pub use schema::SCHEMA_VERSION;
+pub use schema::{SCHEMA_VERSION, prepare_dir};
 pub use show::{write_cleared, write_stats};
 pub use store::{
     Classification, Cleared, Run, RunCounters, RunEnd, RunMode, RunRecord, RunStatus, SpaceStats,

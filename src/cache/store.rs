@@ -631,7 +631,7 @@ impl Store {
         })
     }
 
-    fn ledger_tx(
+    pub(super) fn ledger_tx(
         &self,
         op: &'static str,
         f: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> rusqlite::Result<()>,
@@ -822,7 +822,7 @@ fn settle(
     Ok(())
 }
 
-fn set_label(
+pub(super) fn set_label(
     tx: &rusqlite::Transaction<'_>,
     run: &Run,
     page_id: &str,

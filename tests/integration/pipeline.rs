@@ -381,6 +381,11 @@ async fn limit_stops_the_listing() {
     assert_eq!(out.len(), 5);
     let asked: usize = provider.calls().iter().map(Vec::len).sum();
     assert_eq!(asked, 5);
+    assert_eq!(
+        o.total.get(),
+        Some(&5),
+        "the progress total is what was taken"
+    );
 }
 
 #[tokio::test]
@@ -416,6 +421,14 @@ async fn a_label_write_that_fails_fails_only_that_page() {
         ) -> Result<Vec<Label>, tag_space::confluence::ConfluenceError> {
             self.0.labels(id).await
         }
+        async fn pages_with_label(
+            &self,
+            key: &str,
+            name: &str,
+        ) -> Result<std::collections::HashSet<String>, tag_space::confluence::ConfluenceError>
+        {
+            self.0.pages_with_label(key, name).await
+        }
         async fn add_labels(
             &self,
             id: &str,
@@ -447,7 +460,7 @@ async fn a_label_write_that_fails_fails_only_that_page() {
 }
 
 #[tokio::test]
-async fn limit_landing_on_a_skipped_page_still_finishes_the_pending_batch() {
+async fn limit_counts_pages_sent_for_classification_not_skipped_ones() {
     let source = MemorySource::new(
         "ENG",
         vec![
@@ -461,9 +474,13 @@ async fn limit_landing_on_a_skipped_page_still_finishes_the_pending_batch() {
     o.batch_size = 5;
     o.limit = Some(2);
     let (_, out) = run_all(&source, &provider, &o).await;
-    assert_eq!(out.len(), 2);
+    // The empty page 2 is skipped without counting: pages 1 and 3 are classified.
+    assert_eq!(out.len(), 3);
     assert_eq!(out["1"].status, Status::Tagged);
     assert_eq!(out["2"].status, Status::Skipped);
+    assert_eq!(out["3"].status, Status::Tagged);
+    assert_eq!(provider.calls().concat(), ["1", "3"], "one batch, finished");
+    assert_eq!(o.total.get(), Some(&3));
 }
 
 /// A provider that takes `delay` (tokio time) per call.
@@ -559,6 +576,21 @@ mod with_state {
         dry_run: bool,
         sync: bool,
     ) -> (BTreeMap<String, PageOutcome>, RunCounters) {
+        let (out, counters, _) =
+            run_with_state_limited(db, source, provider, read, dry_run, sync, None).await;
+        (out, counters)
+    }
+
+    /// [`run_with_state`] with a `--limit`; also returns the total the progress line got.
+    async fn run_with_state_limited<P: Provider>(
+        db: &std::path::Path,
+        source: &MemorySource,
+        provider: &P,
+        read: bool,
+        dry_run: bool,
+        sync: bool,
+        limit: Option<u64>,
+    ) -> (BTreeMap<String, PageOutcome>, RunCounters, Option<u64>) {
         let store = Arc::new(
             Store::open(
                 db,
@@ -583,6 +615,7 @@ mod with_state {
         let mut o = opts(dry_run);
         o.state = Some(st.clone());
         o.sync = sync;
+        o.limit = limit;
         let mut out = BTreeMap::new();
         run(source, provider, &tax, &o, |p| {
             assert!(out.insert(p.id.clone(), p).is_none(), "two outcomes");
@@ -590,7 +623,32 @@ mod with_state {
         .await
         .unwrap();
         let counters = store.finish_run(&st.run).unwrap();
-        (out, counters)
+        (out, counters, o.total.get().copied())
+    }
+
+    #[tokio::test]
+    async fn a_nightly_limit_run_moves_on_to_the_next_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let source = space(8, false);
+        let mut done = 0;
+        for (night, want) in [&["1", "2", "3"][..], &["4", "5", "6"], &["7", "8"]]
+            .into_iter()
+            .enumerate()
+        {
+            let provider = Scripted::new(howto_jira);
+            let (out, c, total) =
+                run_with_state_limited(&db, &source, &provider, true, false, false, Some(3)).await;
+            let mut asked: Vec<String> = provider.calls().concat();
+            asked.sort();
+            assert_eq!(asked, want, "night {night}");
+            // The pages finished on earlier nights are passed over, and do not count.
+            assert_eq!(c.skipped_unchanged, done, "night {night}");
+            done += want.len() as u64;
+            // The progress total is what the run took: never the limit alone.
+            assert_eq!(total, Some(out.len() as u64), "night {night}");
+            assert_eq!(out.len() as u64, done.min(8), "night {night}");
+        }
     }
 
     fn space(n: usize, labels_listed: bool) -> MemorySource {
