@@ -106,23 +106,27 @@ fn config() -> GovernorConfig {
 #[tokio::test(start_paused = true)]
 async fn a_call_asks_for_its_budget_and_reserves_it_not_the_configured_cap() {
     let fake = Capped::new(10, 50, 4096);
-    // TPM 1,000: 5 pages of 400 chars ≈ 500 input tokens + a 290-token budget = 790 fit at
-    // once; with the configured 100,000-token cap the call could never be paid.
+    // TPM 10,000: a batch of 5 pages of 400 chars reserves ≈ 500 input tokens + its 290-token
+    // budget, so three go at once; reserving the configured 100,000-token cap, the second
+    // would wait for the bucket to refill.
     let gov = Governed::new(
         fake.clone(),
         GovernorConfig {
             quota: Quota {
                 rpm: None,
-                tpm: Some(1000),
+                tpm: Some(10_000),
             },
             ..config()
         },
     );
     let t0 = Instant::now();
-    let a = gov.classify(&pages(5)).await.unwrap();
-    assert_eq!(a.labels.len(), 5);
-    assert_eq!(fake.calls(), [(5, 290)]);
-    assert_eq!(fake.calls.lock().unwrap()[0].2, t0, "sent at once");
+    for _ in 0..3 {
+        let a = gov.classify(&pages(5)).await.unwrap();
+        assert_eq!(a.labels.len(), 5);
+    }
+    assert_eq!(fake.calls(), [(5, 290), (5, 290), (5, 290)]);
+    let sent: Vec<Instant> = fake.calls.lock().unwrap().iter().map(|c| c.2).collect();
+    assert_eq!(sent, [t0, t0, t0], "no call waited for tokens");
     let s = gov.stats();
     assert_eq!((s.retries, s.truncation_retries, s.splits), (0, 0, 0));
 }
