@@ -1,6 +1,6 @@
 //! The composition root: turns flags and settings into concrete parts (page source,
-//! provider chain, taxonomy), runs the pipeline and reports. With `main.rs`, the only place
-//! that uses `anyhow`.
+//! provider chain, taxonomy), runs the pipeline and reports. With `main.rs` and `ending.rs`,
+//! the only place that uses `anyhow`.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -8,10 +8,11 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::{RunMode, Setup, Store, StoreOptions};
+use crate::cache::{self, RunEnd, RunMode, Setup, Store, StoreOptions};
 use crate::cli::{Args, CacheCommand, OutputFormat};
 use crate::config::{Config, ProviderSettings};
 use crate::confluence::{ConfluenceClient, PageSource};
+use crate::ending::{OutageWatch, exit_code, one_line, record_end, write_reports};
 use crate::governor::ProviderStats;
 use crate::governor::{Chain, Governed, GovernorConfig};
 use crate::llm::AnyProvider;
@@ -20,9 +21,13 @@ use crate::llm::openai::OpenAiProvider;
 use crate::llm::rules::RulesProvider;
 use crate::pipeline::{self, RunOptions, RunState};
 use crate::report;
-use crate::report::model::{CacheMetrics, Mode, ProviderMetrics, RunInfo, RunReport, Settings};
+use crate::report::model::{
+    CacheMetrics, Mode, ProviderMetrics, RunInfo, RunReport, RunStatus, Settings,
+};
 use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
+
+mod statedir;
 
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so
 /// that one request stays well inside every provider's context window.
@@ -47,18 +52,20 @@ pub async fn run(args: Args) -> anyhow::Result<RunReport> {
 
 /// [`run`], interruptible through `session.cancel` and showing `session.progress`.
 pub async fn run_with(args: Args, session: Session) -> anyhow::Result<RunReport> {
-    let config = Config::load(&args)?;
+    let mut config = Config::load(&args)?;
     for w in &config.warnings {
         report::warning_line(w);
     }
+    statedir::check(&mut config)?;
     let taxonomy = Arc::new(match &config.taxonomy_path {
         Some(path) => Taxonomy::load(path)?,
         None => Taxonomy::embedded(),
     });
-    let chain = build_chain(&config, &taxonomy)?;
+    let demo_delay = std::time::Duration::from_millis(args.demo_delay_ms.unwrap_or(0));
+    let chain = build_chain(&config, &taxonomy, demo_delay)?;
     let _lock = take_lock(&config, &args, &session.cancel).await?;
     if config.demo {
-        let source = crate::demo::source();
+        let source = statedir::demo_source(&config, args.demo_edit.unwrap_or(0));
         execute(&config, &args, &source, &chain, &taxonomy, &session).await
     } else {
         let settings = config
@@ -72,7 +79,11 @@ pub async fn run_with(args: Args, session: Session) -> anyhow::Result<RunReport>
 
 /// The providers in priority order (Gemini, then OpenAI, then the keyword rules), each behind
 /// its own governor.
-fn build_chain(config: &Config, taxonomy: &Arc<Taxonomy>) -> anyhow::Result<Chain<AnyProvider>> {
+fn build_chain(
+    config: &Config,
+    taxonomy: &Arc<Taxonomy>,
+    rules_delay: std::time::Duration,
+) -> anyhow::Result<Chain<AnyProvider>> {
     let governed = |inner: AnyProvider, settings: Option<&ProviderSettings>| {
         let defaults = GovernorConfig::default();
         Governed::new(
@@ -101,7 +112,7 @@ fn build_chain(config: &Config, taxonomy: &Arc<Taxonomy>) -> anyhow::Result<Chai
     }
     if config.rules {
         providers.push(governed(
-            AnyProvider::Rules(RulesProvider::new(taxonomy.clone())),
+            AnyProvider::Rules(RulesProvider::new(taxonomy.clone()).with_delay(rules_delay)),
             None,
         ));
     }
@@ -117,11 +128,6 @@ async fn execute<S: PageSource>(
     session: &Session,
 ) -> anyhow::Result<RunReport> {
     let progress = &session.progress;
-    let source = &ListingEnd {
-        inner: source,
-        progress,
-        limit: config.limit,
-    };
     let started = Instant::now();
     // Every page of a request repeats every tag in the schema; keep the schema inside what
     // providers accept.
@@ -134,6 +140,9 @@ async fn execute<S: PageSource>(
         ));
     }
     let state = open_state(config, taxonomy)?;
+    // Stopped by Ctrl-C (through the session's token) or by a total LLM outage (this one).
+    let stop = session.cancel.child_token();
+    let llm = OutageWatch::new(chain, stop.clone());
     let opts = RunOptions {
         state: state.clone(),
         sync: config.sync,
@@ -146,8 +155,9 @@ async fn execute<S: PageSource>(
         // Twice the governor's ceiling: the governor, not the pipeline, limits requests.
         max_in_flight: config.max_concurrency * 2,
         grace: INTERRUPT_GRACE,
-        cancel: session.cancel.clone(),
+        cancel: stop,
         listed: progress.listed_counter(),
+        total: progress.total_cell(),
     };
     let mut run_report = RunReport::new(
         RunInfo::new(
@@ -164,7 +174,7 @@ async fn execute<S: PageSource>(
     }
     let page_lines = config.format == OutputFormat::Table;
     progress.start(!args.quiet, !config.no_color);
-    let run = pipeline::run(source, chain, taxonomy, &opts, |outcome| {
+    let run = pipeline::run(source, &llm, taxonomy, &opts, |outcome| {
         progress.page_done();
         run_report.record(&outcome);
         if page_lines && (!args.quiet || outcome.status == pipeline::Status::Failed) {
@@ -182,28 +192,58 @@ async fn execute<S: PageSource>(
             .map(|s| provider_metrics(s, config))
             .collect(),
     );
+    run_report.set_pages_listed(opts.listed.load(std::sync::atomic::Ordering::Relaxed));
+    // The user's stop wins (exit 130): what failed after it may be the stop's doing.
+    let failure: Option<anyhow::Error> = if session.cancel.is_cancelled() {
+        None
+    } else if let Err(e) = listed {
+        Some(
+            anyhow::Error::new(e)
+                .context(format!("the run over space {} stopped early", config.space)),
+        )
+    } else {
+        llm.outage().map(|o| anyhow::anyhow!("{}", o.lines()))
+    };
+    let status = match (&failure, session.cancel.is_cancelled()) {
+        (_, true) => RunStatus::Interrupted,
+        (Some(_), false) => RunStatus::Failed,
+        (None, false) => RunStatus::Finished,
+    };
+    run_report.set_end(status, failure.as_ref().map(one_line));
     if let Some(state) = &state {
-        finish_state(state, &mut run_report);
+        run_report.set_cache(cache_metrics(state));
     }
     run_report.finish(SystemTime::now(), started.elapsed());
 
-    // A run that stopped before its first page (space not found, bad credentials) has
-    // nothing to report: the error line says it all.
-    if listed.is_ok() || run_report.counts().seen > 0 {
-        report::print_final(&run_report, config.format, config.no_color)
-            .context("cannot write to stdout")?;
-        for file in &config.reports {
-            report::write_report_file(file, &run_report)
-                .with_context(|| format!("cannot write the report {}", file.path.display()))?;
-        }
+    let written = write_reports(config, &run_report);
+    let failure = failure.or(written.err());
+    if let Some(state) = &state {
+        let end = match &failure {
+            Some(e) => RunEnd {
+                status: cache::RunStatus::Failed,
+                error: Some(one_line(e)),
+                exit_code: 2,
+            },
+            None => RunEnd {
+                status: match status {
+                    RunStatus::Interrupted => cache::RunStatus::Interrupted,
+                    _ => cache::RunStatus::Finished,
+                },
+                error: None,
+                exit_code: exit_code(status, run_report.counts().failed),
+            },
+        };
+        record_end(state, &end);
     }
     if session.cancel.is_cancelled() {
         report::warning_line(
             "interrupted: the summary covers only the pages finished before the stop; run again to do the rest",
         );
     }
-    listed.with_context(|| format!("the run over space {} stopped early", config.space))?;
-    Ok(run_report)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(run_report),
+    }
 }
 
 /// The governor's figures for one provider, as the reports show them.
@@ -253,56 +293,11 @@ async fn tick_progress(
     }
 }
 
-/// A page source that tells the progress bar the real total once the listing has ended.
-struct ListingEnd<'a, S> {
-    inner: &'a S,
-    progress: &'a Progress,
-    limit: Option<u64>,
-}
-
-impl<S: PageSource> PageSource for ListingEnd<'_, S> {
-    async fn stream_pages(
-        &self,
-        space_key: &str,
-        tx: tokio::sync::mpsc::Sender<crate::confluence::Page>,
-    ) -> Result<u64, crate::confluence::ConfluenceError> {
-        let listed = self.inner.stream_pages(space_key, tx).await;
-        if let Ok(n) = listed {
-            self.progress
-                .set_total(self.limit.map_or(n, |limit| n.min(limit)));
-        }
-        listed
-    }
-
-    async fn labels(
-        &self,
-        page_id: &str,
-    ) -> Result<Vec<crate::confluence::Label>, crate::confluence::ConfluenceError> {
-        self.inner.labels(page_id).await
-    }
-
-    async fn add_labels(
-        &self,
-        page_id: &str,
-        names: &[String],
-    ) -> Result<(), crate::confluence::ConfluenceError> {
-        self.inner.add_labels(page_id, names).await
-    }
-
-    async fn remove_label(
-        &self,
-        page_id: &str,
-        name: &str,
-    ) -> Result<(), crate::confluence::ConfluenceError> {
-        self.inner.remove_label(page_id, name).await
-    }
-}
-
 /// The run lock for this space ([`crate::lock`]): taken before anything is read or written,
 /// dry runs included (they still spend the provider quota and, with a state file, write
-/// it). The demo writes nothing anywhere and takes none. Without a state directory (no
-/// `HOME`, `XDG_CACHE_HOME` or `TAG_SPACE_CACHE_PATH`) the run goes on unlocked, with a
-/// warning.
+/// it). The demo writes nothing anywhere and takes none. One lock per site and space,
+/// whatever the state file; without a place for it (no `TAG_SPACE_LOCK_DIR`,
+/// `XDG_CACHE_HOME` or `HOME`) the run goes on unlocked, with a warning.
 async fn take_lock(
     config: &Config,
     args: &Args,
@@ -314,12 +309,13 @@ async fn take_lock(
     }
     let Some(dir) = &config.lock_dir else {
         tracing::warn!(
-            "no state directory (HOME, XDG_CACHE_HOME and TAG_SPACE_CACHE_PATH are unset): running without the run lock, so an overlapping run is not prevented"
+            "no place for the run lock (TAG_SPACE_LOCK_DIR, XDG_CACHE_HOME and HOME are unset): running without it, so an overlapping run is not prevented"
         );
         return Ok(None);
     };
+    let site = config.confluence.as_ref().map_or("", |c| c.root.as_str());
     // Absolute, so that the message tells a cron user exactly which file.
-    let path = lock::lock_path(dir, &config.space);
+    let path = lock::lock_path(dir, site, &config.space);
     let path = std::path::absolute(&path).unwrap_or(path);
     let held = if args.wait_lock {
         lock::acquire_waiting(&path, std::time::Duration::from_millis(200), cancel, |e| {
@@ -356,22 +352,11 @@ fn primary_model(config: &Config) -> String {
 
 /// Opens the state file and records the start of the run. A file that cannot be used stops
 /// the run (exit 2, one line naming the file), unless reads are off (`--no-cache`): then the
-/// run goes on without it. The demo never uses it: its space is rebuilt in memory on every
-/// run, so a ledger of it would only mislead.
+/// run goes on without it. The demo has its own file ([`crate::config::DEMO_STATE_FILE`]),
+/// from which its space is restored as the last run left it.
 fn open_state(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Option<RunState>> {
-    if config.demo {
-        return Ok(None);
-    }
-    let without = |why: &str| {
-        if config.sync {
-            report::warning_line(
-                "--sync without the state file: no label is removed (only the ledger knows which labels are tag-space's)",
-            );
-        }
-        tracing::warn!("{why}: running without the cache and the label ledger");
-    };
+    // No path: `statedir::check` has said why.
     let Some(path) = &config.cache.path else {
-        without("no place for the state file (set TAG_SPACE_CACHE_PATH, XDG_CACHE_HOME or HOME)");
         return Ok(None);
     };
     let mode = if config.sync {
@@ -386,10 +371,7 @@ fn open_state(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Option<Run
     let (store, run) = match opened {
         Ok(x) => x,
         Err(e) if !config.cache.enabled => {
-            report::warning_line(&format!(
-                "continuing without the state file (cache disabled): {e}"
-            ));
-            without("the state file cannot be used");
+            statedir::going_on_without(config, &e);
             return Ok(None);
         }
         // The message alone: it already names the file and its cause, on one line.
@@ -406,15 +388,9 @@ fn open_state(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Option<Run
     }))
 }
 
-/// Records the end of the run in the state file and hands its counters to the report.
-fn finish_state(state: &RunState, run_report: &mut RunReport) {
-    let counters = match state.store.finish_run(&state.run) {
-        Ok(c) => c,
-        Err(e) => {
-            report::warning_line(&format!("cannot record the end of the run: {e}"));
-            state.store.counters()
-        }
-    };
+/// The cache's counters for the report (and the log).
+fn cache_metrics(state: &RunState) -> CacheMetrics {
+    let counters = state.store.counters();
     tracing::info!(
         hits = counters.hits,
         misses = counters.misses,
@@ -423,10 +399,10 @@ fn finish_state(state: &RunState, run_report: &mut RunReport) {
         calls = counters.calls,
         "cache"
     );
-    run_report.set_cache(CacheMetrics {
+    CacheMetrics {
         hits: counters.hits,
         misses: counters.misses,
-    });
+    }
 }
 
 /// `tag-space cache stats|clear`: synchronous, needs no Confluence or LLM settings.

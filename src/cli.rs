@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 const ENV_HELP: &str = "\
-ENVIRONMENT (also read from ./.env; a flag beats the environment, which beats .env):
+ENVIRONMENT (also read from ./.env, or from the file named by --env-file or
+TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
   Confluence
     CONFLUENCE_BASE_URL           Cloud: https://acme.atlassian.net/wiki
                                   Data Center: https://confluence.acme.com[/context]
@@ -21,7 +22,8 @@ ENVIRONMENT (also read from ./.env; a flag beats the environment, which beats .e
   OpenAI or any OpenAI-compatible server (fallback, or the only provider)
     OPENAI_API_KEY                enables OpenAI (optional for a local server)
     OPENAI_MODEL                  default: gpt-4.1-mini
-    OPENAI_BASE_URL               default: https://api.openai.com/v1 (e.g. http://127.0.0.1:11434/v1)
+    OPENAI_BASE_URL               default: https://api.openai.com/v1
+                                  (a local server: e.g. http://127.0.0.1:11434/v1)
   Run
     TAG_SPACE_AI_CONCURRENCY      starting LLM concurrency per provider (default 3)
     TAG_SPACE_MAX_AI_CONCURRENCY  ceiling for the adaptive concurrency (default 6)
@@ -35,8 +37,13 @@ ENVIRONMENT (also read from ./.env; a flag beats the environment, which beats .e
     TAG_SPACE_TAXONOMY            taxonomy file (default: the built-in one)
     TAG_SPACE_CACHE_ENABLED       true | false (default true)
     TAG_SPACE_CACHE_SIZE          in-memory cache entries (default 1000)
-    TAG_SPACE_CACHE_PATH          state file (default: $XDG_CACHE_HOME/tag-space/state.db,
-                                  else $HOME/.cache/tag-space/state.db)
+    TAG_SPACE_CACHE_PATH          state file, or a directory to keep state.db in (default:
+                                  $XDG_CACHE_HOME/tag-space/state.db, else
+                                  $HOME/.cache/tag-space/state.db)
+    TAG_SPACE_ENV_FILE            env file to read instead of ./.env (--env-file); only from
+                                  the environment
+    TAG_SPACE_LOCK_DIR            run locks, one per site and space (default:
+                                  $XDG_CACHE_HOME/tag-space/locks, else $HOME/.cache/...)
   Conventions
     NO_COLOR                      no colour in the output
     RUST_LOG                      log filter, overrides -q/-v (e.g. RUST_LOG=tag_space=debug)
@@ -44,19 +51,24 @@ ENVIRONMENT (also read from ./.env; a flag beats the environment, which beats .e
 EXIT STATUS:
   0    every page fine
   1    the run finished, but some pages failed
-  2    usage, configuration or fatal error; or another run holds the space's lock
+  2    usage, configuration or fatal error; another run holds the space's lock; or no LLM
+       provider can be used (all down before one page was classified: one line each says why)
   130  interrupted (Ctrl-C or SIGTERM): the partial table and --report files are written;
        a second Ctrl-C stops at once
 
 CRON:
-  One run at a time per space: a run holds an OS lock on <state dir>/locks/<SPACE>.lock
-  (released when it exits, even if killed). An overlapping run exits 2 naming the lock file
-  and the holder's pid, or waits with --wait-lock. Use -q and --log-format json for logs.
+  One run at a time per site and space, whatever the state file: a run holds an OS lock
+  on <lock dir>/<SPACE>-<hash>.lock (TAG_SPACE_LOCK_DIR; released when it exits, even if
+  killed). An overlapping run exits 2 naming the lock file and the holder's pid, or waits
+  with --wait-lock. Use -q and --log-format json for logs.
+  A cron job does not run in your project directory: give it its credentials with
+  --env-file /path/to/tag-space.env (or TAG_SPACE_ENV_FILE).
 
 EXAMPLES:
   tag-space --demo                      offline demo: bundled space, keyword rules, no credentials
   tag-space --space ENG --dry-run       show the labels that would be added
-  tag-space --space ENG --limit 50      label the first 50 pages
+  tag-space --space ENG --limit 50      classify at most 50 changed pages (nightly: the next 50)
+  tag-space --demo --demo-edit 3        the demo again after editing 3 of its pages (simulated)
   tag-space --space ENG --sync          also remove labels tag-space added that no longer apply
   tag-space cache stats                 what the state file holds, hit rate of the last runs
   tag-space cache clear --space ENG     classify every page of ENG again on the next run";
@@ -79,8 +91,11 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Stop after this many pages.
-    #[arg(long, value_name = "N")]
+    /// Stop after sending this many pages for classification (to the model, or answered from
+    /// the cache). Pages skipped as unchanged since the last run, or without text, do not
+    /// count, so a nightly `--limit N` run moves on to the next N pages. At least 1 (use
+    /// --dry-run to look without writing).
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
     pub limit: Option<u64>,
 
     /// Pages per LLM request [env: TAG_SPACE_BATCH_SIZE; default 5].
@@ -95,6 +110,20 @@ pub struct Args {
     /// no credentials.
     #[arg(long, conflicts_with = "space")]
     pub demo: bool,
+
+    /// With --demo: simulate a person editing N pages of the demo space before this run, so
+    /// an incremental run can be seen offline (those pages are classified again).
+    #[arg(long, value_name = "N", conflicts_with = "space")]
+    pub demo_edit: Option<usize>,
+
+    /// With --demo: each request to the demo's rules provider takes this long, as a real
+    /// model's would, so that the progress line can be watched.
+    #[arg(long, value_name = "MS", conflicts_with = "space")]
+    pub demo_delay_ms: Option<u64>,
+
+    /// Read settings from this env file instead of ./.env [env: TAG_SPACE_ENV_FILE].
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
 
     /// Add a last-resort provider after Gemini/OpenAI. `rules` tags from the taxonomy's
     /// keywords and sends no page content anywhere.
@@ -113,7 +142,8 @@ pub struct Args {
     #[arg(long)]
     pub no_cache: bool,
 
-    /// State file: cache, label ledger, run history [env: TAG_SPACE_CACHE_PATH].
+    /// State file (cache, label ledger, run history), or a directory to keep it in
+    /// [env: TAG_SPACE_CACHE_PATH]. With --demo: the demo's own state file.
     #[arg(long, value_name = "PATH")]
     pub cache_path: Option<PathBuf>,
 
@@ -147,6 +177,18 @@ pub struct Args {
     /// If another run holds this space's lock, wait for it instead of exiting with 2.
     #[arg(long)]
     pub wait_lock: bool,
+}
+
+/// `--limit`: a whole number of at least 1. `--limit 0` used to label a page anyway; it is
+/// refused rather than guessed at.
+fn parse_limit(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err(
+            "must be at least 1 (to see what a run would do without writing, use --dry-run)".into(),
+        ),
+        Ok(n) => Ok(n),
+        Err(_) => Err("not a whole number (e.g. --limit 50)".into()),
+    }
 }
 
 /// How log lines are written on stderr.
@@ -263,6 +305,61 @@ mod tests {
         let help = Args::command().render_long_help().to_string();
         for var in crate::config::VARIABLES {
             assert!(help.contains(var), "--help does not mention {var}");
+        }
+        assert!(help.contains(crate::config::ENV_FILE_VARIABLE));
+        assert!(help.contains("--env-file"));
+    }
+
+    #[test]
+    fn limit_zero_is_refused_and_the_help_says_what_limit_counts() {
+        let e = Args::try_parse_from(["tag-space", "--space", "ENG", "--limit", "0"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("must be at least 1"), "{e}");
+        assert!(Args::try_parse_from(["tag-space", "--demo", "--limit", "x"]).is_err());
+        let a = Args::try_parse_from(["tag-space", "--demo", "--limit", "1"]).unwrap();
+        assert_eq!(a.limit, Some(1));
+        let help = Args::command().render_long_help().to_string();
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains(
+                "Pages skipped as unchanged since the last run, or without text, do not count"
+            ),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn demo_flags_need_the_demo() {
+        assert!(Args::try_parse_from(["tag-space", "--space", "ENG", "--demo-edit", "2"]).is_err());
+        let a = Args::try_parse_from([
+            "tag-space",
+            "--demo",
+            "--demo-edit",
+            "2",
+            "--demo-delay-ms",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!((a.demo_edit, a.demo_delay_ms), (Some(2), Some(50)));
+    }
+
+    #[test]
+    fn no_help_line_is_wrapped_mid_example() {
+        // clap wraps lines longer than the terminal (100 columns when it cannot tell), which
+        // cut the OPENAI_BASE_URL example in two.
+        let help = Args::command()
+            .term_width(100)
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains("(a local server: e.g. http://127.0.0.1:11434/v1)"),
+            "{help}"
+        );
+        for line in ENV_HELP.lines() {
+            assert!(
+                line.chars().count() <= 100,
+                "clap would wrap this line: {line}"
+            );
         }
     }
 }

@@ -109,6 +109,9 @@ pub const VARIABLES: &[&str] = &[
     "TAG_SPACE_CACHE_PATH",
 ];
 
+/// Names the env file to read instead of `./.env`; read from the process environment only.
+pub const ENV_FILE_VARIABLE: &str = "TAG_SPACE_ENV_FILE";
+
 /// Conventions tag-space honours that are not its own settings (documented, not in .env.example).
 pub const CONVENTIONS: &[&str] = &["NO_COLOR", "RUST_LOG", "XDG_CACHE_HOME", "HOME"];
 
@@ -137,8 +140,22 @@ pub enum ConfigError {
         "no LLM provider is configured: set GEMINI_API_KEY and/or OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server), or try --demo"
     )]
     NoProvider,
-    #[error("cannot read .env: {0}")]
-    DotEnv(String),
+    /// The env file is broken or missing; the message never shows a value from it.
+    #[error(transparent)]
+    EnvFile(#[from] crate::envfile::EnvFileError),
+    #[error(
+        "Confluence credentials are not set: set CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN (Cloud) or CONFLUENCE_PAT (Data Center)"
+    )]
+    NoCredentials,
+}
+
+/// The env file's variables: `--env-file`, else `TAG_SPACE_ENV_FILE`, else `./.env`.
+fn read_env_file(args: &crate::cli::Args) -> Result<Vec<(String, String)>, ConfigError> {
+    let source = crate::envfile::Source::pick(
+        args.env_file.as_deref(),
+        std::env::var(ENV_FILE_VARIABLE).ok(),
+    );
+    Ok(crate::envfile::read(&source)?)
 }
 
 /// Where the run's state (cache, ledger) lives.
@@ -157,7 +174,7 @@ impl CacheSettings {
     /// Only the state file's settings, for `tag-space cache ...`: reads the environment and
     /// `./.env` like [`Config::load`], but needs no Confluence or provider settings.
     pub fn load(args: &crate::cli::Args) -> Result<Self, ConfigError> {
-        let dotenv = read_dotenv(std::path::Path::new(".env"))?;
+        let dotenv = read_env_file(args)?;
         let get = |k: &str| {
             std::env::var(k)
                 .ok()
@@ -190,21 +207,46 @@ fn cache_settings(
             get("TAG_SPACE_CACHE_ENABLED"),
             true,
         )?;
-    let path = args
-        .cache_path
+    let flag = args.cache_path.clone().map(state_file_in);
+    let path = flag
         .clone()
-        .or_else(|| get("TAG_SPACE_CACHE_PATH").map(PathBuf::from))
+        .or_else(|| get("TAG_SPACE_CACHE_PATH").map(|p| state_file_in(PathBuf::from(p))))
         .or_else(|| {
             crate::cache::default_path(
                 get("XDG_CACHE_HOME").map(PathBuf::from).as_deref(),
                 get("HOME").map(PathBuf::from).as_deref(),
             )
         });
+    // The demo keeps its own state, beside the real one unless --cache-path names it, so that
+    // trying it never mixes with a real space's ledger.
+    let path = match (args.demo, flag) {
+        (true, Some(flag)) => Some(flag),
+        (true, None) => path.map(|p| p.with_file_name(DEMO_STATE_FILE)),
+        (false, _) => path,
+    };
     Ok(CacheSettings {
         enabled,
         size,
         path,
     })
+}
+
+/// The demo's state file, in the directory of the real one.
+pub const DEMO_STATE_FILE: &str = "demo.db";
+
+/// A state path that names a directory (one that exists, or written with a trailing `/`)
+/// means the state file `state.db` inside it: a directory is never opened as a file, nor its
+/// parent used as the state directory.
+fn state_file_in(path: PathBuf) -> PathBuf {
+    let trailing = path
+        .as_os_str()
+        .to_str()
+        .is_some_and(|s| s.ends_with('/') || s.ends_with(std::path::MAIN_SEPARATOR));
+    if trailing || path.is_dir() {
+        path.join("state.db")
+    } else {
+        path
+    }
 }
 
 /// The kind of a `--report` file, from its extension.
@@ -251,8 +293,9 @@ pub struct Config {
     pub format: crate::cli::OutputFormat,
     /// `NO_COLOR` is set: no colour even on a terminal.
     pub no_color: bool,
-    /// Where run locks live (`<state dir>/locks`); `None` when no state directory can be
-    /// resolved (no `TAG_SPACE_CACHE_PATH`, `XDG_CACHE_HOME` or `HOME`).
+    /// Where run locks live: `TAG_SPACE_LOCK_DIR`, else the user's cache directory's
+    /// `tag-space/locks` (see [`lock_dir`]); `None` when none of `TAG_SPACE_LOCK_DIR`,
+    /// `XDG_CACHE_HOME` or `HOME` is set. Never derived from the state file's path.
     pub lock_dir: Option<PathBuf>,
     /// Things worth a warning that do not stop the run (e.g. plain HTTP to a remote host).
     pub warnings: Vec<String>,
@@ -262,7 +305,7 @@ impl Config {
     /// Reads the process environment and `./.env` (if present) under `args`. The only
     /// function in the crate that reads the environment.
     pub fn load(args: &crate::cli::Args) -> Result<Self, ConfigError> {
-        let dotenv = read_dotenv(std::path::Path::new(".env"))?;
+        let dotenv = read_env_file(args)?;
         Self::from_sources(args, |k| {
             std::env::var(k)
                 .ok()
@@ -342,7 +385,7 @@ impl Config {
             "8000",
         )?;
         let cache = cache_settings(args, &get)?;
-        let lock_dir = lock_dir(cache.path.as_deref());
+        let lock_dir = lock_dir(&get);
         let taxonomy_path = args
             .taxonomy
             .clone()
@@ -429,26 +472,21 @@ impl Config {
     }
 }
 
-/// `<state dir>/locks`: next to the explicit state file, else next to the default one
-/// ([`crate::cache::default_path`]), so runs that share a state file share their locks.
-fn lock_dir(state: Option<&std::path::Path>) -> Option<PathBuf> {
-    // The state path is already resolved (flag, variable or platform default) by
-    // `cache_settings`; the locks live beside it.
-    let dir = match state?.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Some(dir.join("locks"))
-}
-
-fn read_dotenv(path: &std::path::Path) -> Result<Vec<(String, String)>, ConfigError> {
-    match dotenvy::from_path_iter(path) {
-        Ok(iter) => iter
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConfigError::DotEnv(e.to_string())),
-        Err(e) if e.not_found() => Ok(Vec::new()),
-        Err(e) => Err(ConfigError::DotEnv(e.to_string())),
+/// The run locks' directory: `TAG_SPACE_LOCK_DIR`, else `$XDG_CACHE_HOME/tag-space/locks`,
+/// else `$HOME/.cache/tag-space/locks`. It does not depend on the state file on purpose: two
+/// runs over one space must exclude each other whichever state files they use (the lock's
+/// name is keyed by site and space, see [`crate::lock::lock_path`]). Not `$XDG_RUNTIME_DIR`:
+/// cron jobs often run without it, so a user's cron run and terminal run would lock in
+/// different places.
+fn lock_dir(get: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if let Some(dir) = get("TAG_SPACE_LOCK_DIR") {
+        return Some(PathBuf::from(dir));
     }
+    let state = crate::cache::default_path(
+        get("XDG_CACHE_HOME").map(PathBuf::from).as_deref(),
+        get("HOME").map(PathBuf::from).as_deref(),
+    )?;
+    Some(state.parent()?.join("locks"))
 }
 
 /// A numeric setting: the flag wins, then the variable, then the default; must lie in
@@ -569,8 +607,6 @@ fn confluence_settings(
     warnings: &mut Vec<String>,
 ) -> Result<ConfluenceSettings, ConfigError> {
     const BASE_HINT: &str = "set the site address, e.g. CONFLUENCE_BASE_URL=https://acme.atlassian.net/wiki (Cloud) or https://confluence.acme.com (Data Center)";
-    const CRED_HINT: &str =
-        "set CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN (Cloud) or CONFLUENCE_PAT (Data Center)";
     let raw = get("CONFLUENCE_BASE_URL").ok_or(ConfigError::Missing {
         name: "CONFLUENCE_BASE_URL",
         hint: BASE_HINT,
@@ -609,7 +645,7 @@ fn confluence_settings(
                     example: "cloud",
                 })
             }
-            _ => return Err(ConfigError::Missing { name: "Confluence credentials", hint: CRED_HINT }),
+            _ => return Err(ConfigError::NoCredentials),
         },
     };
     let auth = match flavor {
@@ -725,6 +761,34 @@ mod tests {
         assert_eq!(g.quota, Quota::default());
         assert!(c.openai.is_none());
         assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn the_lock_dir_never_follows_the_state_file() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = CLOUD.to_vec();
+            vars.extend_from_slice(extra);
+            load(&["--space", "ENG"], &vars).unwrap().lock_dir
+        };
+        // A state path of `/tmp` once put the lock at `/locks/ENG.lock`.
+        let home = [("HOME", "/home/a"), ("TAG_SPACE_CACHE_PATH", "/tmp")];
+        assert_eq!(
+            with(&home),
+            Some(PathBuf::from("/home/a/.cache/tag-space/locks"))
+        );
+        assert_eq!(
+            with(&[("HOME", "/home/a"), ("TAG_SPACE_CACHE_PATH", "/x/other.db")]),
+            with(&[("HOME", "/home/a")])
+        );
+        assert_eq!(
+            with(&[("XDG_CACHE_HOME", "/c"), ("HOME", "/home/a")]),
+            Some(PathBuf::from("/c/tag-space/locks"))
+        );
+        assert_eq!(
+            with(&[("TAG_SPACE_LOCK_DIR", "/run/locks"), ("HOME", "/home/a")]),
+            Some(PathBuf::from("/run/locks"))
+        );
+        assert_eq!(with(&[("TAG_SPACE_CACHE_PATH", "/tmp/s.db")]), None);
     }
 
     #[test]
@@ -875,6 +939,57 @@ mod tests {
         assert!(c.demo && c.rules);
         assert_eq!(c.space, "DEMO");
         assert!(c.confluence.is_none() && c.gemini.is_none() && c.openai.is_none());
+    }
+
+    #[test]
+    fn missing_credentials_read_as_a_sentence() {
+        let e = load(&["--space", "ENG"], &CLOUD[..1])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("Confluence credentials are not set: set CONFLUENCE_EMAIL"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cache_path_that_is_a_directory_holds_the_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let mut vars = CLOUD.to_vec();
+        vars.push(("TAG_SPACE_CACHE_PATH", d));
+        let c = load(&["--space", "ENG"], &vars).unwrap();
+        assert_eq!(c.cache.path, Some(dir.path().join("state.db")));
+        // The locks never follow the state file (the_lock_dir_never_follows_the_state_file).
+        assert_eq!(
+            c.lock_dir, None,
+            "no TAG_SPACE_LOCK_DIR, XDG_CACHE_HOME or HOME"
+        );
+        let c = load(&["--space", "ENG", "--cache-path", d], CLOUD).unwrap();
+        assert_eq!(c.cache.path, Some(dir.path().join("state.db")));
+        // A directory yet to be made, written with a trailing slash.
+        let later = format!("{d}/later/");
+        let c = load(&["--space", "ENG", "--cache-path", &later], CLOUD).unwrap();
+        assert_eq!(
+            c.cache.path,
+            Some(dir.path().join("later").join("state.db"))
+        );
+        let file = format!("{d}/mine.db");
+        let c = load(&["--space", "ENG", "--cache-path", &file], CLOUD).unwrap();
+        assert_eq!(c.cache.path, Some(dir.path().join("mine.db")));
+    }
+
+    #[test]
+    fn the_demo_keeps_its_own_state_file_or_the_one_given() {
+        let c = load(&["--demo"], &[("HOME", "/home/u")]).unwrap();
+        assert_eq!(
+            c.cache.path,
+            Some(PathBuf::from("/home/u/.cache/tag-space/demo.db"))
+        );
+        let c = load(&["--demo"], &[("TAG_SPACE_CACHE_PATH", "/srv/ts/state.db")]).unwrap();
+        assert_eq!(c.cache.path, Some(PathBuf::from("/srv/ts/demo.db")));
+        let c = load(&["--demo", "--cache-path", "/tmp/x/demo-state.db"], &[]).unwrap();
+        assert_eq!(c.cache.path, Some(PathBuf::from("/tmp/x/demo-state.db")));
     }
 
     #[test]

@@ -60,6 +60,59 @@ pub fn source() -> MemorySource {
     MemorySource::new(SPACE_KEY, pages())
 }
 
+/// The demo space as tag-space left it, so that a second `--demo` run is incremental like a
+/// real one: each page carries the labels the ledger in `store` says tag-space added (in
+/// Confluence they would still be there), and a page the ledger finished at a later version
+/// than the bundled one has the simulated edits that made that version. Then `edit` pages
+/// with text are edited once more, as a person would (`--demo-edit N`).
+pub fn restore(
+    store: Option<&crate::cache::Store>,
+    edit: usize,
+) -> Result<MemorySource, crate::cache::CacheError> {
+    use crate::cache::LabelStatus;
+    let mut edits_left = edit;
+    let mut pages = pages();
+    for p in &mut pages {
+        let bundled = (p.version.unwrap_or(1), p.body.clone());
+        let mut version = bundled.0;
+        if let Some(store) = store {
+            let ledger = store.page_ledger(SPACE_KEY, &p.id)?;
+            version = version.max(ledger.done.and_then(|d| d.version).unwrap_or(0));
+            let labels = p.labels.get_or_insert_with(Vec::new);
+            for (name, status) in &ledger.labels {
+                // `Removing` was not confirmed: the label is still there.
+                let on_page = matches!(status, LabelStatus::Added | LabelStatus::Removing);
+                if on_page
+                    && !labels
+                        .iter()
+                        .any(|l| l.prefix == "global" && l.name == *name)
+                {
+                    labels.push(Label::global(name.clone()));
+                }
+            }
+        }
+        if edits_left > 0 && !crate::text::extract(&bundled.1, 200).trim().is_empty() {
+            edits_left -= 1;
+            version += 1;
+        }
+        p.body = edited(&bundled.1, version - bundled.0);
+        p.version = Some(version);
+    }
+    Ok(MemorySource::new(SPACE_KEY, pages))
+}
+
+/// A bundled page's body after `edits` simulated edits: one more paragraph per edit (words no
+/// taxonomy keyword matches, so the page keeps its labels and only its content changes).
+fn edited(body: &str, edits: u64) -> String {
+    let mut body = body.to_string();
+    for n in 1..=edits {
+        body.push_str(&format!(
+            "\n<p>Reviewed and brought up to date (revision note {n}).</p>"
+        ));
+    }
+    body
+}
+
 /// "name" is a global label; "prefix:name" has another prefix (`:` is not allowed in names).
 fn parse_label(s: String) -> Label {
     match s.split_once(':') {

@@ -11,8 +11,7 @@ use tag_space::report;
 use tag_space::report::progress::{self, Progress};
 use tokio_util::sync::CancellationToken;
 
-/// 128 + SIGINT, as shells report a run stopped by Ctrl-C.
-const INTERRUPTED: u8 = 130;
+use tag_space::ending::{EXIT_INTERRUPTED as INTERRUPTED, exit_code};
 
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with 2.
@@ -68,8 +67,8 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     match outcome {
         _ if cancel.is_cancelled() => ExitCode::from(INTERRUPTED),
-        Ok(report) if report.counts().failed == 0 => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
+        // The same rule the run history records (`tag_space::ending`).
+        Ok(report) => ExitCode::from(exit_code(report.run().status, report.counts().failed)),
         Err(_) => ExitCode::from(2),
     }
 }

@@ -33,8 +33,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{
-    CacheKey, Classification, ContentHash, LabelPlan, PageDone, Run, Setup, SetupHash, Store,
-    is_unchanged, plan_add, plan_sync,
+    CacheKey, Classification, ContentHash, LabelPlan, LabelStatus, PageDone, PageLedger, Run,
+    Setup, SetupHash, Store, is_unchanged, plan_add, plan_sync, settle_after_failure,
 };
 use crate::confluence::{ConfluenceError, LABEL_PREFIX, Label, Page, PageSource};
 use crate::llm::validate::validate;
@@ -74,6 +74,8 @@ pub const RULES_MODEL: &str = "rules/keywords";
 pub struct RunOptions {
     pub space: String,
     pub dry_run: bool,
+    /// Stop after this many pages are sent for classification (to the model or answered from
+    /// the cache); pages unchanged since the last run and pages without text do not count.
     pub limit: Option<u64>,
     pub batch_size: usize,
     /// Characters of page text (titles included) in one request.
@@ -90,6 +92,9 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Counts pages as the listing delivers them, for a progress display.
     pub listed: Arc<AtomicU64>,
+    /// Set once the run will take no more pages (the listing ended, or `limit` was reached):
+    /// how many it took. Until then there is no honest total to show.
+    pub total: Arc<std::sync::OnceLock<u64>>,
     /// The classification cache and label ledger; `None` runs without them (add-only, every
     /// page classified).
     pub state: Option<RunState>,
@@ -107,6 +112,9 @@ pub enum Status {
     /// The page already carries every label chosen for it, or (reason
     /// [`UNCHANGED_SINCE_LAST_RUN`]) nothing changed since tag-space last finished it.
     Unchanged,
+    /// The model was asked and chose no label at all: nothing in the taxonomy fits the page.
+    /// Kept apart from `Unchanged` so that a space full of them shows as a taxonomy gap.
+    NoLabel,
     /// Not sent to the model: the page has no text.
     Skipped,
     /// Something went wrong for this page; `reason` says what. The run goes on.
@@ -126,10 +134,12 @@ pub struct PageOutcome {
     pub chosen: Vec<String>,
     /// The labels added; in a dry run, the labels that would be added.
     pub added: Vec<String>,
+    /// With `--sync`: the labels removed (tag-space's own, no longer chosen); in a dry run,
+    /// the labels that would be removed. Every report shows them: a deletion is never silent.
+    pub removed: Vec<String>,
     /// Which provider chose the labels ([`CACHE_PROVIDER`] for a cached answer).
     pub provider: Option<&'static str>,
-    /// Why the page was skipped, failed, or is unchanged; for a `--sync` removal, which
-    /// labels were removed.
+    /// Why the page was skipped, failed, or is unchanged.
     pub reason: Option<String>,
 }
 
@@ -156,6 +166,7 @@ impl PageMeta {
             labels_before: Vec::new(),
             chosen: Vec::new(),
             added: Vec::new(),
+            removed: Vec::new(),
             provider: None,
             reason: None,
         }
@@ -237,6 +248,10 @@ where
         }),
     };
     let ctx = &ctx;
+    if let Some(st) = &opts.state {
+        // Before anything is written: see `crate::observe` for why and what it costs.
+        crate::observe::census(source, &st.store, &st.run, &opts.cancel).await;
+    }
     let max_in_flight = opts.max_in_flight.max(1);
     let (tx, mut rx) = mpsc::channel::<Page>(opts.batch_size.max(1) * max_in_flight);
     let producer = async {
@@ -259,6 +274,8 @@ where
         let mut active: HashSet<String> = HashSet::new();
         let mut in_flight = FuturesUnordered::new();
         let mut seen: u64 = 0;
+        // Pages sent for classification (to the model, or answered from the cache).
+        let mut classified: u64 = 0;
         let mut input_open = true;
         let cut = |batch: Vec<PageText>, waiting: &mut BTreeMap<String, PageMeta>| -> Batch {
             batch
@@ -290,10 +307,10 @@ where
                     }
                     let dropped = batcher.flush().map_or(0, |b| b.len());
                     waiting.clear();
-                    tracing::warn!(in_flight = in_flight.len(), dropped, "interrupted: finishing the batches in flight");
+                    tracing::warn!(in_flight = in_flight.len(), dropped, "stopping: finishing the batches in flight");
                 }
                 () = sleep_until_or_never(deadline), if deadline.is_some() => {
-                    tracing::warn!(abandoned = in_flight.len(), "interrupted: abandoning the batches still in flight");
+                    tracing::warn!(abandoned = in_flight.len(), "stopping: abandoning the batches still in flight");
                     break;
                 }
                 Some(outcomes) = in_flight.next(), if !in_flight.is_empty() => {
@@ -308,26 +325,34 @@ where
                         Some(page) => {
                             seen += 1;
                             opts.listed.fetch_add(1, Ordering::Relaxed);
-                            if opts.limit.is_some_and(|limit| seen >= limit) {
-                                // Stop the listing: the producer sees the closed channel and
-                                // returns; pages already buffered in the channel are not read.
-                                rx.close();
-                                input_open = false;
-                            }
                             match admit(ctx, page, &mut waiting, &mut active, &mut sink) {
                                 Admitted::Classify(text) => {
+                                    classified += 1;
                                     if let Some(batch) = batcher.push(text) {
                                         in_flight.push(Either::Left(process_batch(ctx, cut(batch, &mut waiting))));
                                     }
                                 }
                                 Admitted::Cached(hit) => {
+                                    classified += 1;
                                     let (meta, hit) = *hit;
                                     in_flight.push(Either::Right(apply_cached(ctx, meta, hit)));
                                 }
                                 Admitted::Done => {}
                             }
+                            // `--limit` counts pages classified, not pages skipped as unchanged
+                            // or empty: a nightly `--limit N` run moves on to the next N.
+                            if opts.limit.is_some_and(|limit| classified >= limit) {
+                                // Stop the listing: the producer sees the closed channel and
+                                // returns; pages already buffered in the channel are not read.
+                                rx.close();
+                                input_open = false;
+                            }
                         }
                         None => input_open = false,
+                    }
+                    if !input_open {
+                        // No page will be taken any more: the real total, for the progress line.
+                        let _ = opts.total.set(seen);
                     }
                     if !input_open && deadline.is_none() {
                         if let Some(batch) = batcher.flush() {
@@ -609,6 +634,10 @@ fn log_rejections(v: &crate::llm::validate::Validated, provider: &'static str) {
 /// Brings the page's labels in line with `chosen`: adds the chosen labels it lacks and, in
 /// `--sync` with a store, removes tag-space's own labels that are no longer chosen. A label
 /// a person added is never removed.
+///
+/// Labels are planned on a read made immediately before writing (a listing's copy, as Data
+/// Center's, may be minutes old): a label a person added meanwhile is not written again and
+/// not claimed. Only the labels absent in that read are written and recorded as tag-space's.
 async fn apply<S: PageSource, P>(
     ctx: &Ctx<'_, S, P>,
     meta: &PageMeta,
@@ -616,22 +645,51 @@ async fn apply<S: PageSource, P>(
     provider: &'static str,
     stop_gap: bool,
 ) -> PageOutcome {
-    let current = match &meta.labels {
-        Some(labels) => labels.clone(),
+    let unread = |reason: String| PageOutcome {
+        chosen: chosen.clone(),
+        provider: Some(provider),
+        ..meta.failed(reason)
+    };
+    // Read now, not when listed: what an earlier page of this run did is already in it.
+    let ledger = match &ctx.state {
+        Some(st) => match st.store.page_ledger(&st.run.space, &meta.id) {
+            Ok(l) => l,
+            Err(e) => return unread(e.to_string()),
+        },
+        // Without a store: add-only, nothing owned.
+        None => PageLedger::default(),
+    };
+    let sync = ctx.opts.sync && ctx.state.is_some();
+    let plan_for = |labels: &[String]| {
+        if sync {
+            plan_sync(labels, &chosen, &ledger)
+        } else {
+            plan_add(labels, &chosen, &ledger)
+        }
+    };
+    let dry_run = ctx.opts.dry_run;
+    let (mut before, mut fresh) = match &meta.labels {
+        Some(labels) => (global_names(labels), false),
         None => match ctx.source.labels(&meta.id).await {
-            Ok(labels) => labels,
-            Err(e) => {
-                return PageOutcome {
-                    chosen,
-                    provider: Some(provider),
-                    ..meta.failed(e.to_string())
-                };
-            }
+            Ok(labels) => (global_names(&labels), true),
+            Err(e) => return unread(e.to_string()),
         },
     };
-    let before = global_names(&current);
+    let mut plan = plan_for(&before);
+    if !plan.is_noop() && !fresh && !dry_run {
+        match ctx.source.labels(&meta.id).await {
+            Ok(labels) => {
+                before = global_names(&labels);
+                fresh = true;
+                plan = plan_for(&before);
+            }
+            Err(e) => return unread(e.to_string()),
+        }
+    }
+    debug_assert!(fresh || plan.is_noop() || dry_run);
+    warn_unconfirmed(&meta.id, &ledger, &plan);
     let base = PageOutcome {
-        labels_before: before.clone(),
+        labels_before: before,
         chosen: chosen.clone(),
         provider: Some(provider),
         ..meta.outcome(Status::Unchanged)
@@ -641,56 +699,33 @@ async fn apply<S: PageSource, P>(
         reason: Some(reason),
         ..base.clone()
     };
-    let dry_run = ctx.opts.dry_run;
 
     let (Some(st), Some(hash)) = (&ctx.state, meta.content_hash) else {
         // Without a store: add-only, nothing to record.
-        let have: HashSet<&str> = before.iter().map(String::as_str).collect();
-        let to_add: Vec<String> = chosen
-            .iter()
-            .filter(|l| !have.contains(l.as_str()))
-            .cloned()
-            .collect();
-        if to_add.is_empty() {
-            return base;
+        if plan.add.is_empty() {
+            return settled(base);
         }
         if !dry_run {
-            if let Err(e) = ctx.source.add_labels(&meta.id, &to_add).await {
+            if let Err(e) = ctx.source.add_labels(&meta.id, &plan.add).await {
                 return failed(e.to_string());
             }
         }
         return PageOutcome {
             status: Status::Tagged,
-            added: to_add,
+            added: plan.add,
             ..base
         };
     };
 
-    // Read now, not when listed: what an earlier page of this run did is already in it.
-    let ledger = match st.store.page_ledger(&st.run.space, &meta.id) {
-        Ok(l) => l,
-        Err(e) => return failed(e.to_string()),
-    };
-    let plan = if ctx.opts.sync {
-        plan_sync(&before, &chosen, &ledger)
-    } else {
-        plan_add(&before, &chosen, &ledger)
-    };
     if !plan.is_noop() {
         // Write-ahead: the intent is on disk before Confluence hears of it.
         if let Err(e) = st.store.prepare_labels(st.run, &meta.id, &plan) {
             return failed(e.to_string());
         }
         if !dry_run {
-            if !plan.add.is_empty() {
-                if let Err(e) = ctx.source.add_labels(&meta.id, &plan.add).await {
-                    return failed(e.to_string());
-                }
-            }
-            for label in &plan.remove {
-                if let Err(e) = ctx.source.remove_label(&meta.id, label).await {
-                    return failed(e.to_string());
-                }
+            if let Err((e, adds_confirmed)) = write_plan(ctx.source, &meta.id, &plan).await {
+                settle_failed_write(ctx.source, st, &meta.id, &plan, adds_confirmed).await;
+                return failed(e.to_string());
             }
         }
     }
@@ -710,16 +745,93 @@ async fn apply<S: PageSource, P>(
         ));
     }
     if plan.is_noop() {
-        return base;
+        return settled(base);
     }
-    let reason = (!plan.remove.is_empty()).then(|| {
-        let verb = if dry_run { "would remove" } else { "removed" };
-        format!("{verb} {}", plan.remove.join(", "))
-    });
     PageOutcome {
         status: Status::Tagged,
         added: plan.add,
-        reason,
+        removed: plan.remove,
         ..base
     }
+}
+
+/// Writes `plan` to Confluence: the additions in one request, then each removal. On failure,
+/// also says whether the additions had been confirmed.
+async fn write_plan<S: PageSource>(
+    source: &S,
+    page_id: &str,
+    plan: &LabelPlan,
+) -> Result<(), (ConfluenceError, bool)> {
+    if !plan.add.is_empty() {
+        source
+            .add_labels(page_id, &plan.add)
+            .await
+            .map_err(|e| (e, false))?;
+    }
+    for label in &plan.remove {
+        // At the default log level: a deletion is never silent.
+        tracing::warn!(page = %page_id, label = %label, "removing a label tag-space added earlier that is no longer chosen (--sync)");
+        source
+            .remove_label(page_id, label)
+            .await
+            .map_err(|e| (e, true))?;
+    }
+    Ok(())
+}
+
+/// After a failed write, reads the page at once and settles the intents it proves (see
+/// [`settle_after_failure`]); the rest stay open for the next run to settle conservatively.
+async fn settle_failed_write<S: PageSource>(
+    source: &S,
+    st: &StateCtx<'_>,
+    page_id: &str,
+    plan: &LabelPlan,
+    adds_confirmed: bool,
+) {
+    let labels = match source.labels(page_id).await {
+        Ok(l) => global_names(&l),
+        Err(e) => {
+            tracing::warn!(page = %page_id, error = %e, "cannot read the page after a failed label write; the next run settles it");
+            return;
+        }
+    };
+    let settle = settle_after_failure(plan, &labels, adds_confirmed);
+    if let Err(e) = st.store.settle_labels(st.run, page_id, &settle) {
+        tracing::warn!(page = %page_id, error = %e, "cannot record what a failed label write left");
+    }
+}
+
+/// One warning per page whose open intents (from an interrupted run) are settled as not
+/// tag-space's: the labels stay as they are on the page, for people to keep or remove.
+fn warn_unconfirmed(page_id: &str, ledger: &PageLedger, plan: &LabelPlan) {
+    let open: Vec<&str> = plan
+        .settle
+        .iter()
+        .filter(|(l, s)| {
+            **s == Some(LabelStatus::Dismissed)
+                && matches!(
+                    ledger.labels.get(*l),
+                    Some(LabelStatus::Adding | LabelStatus::Removing)
+                )
+        })
+        .map(|(l, _)| l.as_str())
+        .collect();
+    if !open.is_empty() {
+        tracing::warn!(
+            page = %page_id,
+            labels = %open.join(", "),
+            "an interrupted run left these label writes unconfirmed; a person may have acted since, so tag-space leaves them as they are on this page for good"
+        );
+    }
+}
+
+/// A page whose labels needed no change: `NoLabel` when the model chose none at all (nothing
+/// in the taxonomy fits), else `Unchanged`.
+fn settled(base: PageOutcome) -> PageOutcome {
+    let status = if base.chosen.is_empty() {
+        Status::NoLabel
+    } else {
+        Status::Unchanged
+    };
+    PageOutcome { status, ..base }
 }

@@ -36,7 +36,7 @@ pub enum CacheError {
 
     /// The file or its folder cannot be created or written.
     #[error(
-        "cannot write cache {path} ({reason}): fix the permissions, or run with --no-cache or another TAG_SPACE_CACHE_PATH to continue without it"
+        "cannot use the state file {path} ({reason}): fix the permissions, set TAG_SPACE_CACHE_PATH (--cache-path) to a writable place, or run with --no-cache to go on without it"
     )]
     Unwritable { path: PathBuf, reason: String },
 
@@ -57,6 +57,33 @@ pub enum CacheError {
 }
 
 impl CacheError {
+    /// What is wrong with the file, without advice: for a warning when the run goes on
+    /// without it anyway (`--no-cache`), where "run with --no-cache" would be no help.
+    pub fn reason(&self) -> String {
+        match self {
+            CacheError::TooNew {
+                found, supported, ..
+            } => format!("schema version {found}, newer than the {supported} this tag-space reads"),
+            CacheError::Corrupt { .. } => "damaged, or not a SQLite file".into(),
+            CacheError::NotOurs { .. } => "another program's SQLite database".into(),
+            CacheError::Unwritable { reason, .. } => reason.clone(),
+            CacheError::Busy { .. } => "locked by another process".into(),
+            CacheError::Sqlite { op, source, .. } => format!("{op} failed: {source}"),
+        }
+    }
+
+    /// The file this is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            CacheError::TooNew { path, .. }
+            | CacheError::Corrupt { path, .. }
+            | CacheError::NotOurs { path }
+            | CacheError::Unwritable { path, .. }
+            | CacheError::Busy { path, .. }
+            | CacheError::Sqlite { path, .. } => path,
+        }
+    }
+
     /// Sorts a SQLite error into the variant a person can act on.
     pub(crate) fn from_sqlite(
         path: &std::path::Path,

@@ -12,7 +12,9 @@
 //!   [`Store::prepare_labels`], [`Store::finish_page`]): which labels tag-space itself added,
 //!   and how each page was when it was last finished. The decisions are pure functions in
 //!   [`decide`](self::decide) and are tested without SQLite.
-//! * **Runs** ([`Store::begin_run`], [`Store::finish_run`], [`Store::stats`], [`Store::clear`]).
+//! * **Runs** ([`Store::begin_run`], [`Store::end_run`], [`Store::stats`], [`Store::clear`]):
+//!   each run's counters, and how it ended (finished, failed and why, interrupted) with its
+//!   exit code.
 //!
 //! # How the pipeline uses it
 //!
@@ -35,13 +37,14 @@
 //!          store.prepare_labels(&run, &page.id, &plan)?       // write-ahead intent
 //!          confluence: add plan.add, remove plan.remove       // only if !plan.is_noop()
 //!          on success: store.finish_page(&run, &page.id, &PageDone { version, content_hash: hash, setup: setup.hash() }, &plan)?
-//! end      store.finish_run(&run)?
+//! end      store.end_run(&run, &RunEnd { status, error, exit_code })?   // or finish_run(&run)
 //! ```
 //!
 //! In a dry run `prepare_labels` and `finish_page` write nothing, so a later real run does
 //! the work. Every call is synchronous and takes microseconds (see [`store`](self::store) and
 //! BENCHMARKS.md); call it directly from async code, never holding anything across `.await`.
 
+mod census;
 mod checkpoint;
 mod decide;
 mod error;
@@ -50,12 +53,15 @@ mod schema;
 mod show;
 mod store;
 
-pub use decide::{LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync};
+pub use decide::{
+    LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync,
+    settle_after_failure,
+};
 pub use error::CacheError;
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
-pub use schema::SCHEMA_VERSION;
+pub use schema::{SCHEMA_VERSION, prepare_dir};
 pub use show::{write_cleared, write_stats};
 pub use store::{
-    Classification, Cleared, Run, RunCounters, RunMode, RunRecord, SpaceStats, Stats, Store,
-    StoreOptions, default_path,
+    Classification, Cleared, Run, RunCounters, RunEnd, RunMode, RunRecord, RunStatus, SpaceStats,
+    Stats, Store, StoreOptions, default_path,
 };

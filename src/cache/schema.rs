@@ -17,7 +17,7 @@ const APPLICATION_ID: i64 = 0x7467_7370;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only; never edit one
 /// that has shipped.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the classification cache, runs, and the label ledger.
     "
     CREATE TABLE classifications (
@@ -70,10 +70,52 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (space, page_id, label)
     ) WITHOUT ROWID;
     ",
+    // 2: how each run ended. NULL in all three for a run that recorded no end (killed, or
+    // still running) and for runs recorded before this migration.
+    "
+    ALTER TABLE runs ADD COLUMN status TEXT;      -- finished, failed, interrupted
+    ALTER TABLE runs ADD COLUMN error TEXT;       -- why it failed, one line
+    ALTER TABLE runs ADD COLUMN exit_code INTEGER;
+    ",
 ];
 
 /// The newest schema this build understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Makes sure the state file's folder exists and can be written, before anything else
+/// (the run lock, SQLite) tries to use it: so that an unusable folder is one line naming the
+/// folder, what was tried and why, not a lock-file error.
+pub fn prepare_dir(path: &Path) -> Result<(), CacheError> {
+    let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let unwritable = |tried: String, e: std::io::Error| CacheError::Unwritable {
+        path: path.to_path_buf(),
+        reason: format!("{tried}: {}", io_reason(&e)),
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| unwritable(format!("cannot create the folder {}", dir.display()), e))?;
+    // Only a write shows whether the folder can be written (permissions, ACLs, read-only
+    // mounts); the probe is removed at once.
+    let probe = dir.join(format!(".tag-space-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .map_err(|e| unwritable(format!("cannot create files in {}", dir.display()), e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The OS error in words, once ("Permission denied", not "... (os error 13)").
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
 
 /// Opens (creating if needed) and migrates the file at `path`.
 pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, CacheError> {
@@ -86,12 +128,7 @@ pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, Ca
             reason: "it is a directory".into(),
         });
     }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| CacheError::Unwritable {
-            path: path.to_path_buf(),
-            reason: format!("cannot create {}: {e}", parent.display()),
-        })?;
-    }
+    prepare_dir(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;

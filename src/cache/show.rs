@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::store::{Cleared, RunMode, RunRecord, Stats};
+use super::store::{Cleared, RunMode, RunRecord, RunStatus, Stats};
 
 /// `cache stats`: the file, then per space its share and its last runs, newest first.
 pub fn write_stats(out: &mut impl Write, s: &Stats) -> io::Result<()> {
@@ -30,11 +30,12 @@ pub fn write_stats(out: &mut impl Write, s: &Stats) -> io::Result<()> {
         }
         writeln!(
             out,
-            "  {:>5}  {:<20}  {:<12}  {:<11}  {:>6}  {:>6}  {:>8}  {:>9}  {:>6}",
+            "  {:>5}  {:<20}  {:<12}  {:<11}  {:>4}  {:>6}  {:>6}  {:>8}  {:>9}  {:>6}",
             "run",
             "started (UTC)",
             "mode",
             "result",
+            "exit",
             "hits",
             "misses",
             "hit rate",
@@ -55,10 +56,12 @@ fn write_run(out: &mut impl Write, r: &RunRecord) -> io::Result<()> {
         (RunMode::Sync, false) => "sync",
         (RunMode::Sync, true) => "sync dry-run",
     };
-    let result = if r.finished_at.is_some() {
-        "finished"
-    } else {
-        "interrupted"
+    // A run records its end on the way out; one that recorded none was killed (or crashed,
+    // or is still running). Runs from before outcomes were kept say only that they ended.
+    let (result, exit) = match (&r.end, r.finished_at) {
+        (Some(end), _) => (end.status.as_str(), end.exit_code.to_string()),
+        (None, Some(_)) => ("ended", "?".to_string()),
+        (None, None) => ("no end", "-".to_string()),
     };
     let rate = r
         .counters
@@ -67,17 +70,26 @@ fn write_run(out: &mut impl Write, r: &RunRecord) -> io::Result<()> {
     let c = &r.counters;
     writeln!(
         out,
-        "  {:>5}  {:<20}  {:<12}  {:<11}  {:>6}  {:>6}  {:>8}  {:>9}  {:>6}",
+        "  {:>5}  {:<20}  {:<12}  {:<11}  {:>4}  {:>6}  {:>6}  {:>8}  {:>9}  {:>6}",
         r.id,
         time(r.started_at),
         mode,
         result,
+        exit,
         c.hits,
         c.misses,
         rate,
         c.skipped_unchanged,
         c.calls
-    )
+    )?;
+    match &r.end {
+        Some(end) if end.status == RunStatus::Failed => writeln!(
+            out,
+            "         failed: {}",
+            end.error.as_deref().unwrap_or("no reason recorded")
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// `cache clear`: what went, and what stayed.
@@ -118,7 +130,7 @@ fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::{RunCounters, SpaceStats};
+    use crate::cache::{RunCounters, RunEnd, SpaceStats};
     use std::path::PathBuf;
 
     #[test]
@@ -135,12 +147,27 @@ mod tests {
                 labels_added: 1200,
                 runs: vec![
                     RunRecord {
+                        id: 3,
+                        space: "ENG".into(),
+                        mode: RunMode::Add,
+                        dry_run: false,
+                        started_at: 1_751_448_600,
+                        finished_at: Some(1_751_448_601),
+                        end: Some(RunEnd {
+                            status: RunStatus::Failed,
+                            error: Some("cannot reach Confluence: connection refused".into()),
+                            exit_code: 2,
+                        }),
+                        counters: RunCounters::default(),
+                    },
+                    RunRecord {
                         id: 2,
                         space: "ENG".into(),
                         mode: RunMode::Add,
                         dry_run: false,
                         started_at: 1_751_362_200,
                         finished_at: Some(1_751_362_260),
+                        end: Some(RunEnd::finished()),
                         counters: RunCounters {
                             hits: 10,
                             misses: 0,
@@ -155,6 +182,7 @@ mod tests {
                         dry_run: true,
                         started_at: 1_751_275_800,
                         finished_at: None,
+                        end: None,
                         counters: RunCounters {
                             misses: 4,
                             hits: 1,
@@ -173,9 +201,11 @@ size        1.5 MiB (schema 1)
 entries     500 cached answers
 
 space ENG: 500 cached answers, 498 pages done, 1200 labels added by tag-space
-    run  started (UTC)         mode          result         hits  misses  hit rate  unchanged   calls
-      2  2025-07-01 09:30:00   add           finished         10       0      100%        490       0
-      1  2025-06-30 09:30:00   sync dry-run  interrupted       1       4       20%          0       1
+    run  started (UTC)         mode          result       exit    hits  misses  hit rate  unchanged   calls
+      3  2025-07-02 09:30:00   add           failed          2       0       0         -          0       0
+         failed: cannot reach Confluence: connection refused
+      2  2025-07-01 09:30:00   add           finished        0      10       0      100%        490       0
+      1  2025-06-30 09:30:00   sync dry-run  no end          -       1       4       20%          0       1
 ";
         assert_eq!(String::from_utf8(out).unwrap(), want);
     }

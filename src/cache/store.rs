@@ -134,6 +134,52 @@ impl RunMode {
     }
 }
 
+/// How a run ended, as the run history records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Finished,
+    Interrupted,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Finished => "finished",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "finished" => Some(RunStatus::Finished),
+            "interrupted" => Some(RunStatus::Interrupted),
+            "failed" => Some(RunStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The end of a run: how it ended, why if it failed, and the process's exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    pub status: RunStatus,
+    /// One line; for `Failed` only.
+    pub error: Option<String>,
+    pub exit_code: u8,
+}
+
+impl RunEnd {
+    /// Every page went through and none failed.
+    pub fn finished() -> Self {
+        Self {
+            status: RunStatus::Finished,
+            error: None,
+            exit_code: 0,
+        }
+    }
+}
+
 /// A run in progress, from [`Store::begin_run`]. Plain data: clone it freely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
@@ -213,8 +259,11 @@ pub struct RunRecord {
     pub mode: RunMode,
     pub dry_run: bool,
     pub started_at: i64,
-    /// `None`: still running, or interrupted.
+    /// When the run recorded its end; `None`: killed (or crashed), or still running.
     pub finished_at: Option<i64>,
+    /// How it ended; `None` when no end was recorded, or by a tag-space from before run
+    /// outcomes were kept (schema 1).
+    pub end: Option<RunEnd>,
     /// As of the last batch written (for an interrupted run) or the end. `memory_hits` is
     /// not kept in the file and reads 0.
     pub counters: RunCounters,
@@ -326,14 +375,27 @@ impl Store {
         })
     }
 
-    /// Records the end of the run and its counters, and returns them.
+    /// Records that the run finished with exit code 0 ([`Store::end_run`] with
+    /// [`RunEnd::finished`]).
     pub fn finish_run(&self, run: &Run) -> Result<RunCounters, CacheError> {
+        self.end_run(run, &RunEnd::finished())
+    }
+
+    /// Records the end of the run (how it ended, and its exit code) and its counters, and
+    /// returns them.
+    pub fn end_run(&self, run: &Run, end: &RunEnd) -> Result<RunCounters, CacheError> {
         let c = self.counters.snapshot();
         let conn = self.conn();
         write_counters(&conn, run.id, &c).map_err(self.err("record the run's counters"))?;
         conn.execute(
-            "UPDATE runs SET finished_at = ?2 WHERE id = ?1",
-            params![run.id, now()],
+            "UPDATE runs SET finished_at = ?2, status = ?3, error = ?4, exit_code = ?5 WHERE id = ?1",
+            params![
+                run.id,
+                now(),
+                end.status.as_str(),
+                end.error.as_deref(),
+                end.exit_code
+            ],
         )
         .map_err(self.err("record the end of the run"))?;
         Ok(c)
@@ -569,7 +631,7 @@ impl Store {
         })
     }
 
-    fn ledger_tx(
+    pub(super) fn ledger_tx(
         &self,
         op: &'static str,
         f: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> rusqlite::Result<()>,
@@ -608,7 +670,8 @@ impl Store {
             let runs = conn
                 .prepare_cached(
                     "SELECT id, mode, dry_run, started_at, finished_at,
-                            hits, misses, skipped_unchanged, evictions, calls
+                            hits, misses, skipped_unchanged, evictions, calls,
+                            status, error, exit_code
                      FROM runs WHERE space = ?1 ORDER BY id DESC LIMIT ?2",
                 )
                 .and_then(|mut st| {
@@ -620,6 +683,7 @@ impl Store {
                             dry_run: r.get(2)?,
                             started_at: r.get(3)?,
                             finished_at: r.get(4)?,
+                            end: run_end(r.get(10)?, r.get(11)?, r.get(12)?),
                             counters: RunCounters {
                                 hits: r.get(5)?,
                                 memory_hits: 0,
@@ -699,7 +763,7 @@ impl Store {
 
     /// A panic while the lock was held leaves the connection usable (an open transaction
     /// rolls back when dropped), so a poisoned lock is taken over rather than propagated.
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -707,9 +771,18 @@ impl Store {
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> CacheError + '_ {
+    pub(super) fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> CacheError + '_ {
         move |e| CacheError::from_sqlite(&self.path, op, self.busy_timeout, e)
     }
+}
+
+/// The recorded end of a run, from its three columns; `None` when it has none.
+fn run_end(status: Option<String>, error: Option<String>, exit_code: Option<u8>) -> Option<RunEnd> {
+    Some(RunEnd {
+        status: RunStatus::parse(status.as_deref()?)?,
+        error,
+        exit_code: exit_code?,
+    })
 }
 
 fn write_counters(conn: &Connection, run_id: i64, c: &RunCounters) -> rusqlite::Result<()> {
@@ -749,7 +822,7 @@ fn settle(
     Ok(())
 }
 
-fn set_label(
+pub(super) fn set_label(
     tx: &rusqlite::Transaction<'_>,
     run: &Run,
     page_id: &str,
@@ -803,6 +876,43 @@ mod tests {
         };
         assert_eq!(c.hit_rate(), Some(0.75));
         assert_eq!(RunCounters::default().hit_rate(), None);
+    }
+
+    #[test]
+    fn a_schema_1_file_keeps_its_runs_readable_and_records_how_new_runs_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "application_id", 0x7467_7370)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO runs (space, mode, dry_run, started_at, finished_at)
+                 VALUES ('ENG', 'add', 0, 100, 160), ('ENG', 'sync', 1, 200, NULL);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let run = store.begin_run("ENG", RunMode::Add, false).unwrap();
+        let failed = RunEnd {
+            status: RunStatus::Failed,
+            error: Some("space 'ENG' was not found".into()),
+            exit_code: 2,
+        };
+        store.end_run(&run, &failed).unwrap();
+        let stats = store.stats(10).unwrap();
+        assert_eq!(stats.schema_version, schema::SCHEMA_VERSION);
+        let runs = &stats.spaces[0].runs;
+        assert_eq!(runs.len(), 3);
+        assert_eq!(runs[0].end, Some(failed));
+        // Old runs: no outcome recorded, their times as they were.
+        assert_eq!((runs[1].end.clone(), runs[1].finished_at), (None, None));
+        assert_eq!(
+            (runs[2].end.clone(), runs[2].finished_at),
+            (None, Some(160))
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! server's `Retry-After` or capped exponential backoff with full jitter, at most
 //! `max_retries` times; other statuses fail at once with a message that says what to do.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -50,7 +51,10 @@ pub struct ConfluenceClient {
     max_retries: u32,
     backoff: Backoff,
     max_retry_after: Duration,
-    page_limit: u32,
+    pub(super) page_limit: u32,
+    /// Cloud space ids already resolved by the census, by key (see `census.rs`).
+    pub(super) space_ids:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl ConfluenceClient {
@@ -102,6 +106,7 @@ impl ConfluenceClient {
             backoff: DEFAULT_BACKOFF,
             max_retry_after: MAX_RETRY_AFTER,
             page_limit: DEFAULT_PAGE_LIMIT,
+            space_ids: Default::default(),
         };
         // Credentials with characters no HTTP header may carry would fail every request later.
         if client
@@ -145,7 +150,7 @@ impl ConfluenceClient {
     // ---- URLs -------------------------------------------------------------------------------
 
     /// `{root}/seg/seg?query`, each segment percent-encoded.
-    fn api(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+    pub(super) fn api(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
         let mut url = self.root_url.clone();
         url.path_segments_mut()
             .expect("root was checked to be an http(s) base URL")
@@ -215,6 +220,19 @@ impl ConfluenceClient {
         url: &Url,
         json: Option<&[u8]>,
     ) -> Result<String, ConfluenceError> {
+        let (body, _content_type) = self.fetch_typed(what, page_id, method, url, json).await?;
+        Ok(body)
+    }
+
+    /// [`Self::fetch`], also returning the 2xx answer's `Content-Type`.
+    async fn fetch_typed(
+        &self,
+        what: &'static str,
+        page_id: Option<&str>,
+        method: Method,
+        url: &Url,
+        json: Option<&[u8]>,
+    ) -> Result<(String, Option<String>), ConfluenceError> {
         let mut attempt: u32 = 0;
         loop {
             let mut req = self.request(method.clone(), url.clone());
@@ -226,16 +244,23 @@ impl ConfluenceClient {
             let (status, hint, err) = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
+                    let content_type = content_type(resp.headers());
                     if status.is_success() {
                         match resp.text().await {
-                            Ok(text) => return Ok(text),
+                            Ok(text) => return Ok((text, content_type)),
                             // The body broke off (reset, timeout): as retryable as a failed send.
                             Err(source) => (None, None, self.transport(what, url, source)),
                         }
                     } else {
                         let hint = retry_after(resp.headers());
                         let text = resp.text().await.unwrap_or_default();
-                        let err = self.status_error(what, status, page_id, &text);
+                        let err = self.status_error(
+                            what,
+                            status,
+                            page_id,
+                            &text,
+                            content_type.as_deref(),
+                        );
                         if !retryable(status) {
                             return Err(err);
                         }
@@ -292,21 +317,72 @@ impl ConfluenceClient {
         status: StatusCode,
         page_id: Option<&str>,
         body: &str,
+        content_type: Option<&str>,
     ) -> ConfluenceError {
-        let said = serde_json::from_str::<ErrorBody>(body)
+        let summary = serde_json::from_str::<ErrorBody>(body)
             .ok()
-            .and_then(|b| b.summary())
-            .unwrap_or_else(|| body.to_string());
+            .and_then(|b| b.summary());
+        let confluence_body = summary.is_some() && content_type.is_some_and(super::probe::is_json);
+        let said = summary.unwrap_or_else(|| body.to_string());
         ConfluenceError::Status {
             what,
             status: status.as_u16(),
             page_id: page_id.map(str::to_string),
             hint: hint(status.as_u16(), self.flavor),
             snippet: snippet(&said),
+            confluence_body,
         }
     }
 
-    async fn get_json<T: DeserializeOwned>(
+    /// The space lookup, the first request of a run: where a wrong base URL shows. A 404 in
+    /// Confluence's own error shape is "no such space"; an answer that is not Confluence's
+    /// (an HTML page, another content type, JSON of another shape) is a wrong base URL.
+    async fn find_space<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        url: &Url,
+    ) -> Result<T, ConfluenceError> {
+        const WHAT: &str = "find space";
+        let not_confluence = |detail: String| ConfluenceError::NotConfluence {
+            base: self.root.clone(),
+            detail,
+            hint: super::probe::base_url_hint(self.flavor),
+        };
+        let (text, content_type) = match self.fetch_typed(WHAT, None, Method::GET, url, None).await
+        {
+            Ok(reply) => reply,
+            Err(ConfluenceError::Status {
+                status: 404,
+                confluence_body: true,
+                ..
+            }) => return Err(self.space_not_found(key)),
+            Err(ConfluenceError::Status {
+                status: 404,
+                snippet,
+                ..
+            }) => {
+                let body = super::probe::describe_body(&snippet);
+                return Err(not_confluence(format!("HTTP 404 {body}")));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(ct) = content_type
+            .as_deref()
+            .filter(|ct| !super::probe::is_json(ct))
+        {
+            let body = super::probe::describe_body(&text);
+            return Err(not_confluence(format!("HTTP 200 {body}, {ct}")));
+        }
+        match decode(WHAT, &text) {
+            Ok(v) => Ok(v),
+            // Cut off on the way: the server may well be Confluence.
+            Err(e @ ConfluenceError::Decode { .. }) if super::probe::is_truncated(&text) => Err(e),
+            Err(ConfluenceError::Decode { detail, .. }) => Err(not_confluence(detail)),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn get_json<T: DeserializeOwned>(
         &self,
         what: &'static str,
         page_id: Option<&str>,
@@ -326,12 +402,9 @@ impl ConfluenceClient {
     // ---- Cloud ------------------------------------------------------------------------------
 
     /// `GET /wiki/api/v2/spaces?keys=KEY` → the space id.
-    async fn cloud_space_id(&self, key: &str) -> Result<String, ConfluenceError> {
+    pub(super) async fn cloud_space_id(&self, key: &str) -> Result<String, ConfluenceError> {
         let url = self.api(&["wiki", "api", "v2", "spaces"], &[("keys", key)]);
-        let list: V2List<V2Space> = match self.get_json("find space", None, &url).await {
-            Err(e) if e.status() == Some(404) => return Err(self.space_not_found(key)),
-            other => other?,
-        };
+        let list: V2List<V2Space> = self.find_space(key, &url).await?;
         let exact = list.results.iter().position(|s| s.key == key);
         let folded = || {
             list.results
@@ -398,7 +471,7 @@ impl ConfluenceClient {
 
     /// The next Cloud list URL, or `None` at the end; a `next` that repeats is an error
     /// rather than an endless loop.
-    fn advance(
+    pub(super) fn advance(
         &self,
         what: &'static str,
         current: &Url,
@@ -442,10 +515,7 @@ impl ConfluenceClient {
     async fn dc_stream(&self, key: &str, tx: &mpsc::Sender<Page>) -> Result<u64, ConfluenceError> {
         const WHAT: &str = "list pages";
         let url = self.api(&["rest", "api", "space", key], &[]);
-        match self.get_json::<DcSpace>("find space", None, &url).await {
-            Err(e) if e.status() == Some(404) => return Err(self.space_not_found(key)),
-            other => other?,
-        };
+        self.find_space::<DcSpace>(key, &url).await?;
         let limit = self.page_limit.to_string();
         let mut start: u64 = 0;
         let mut sent = 0;
@@ -539,6 +609,17 @@ impl PageSource for ConfluenceClient {
         }
     }
 
+    async fn pages_with_label(
+        &self,
+        space_key: &str,
+        name: &str,
+    ) -> Result<HashSet<String>, ConfluenceError> {
+        match self.flavor {
+            Flavor::Cloud => self.cloud_pages_with_label(space_key, name).await,
+            Flavor::DataCenter => self.dc_pages_with_label(space_key, name).await,
+        }
+    }
+
     async fn add_labels(&self, page_id: &str, names: &[String]) -> Result<(), ConfluenceError> {
         const WHAT: &str = "add labels";
         if names.is_empty() {
@@ -591,6 +672,18 @@ impl PageSource for ConfluenceClient {
     }
 }
 
+/// The media type of an answer, lowercase, without parameters.
+fn content_type(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let ct = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        ct.split(';')
+            .next()
+            .unwrap_or(ct)
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
 /// 429 and 5xx are worth another try; every other failure status is final.
 fn retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
@@ -598,7 +691,7 @@ fn retryable(status: StatusCode) -> bool {
 
 /// The offset of the next DC list page. `got` is what actually arrived (the server may cap
 /// `limit`), which by definition equals the reported `size`.
-fn next_start(
+pub(super) fn next_start(
     what: &'static str,
     start: u64,
     got: u64,

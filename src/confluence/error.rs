@@ -19,6 +19,24 @@ pub enum ConfluenceError {
         /// What the status most likely means and what to do about it.
         hint: &'static str,
         snippet: String,
+        /// The body was a Confluence error (JSON in one of Confluence's error shapes), not a
+        /// web server's or proxy's page: a 404 then means the thing is not there, rather than
+        /// that the URL is not Confluence's.
+        confluence_body: bool,
+    },
+
+    /// The server at the base URL answered, but not as Confluence does at this address (an
+    /// HTML page, a non-JSON content type, JSON of another shape): the base URL is wrong, not
+    /// the space.
+    #[error(
+        "the server at {base} answered, but not like Confluence ({detail}): check CONFLUENCE_BASE_URL; {hint}"
+    )]
+    NotConfluence {
+        base: String,
+        /// What came back, e.g. "HTTP 404 with an HTML page".
+        detail: String,
+        /// Where the right base URL usually differs, for this flavour.
+        hint: &'static str,
     },
 
     /// The request never got an HTTP answer (DNS, connect, TLS, timeout, reset).

@@ -24,6 +24,14 @@ impl<P: Provider> Chain<P> {
         &self.providers
     }
 
+    /// When no provider can be used and none has answered a single call in this run (a total
+    /// outage: every key refused, every quota gone, every server unreachable), one line per
+    /// provider saying why; `None` otherwise. A run seeing this should stop: every page
+    /// after would fail the same way.
+    pub fn outage(&self) -> Option<Vec<String>> {
+        self.providers.iter().map(Governed::down_reason).collect()
+    }
+
     /// One snapshot per provider, in priority order.
     pub fn stats(&self) -> Vec<ProviderStats> {
         self.providers.iter().map(Governed::stats).collect()

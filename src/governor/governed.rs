@@ -37,6 +37,8 @@ struct Core {
     /// When concurrency was last cut: failures of requests sent before it don't cut again, and
     /// their successes don't count towards growth.
     last_cut: Option<Instant>,
+    /// The last error a call returned, for saying why the provider is down.
+    last_error: Option<LlmError>,
 }
 
 /// What a batch does after a failed call.
@@ -69,6 +71,7 @@ impl<P: Provider> Governed<P> {
             budget: RetryBudget::new(config.retry_budget_ratio, config.retry_budget_floor),
             stats: ProviderStats::new(inner.name()),
             last_cut: None,
+            last_error: None,
         };
         let limiter = Limiter::new(core.aimd.limit());
         Self {
@@ -101,6 +104,41 @@ impl<P: Provider> Governed<P> {
     /// Why the provider would not be called now, if it would not.
     pub fn unavailable(&self) -> Option<Unavailable> {
         self.lock().circuit.peek(Instant::now())
+    }
+
+    /// One line saying why this provider cannot be used, if it cannot and has never
+    /// answered in this run: its key was refused or its quota is gone, it asked to wait
+    /// beyond the ceiling, or it failed on every call until its circuit opened (unreachable,
+    /// failing server). `None` while it is usable, probing, or once it answered a call.
+    pub fn down_reason(&self) -> Option<String> {
+        let now = Instant::now();
+        let core = self.lock();
+        if core.stats.successes > 0 {
+            return None;
+        }
+        let why = core.circuit.peek(now)?;
+        let name = self.inner.name();
+        let last = core.last_error.as_ref();
+        Some(match (why, last) {
+            (Unavailable::Probing, _) => return None,
+            // The error says it all: "quota exhausted", "not authorised: check the API key".
+            (Unavailable::Dead { .. }, Some(e)) => e.to_string(),
+            (Unavailable::Open { rate_limited, .. }, Some(e)) => {
+                let state = if rate_limited {
+                    "asked to wait longer than the ceiling"
+                } else {
+                    "failed on every call"
+                };
+                // The error's own text, without its "provider: " prefix.
+                let text = e.to_string();
+                let text = text
+                    .strip_prefix(&format!("{name}: "))
+                    .unwrap_or(&text)
+                    .to_string();
+                format!("{name}: {state}: {text}")
+            }
+            (why, None) => format!("{name}: {}", describe(why, now)),
+        })
     }
 
     /// The chain handed a batch this provider failed (or refused) to the next provider.
@@ -247,6 +285,7 @@ impl<P: Provider> Governed<P> {
         let name = self.inner.name();
         let mut core = self.lock();
         core.stats.record_failure(err.kind);
+        core.last_error = Some(err.clone());
         let backoff_wait = match action(err.kind, batch_len, self.config.max_cooldown) {
             Action::CoolDown { hint } => {
                 let n = core.pacer.consecutive_429s();

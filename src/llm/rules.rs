@@ -42,6 +42,8 @@ struct Rule {
 pub struct RulesProvider {
     taxonomy: Arc<Taxonomy>,
     rules: Vec<Rule>,
+    /// How long each answer takes (`--demo-delay-ms`); zero otherwise.
+    delay: std::time::Duration,
 }
 
 impl RulesProvider {
@@ -67,7 +69,18 @@ impl RulesProvider {
                 });
             }
         }
-        Self { taxonomy, rules }
+        Self {
+            taxonomy,
+            rules,
+            delay: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Each answer takes `delay`, as a real model's would: the offline demo with
+    /// `--demo-delay-ms`, so that its progress line can be watched.
+    pub fn with_delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     /// The labels for one page, best first.
@@ -121,6 +134,9 @@ impl Provider for RulesProvider {
     }
 
     async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         // every page is answered, with no labels when nothing matched, so none is "missing"
         let labels: BTreeMap<String, Vec<String>> = batch
             .iter()
@@ -182,6 +198,25 @@ fn count(hay: &str, phrase: &str, cap: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delay_makes_each_answer_take_that_long() {
+        let tax = Arc::new(Taxonomy::embedded());
+        let page = PageText {
+            id: "1".into(),
+            title: "Runbook".into(),
+            text: "restart".into(),
+        };
+        let slow =
+            RulesProvider::new(tax.clone()).with_delay(std::time::Duration::from_millis(750));
+        let start = tokio::time::Instant::now();
+        slow.classify(std::slice::from_ref(&page)).await.unwrap();
+        assert_eq!(start.elapsed(), std::time::Duration::from_millis(750));
+        let start = tokio::time::Instant::now();
+        RulesProvider::new(tax).classify(&[page]).await.unwrap();
+        assert_eq!(start.elapsed(), std::time::Duration::ZERO);
+    }
+
     use super::*;
 
     fn page(id: &str, title: &str, text: &str) -> PageText {

@@ -44,16 +44,39 @@ pub(crate) fn transport_error(provider: &'static str, err: &reqwest::Error) -> L
     } else {
         LlmErrorKind::Transport
     };
-    // reqwest's own message ("error sending request for url (...)") hides the cause; the
-    // chain says what actually happened ("connection refused").
-    let mut detail = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        source = s.source();
+    LlmError::new(provider, kind, None, transport_detail(err))
+}
+
+/// What actually happened, short: reqwest's own message ("error sending request for url
+/// (...)") hides the cause and the layers below repeat one another ("client error
+/// (Connect)", "tcp connect error: Connection refused", "Connection refused"), so this keeps
+/// the causes that add something, once each, and names the host instead of the whole URL.
+/// Every page of a failed batch carries this line, so it has to stay short.
+fn transport_detail(err: &reqwest::Error) -> String {
+    let causes: Vec<String> = std::iter::successors(std::error::Error::source(err), |e| e.source())
+        .map(|e| e.to_string())
+        .collect();
+    let mut kept: Vec<&str> = Vec::new();
+    for (i, c) in causes.iter().enumerate() {
+        let repeated = kept.iter().any(|k| k.contains(c.as_str()));
+        // A wrapper that only names its layer, when a cause below says more.
+        let wrapper = c.starts_with("client error (") && i + 1 < causes.len();
+        if !repeated && !wrapper && !c.is_empty() {
+            kept.push(c);
+        }
     }
-    LlmError::new(provider, kind, None, detail)
+    let mut detail = if kept.is_empty() {
+        err.to_string()
+    } else {
+        kept.join(": ")
+    };
+    if let Some(host) = err
+        .url()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+    {
+        detail.push_str(&format!(" ({host})"));
+    }
+    detail
 }
 
 /// An error whose detail can never carry the API key, even if a provider echoes it.
@@ -220,5 +243,38 @@ mod tests {
         );
         assert!(!e.detail.contains("sk-secret-123"), "{}", e.detail);
         assert!(e.detail.contains("***"));
+    }
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::*;
+
+    /// A port nothing listens on: bind one, note it, close it.
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_one_short_line_without_repeats() {
+        let client = http_client("openai", Duration::from_secs(5)).unwrap();
+        let url = format!("http://127.0.0.1:{}/v1/chat/completions", closed_port());
+        let err = client.post(&url).send().await.unwrap_err();
+        let e = transport_error("openai", &err);
+        let msg = e.to_string();
+        assert_eq!(e.kind, LlmErrorKind::Transport);
+        assert!(msg.to_lowercase().contains("connection refused"), "{msg}");
+        // Each cause once: reqwest and hyper repeat the OS error down the chain.
+        assert_eq!(
+            msg.to_lowercase().matches("connection refused").count(),
+            1,
+            "{msg}"
+        );
+        assert!(
+            msg.chars().count() <= 120,
+            "{} chars: {msg}",
+            msg.chars().count()
+        );
     }
 }

@@ -78,6 +78,7 @@ fn outcome(
         labels_before: strings(before),
         chosen: strings(added),
         added: strings(added),
+        removed: vec![],
         provider: match status {
             Status::Tagged | Status::Unchanged => Some("gemini"),
             _ => None,
@@ -371,8 +372,40 @@ fn the_schema_rejects_what_it_should() {
             }),
         ),
         (
-            "schema_version 2",
-            Box::new(|d| d["schema_version"] = 2.into()),
+            "schema_version 1",
+            Box::new(|d| d["schema_version"] = 1.into()),
+        ),
+        (
+            "no run status",
+            Box::new(|d| {
+                d["run"].as_object_mut().unwrap().remove("status");
+            }),
+        ),
+        (
+            "unknown run status",
+            Box::new(|d| d["run"]["status"] = "done".into()),
+        ),
+        (
+            "no labels_to_remove in a dry run",
+            Box::new(|d| {
+                d["pages"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("labels_to_remove");
+            }),
+        ),
+        (
+            "labels_removed in a dry run",
+            Box::new(|d| d["pages"][0]["labels_removed"] = serde_json::json!([])),
+        ),
+        (
+            "no labels_removed count",
+            Box::new(|d| {
+                d["metrics"]["pages"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("labels_removed");
+            }),
         ),
         (
             "unknown top-level field",
@@ -784,4 +817,92 @@ fn public_urls_lose_credentials_and_queries() {
         "https://host.test:8443/v1"
     );
     assert_eq!(public_url("not a url with key=abc"), "(invalid URL)");
+}
+
+#[test]
+fn an_unfinished_run_says_so_first_in_every_report() {
+    use super::model::RunStatus;
+    let mut r = sample(false);
+    r.set_pages_listed(9);
+    r.set_end(RunStatus::Interrupted, None);
+    let json = to_json_value(&r);
+    assert_valid(&json);
+    assert_eq!(json["run"]["status"], "interrupted");
+    assert_eq!(json["run"]["pages_listed"], 9);
+    let md = render_md(&r, &MarkdownOptions::default());
+    assert_eq!(
+        md.lines().next().unwrap(),
+        "## tag-space: ENG (add): **Interrupted: 6 of 9 listed pages done**"
+    );
+    let table = render_table(&r, false);
+    assert!(
+        table.starts_with("tag-space: space ENG (add): interrupted: 6 of 9 listed pages done\n"),
+        "{table}"
+    );
+
+    r.set_end(
+        RunStatus::Failed,
+        Some("no LLM provider can be used".into()),
+    );
+    let json = to_json_value(&r);
+    assert_valid(&json);
+    assert_eq!(json["run"]["status"], "failed");
+    assert_eq!(json["run"]["error"], "no LLM provider can be used");
+    let md = render_md(&r, &MarkdownOptions::default());
+    let mut lines = md.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "## tag-space: ENG (add): **Failed: 6 of 9 listed pages done**"
+    );
+    assert_eq!(
+        lines.nth(1).unwrap(),
+        "Stopped by: no LLM provider can be used"
+    );
+    // A finished run reads as before.
+    assert_eq!(to_json_value(&sample(true))["run"]["status"], "finished");
+}
+
+#[test]
+fn a_sync_report_lists_every_removal_however_many() {
+    let mut run = RunInfo::new("ENG", Mode::Sync, true, at(STARTED));
+    run.version = "0.0.0-test".into();
+    let mut r = RunReport::new(run, Settings::from_config(&config(true), "fp"));
+    for i in 0..40 {
+        let mut o = outcome(
+            &i.to_string(),
+            &format!("Page {i}"),
+            Status::Tagged,
+            &["tool-kafka"],
+            &[],
+            None,
+        );
+        o.removed = vec!["tool-kafka".into()];
+        r.record(&o);
+    }
+    assert_eq!(r.counts().labels_removed, 40);
+    let opts = MarkdownOptions {
+        max_pages_per_label: 3,
+        max_pages_listed: 5,
+        ..MarkdownOptions::default()
+    };
+    let md = render_md(&r, &opts);
+    let section = md.split("### Labels to remove").nth(1).unwrap();
+    assert!(section.contains("- **tool-kafka** (40 pages)"), "{md}");
+    // Never cut short: every page that loses the label is named.
+    assert_eq!(section.matches("  - [Page ").count(), 40, "{md}");
+    assert!(
+        md.contains("**0** labels to add, **40** to remove."),
+        "{md}"
+    );
+    let json = to_json_value(&r);
+    assert_valid(&json);
+    assert_eq!(
+        json["pages"][0]["labels_to_remove"],
+        serde_json::json!(["tool-kafka"])
+    );
+    let table = render_table(&r, false);
+    assert!(
+        table.contains("| labels to add | labels to remove |"),
+        "{table}"
+    );
 }

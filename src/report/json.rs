@@ -45,6 +45,9 @@ struct Run<'a> {
     started: String,
     finished: Option<String>,
     version: &'a str,
+    status: &'static str,
+    error: Option<&'a str>,
+    pages_listed: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -58,6 +61,10 @@ struct Page<'a> {
     labels_added: Option<Vec<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     labels_proposed: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels_removed: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels_to_remove: Option<Vec<&'a str>>,
     provider: Option<&'static str>,
     error: Option<&'a str>,
     skip_reason: Option<&'a str>,
@@ -78,9 +85,11 @@ struct Pages {
     seen: u64,
     tagged: u64,
     unchanged: u64,
+    no_label: u64,
     skipped: u64,
     failed: u64,
     labels: u64,
+    labels_removed: u64,
 }
 
 #[derive(Serialize)]
@@ -149,6 +158,9 @@ fn document(r: &RunReport) -> Document<'_> {
             started: rfc3339(run.started),
             finished: run.finished.map(rfc3339),
             version: &run.version,
+            status: run.status.as_str(),
+            error: run.error.as_deref(),
+            pages_listed: run.pages_listed,
         },
         settings: r.settings(),
         pages: r.keeps_pages().then(|| {
@@ -162,9 +174,11 @@ fn document(r: &RunReport) -> Document<'_> {
                 seen: c.seen,
                 tagged: c.tagged,
                 unchanged: c.unchanged,
+                no_label: c.no_label,
                 skipped: c.skipped,
                 failed: c.failed,
                 labels: c.labels,
+                labels_removed: c.labels_removed,
             },
             providers: r.providers().iter().map(|p| provider(r, p)).collect(),
             cache: r.cache().map(|c| Cache {
@@ -181,6 +195,7 @@ fn document(r: &RunReport) -> Document<'_> {
 
 fn page(p: PageView<'_>, dry_run: bool) -> Page<'_> {
     let labels = p.labels();
+    let removed = p.removed();
     Page {
         id: p.id(),
         title: p.title(),
@@ -189,6 +204,8 @@ fn page(p: PageView<'_>, dry_run: bool) -> Page<'_> {
         labels_before: p.labels_before(),
         labels_proposed: dry_run.then(|| labels.clone()),
         labels_added: (!dry_run).then_some(labels),
+        labels_to_remove: dry_run.then(|| removed.clone()),
+        labels_removed: (!dry_run).then_some(removed),
         provider: p.provider(),
         error: (p.status() == Status::Failed).then(|| p.reason().unwrap_or("unknown error")),
         skip_reason: (p.status() == Status::Skipped)

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use super::model::{PageView, RunReport, rfc3339};
+use super::model::{Mode, PageView, RunReport, rfc3339};
 use super::units::{self, NONE};
 use crate::pipeline::Status;
 
@@ -48,24 +48,41 @@ pub fn write_markdown(
     let run = r.run();
     let c = r.counts();
     let dry = run.dry_run;
+    // The first line says when the run did not finish, so that a partial report is never
+    // read as a whole space.
+    let end = r
+        .end_note()
+        .map(|n| format!(": **{}**", escape(&upper_first(&n))))
+        .unwrap_or_default();
     writeln!(
         out,
-        "## tag-space: {} ({}{})",
+        "## tag-space: {} ({}{}){end}",
         escape(&run.space),
         run.mode.as_str(),
         if dry { ", dry run" } else { "" }
     )?;
+    if let Some(e) = &run.error {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Stopped by: {}",
+            escape(&cut(e, opts.max_text_chars * 3))
+        )?;
+    }
     writeln!(out)?;
     writeln!(
         out,
-        "**{}** pages seen: **{}** tagged, {} unchanged, {} skipped, **{}** failed; **{}** labels {}.",
+        "**{}** pages seen: **{}** tagged, {} unchanged, {} with no label that fits, {} skipped, **{}** failed; **{}** labels {}, **{}** {}.",
         units::count(c.seen),
         units::count(c.tagged),
         units::count(c.unchanged),
+        units::count(c.no_label),
         units::count(c.skipped),
         units::count(c.failed),
         units::count(c.labels),
         if dry { "to add" } else { "added" },
+        units::count(c.labels_removed),
+        if dry { "to remove" } else { "removed" },
     )?;
 
     let pages = r.pages();
@@ -73,6 +90,9 @@ pub fn write_markdown(
         writeln!(out)?;
         writeln!(out, "_Pages were not kept for this report._")?;
     } else {
+        if run.mode == Mode::Sync || c.labels_removed > 0 {
+            write_removals(out, &pages, dry, opts)?;
+        }
         write_labels(out, &pages, dry, opts)?;
         write_failures(out, &pages, opts)?;
     }
@@ -121,12 +141,7 @@ fn write_labels(
     }
     let mut budget = opts.max_pages_listed;
     for (label, mut ps) in by_label {
-        ps.sort_by(|a, b| {
-            a.title()
-                .to_lowercase()
-                .cmp(&b.title().to_lowercase())
-                .then_with(|| a.id().cmp(b.id()))
-        });
+        sort_by_title(&mut ps);
         let n = ps.len();
         writeln!(
             out,
@@ -145,6 +160,62 @@ fn write_labels(
         }
     }
     Ok(())
+}
+
+/// Every removal, grouped by label like the additions but never cut short: a reviewer must
+/// see each deletion before it happens.
+fn write_removals(
+    out: &mut impl Write,
+    pages: &[PageView<'_>],
+    dry: bool,
+    opts: &MarkdownOptions,
+) -> io::Result<()> {
+    let mut by_label: BTreeMap<&str, Vec<PageView<'_>>> = BTreeMap::new();
+    for p in pages {
+        for l in p.removed() {
+            by_label.entry(l).or_default().push(*p);
+        }
+    }
+    let heading = if dry {
+        "Labels to remove"
+    } else {
+        "Labels removed"
+    };
+    writeln!(out)?;
+    writeln!(out, "### {heading}")?;
+    writeln!(out)?;
+    if by_label.is_empty() {
+        writeln!(
+            out,
+            "No labels {}.",
+            if dry { "to remove" } else { "removed" }
+        )?;
+        return Ok(());
+    }
+    for (label, mut ps) in by_label {
+        sort_by_title(&mut ps);
+        let n = ps.len();
+        writeln!(
+            out,
+            "- **{}** ({} {})",
+            escape(label),
+            units::count(n as u64),
+            if n == 1 { "page" } else { "pages" }
+        )?;
+        for p in &ps {
+            writeln!(out, "  - {}", page_link(p, opts))?;
+        }
+    }
+    Ok(())
+}
+
+fn sort_by_title(ps: &mut [PageView<'_>]) {
+    ps.sort_by(|a, b| {
+        a.title()
+            .to_lowercase()
+            .cmp(&b.title().to_lowercase())
+            .then_with(|| a.id().cmp(b.id()))
+    });
 }
 
 fn write_failures(
@@ -232,6 +303,14 @@ fn page_link(p: &PageView<'_>, opts: &MarkdownOptions) -> String {
         Some(url) => format!("[{title}]({url})"),
         None => format!("{title} (id {})", escape(p.id())),
     }
+}
+
+/// `s` with its first letter in upper case.
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// `s` cut to `max` characters, with "…" when cut.

@@ -23,13 +23,26 @@ use model::RunReport;
 
 use crate::pipeline::{PageOutcome, Status};
 
-/// One line for a page that changed, was skipped or failed; nothing for an unchanged page.
+/// One line for a page that changed, was skipped, failed or got no label; nothing for an
+/// unchanged page. A changed page shows every label added (`+label`) and removed (`-label`).
 pub fn write_page_line(out: &mut impl Write, o: &PageOutcome, dry_run: bool) -> io::Result<()> {
     let title = o.title.escape_debug();
     match o.status {
         Status::Tagged => {
-            let verb = if dry_run { "would add" } else { "added" };
-            let labels: Vec<String> = o.added.iter().map(|l| format!("+{l}")).collect();
+            let verb = match (dry_run, o.removed.is_empty(), o.added.is_empty()) {
+                (true, true, _) => "would add",
+                (true, false, true) => "would remove",
+                (true, false, false) => "would change",
+                (false, true, _) => "added",
+                (false, false, true) => "removed",
+                (false, false, false) => "changed",
+            };
+            let labels: Vec<String> = o
+                .added
+                .iter()
+                .map(|l| format!("+{l}"))
+                .chain(o.removed.iter().map(|l| format!("-{l}")))
+                .collect();
             let by = o.provider.map(|p| format!("  [{p}]")).unwrap_or_default();
             writeln!(
                 out,
@@ -38,6 +51,13 @@ pub fn write_page_line(out: &mut impl Write, o: &PageOutcome, dry_run: bool) -> 
                 id = o.id
             )
         }
+        Status::NoLabel => writeln!(
+            out,
+            "{:<10} {} \"{title}\": the model chose no label{}",
+            "no label",
+            o.id,
+            o.provider.map(|p| format!("  [{p}]")).unwrap_or_default()
+        ),
         Status::Skipped => writeln!(
             out,
             "{:<10} {} \"{title}\": {}",
@@ -56,16 +76,19 @@ pub fn write_page_line(out: &mut impl Write, o: &PageOutcome, dry_run: bool) -> 
     }
 }
 
-/// A fatal error or warning on stderr, in the program's voice (with `--log-format json`, a
-/// JSON log line like every other line on stderr).
+/// A fatal error on stderr, in the program's voice (with `--log-format json`, a JSON log
+/// line like every other line on stderr). A message of several lines (a headline, then one
+/// line per provider) gives one prefixed line each.
 pub fn error_line(message: &str) {
-    if logging::json_logs() {
-        tracing::error!("{message}");
-        return;
+    for line in message.lines() {
+        if logging::json_logs() {
+            tracing::error!("{line}");
+            continue;
+        }
+        progress::suspend(|| {
+            let _ = writeln!(io::stderr().lock(), "tag-space: {line}");
+        });
     }
-    progress::suspend(|| {
-        let _ = writeln!(io::stderr().lock(), "tag-space: {message}");
-    });
 }
 
 /// A non-fatal warning on stderr.
@@ -127,6 +150,7 @@ mod tests {
             labels_before: vec![],
             chosen: added.iter().map(|s| s.to_string()).collect(),
             added: added.iter().map(|s| s.to_string()).collect(),
+            removed: vec![],
             provider: Some("gemini"),
             reason: reason.map(Into::into),
         }

@@ -12,6 +12,7 @@
 //!                 set_prices(..)            // only to override DEFAULT_PRICES
 //! every page      record(&outcome)          // in the pipeline's sink
 //! pipeline done   set_providers(vec![ProviderMetrics { .. }])   // from the governor's stats
+//!                 set_pages_listed(n); set_end(RunStatus::Finished | Interrupted | Failed, error)
 //!                 set_cache(CacheMetrics { hits, misses })       // skip without a cache
 //!                 finish(SystemTime::now(), started_instant.elapsed())
 //! render          table::write_metrics_table(&mut stdout, &report, color)
@@ -19,8 +20,7 @@
 //!                 markdown::write_markdown(&mut w, &report, &MarkdownOptions::default())
 //! ```
 //!
-//! `docs/report.md` has the same with the governor mapping spelled out, and documents every
-//! JSON field.
+//! `docs/report.md` documents every JSON field.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -35,7 +35,11 @@ use crate::pipeline::{PageOutcome, Status};
 
 /// The version of the JSON report's shape. Raised only when a field changes meaning or is
 /// removed; new optional fields keep it.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: pages carry the labels removed (`labels_removed` / `labels_to_remove`), the status
+/// `no_label` exists, `run` says how the run ended (`status`, `error`, `pages_listed`), and
+/// `metrics.pages` counts `no_label` and `labels_removed`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// What the run does to labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,7 +47,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum Mode {
     /// Add missing taxonomy labels; never remove any.
     Add,
-    /// Make the taxonomy labels match the model's choice (not implemented yet).
+    /// `--sync`: also remove labels tag-space added earlier that are no longer chosen.
     Sync,
 }
 
@@ -56,7 +60,30 @@ impl Mode {
     }
 }
 
-/// Who ran what, and when.
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// It went through every page it meant to do (some may have failed on their own).
+    Finished,
+    /// Stopped by Ctrl-C or SIGTERM: the pages after the stop were not done.
+    Interrupted,
+    /// Stopped by an error that ends the run (Confluence unreachable, space not found, no
+    /// LLM provider usable): the pages after it were not done.
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Finished => "finished",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Who ran what, and when, and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunInfo {
     pub space: String,
@@ -67,6 +94,13 @@ pub struct RunInfo {
     pub finished: Option<SystemTime>,
     /// tag-space's version; [`RunInfo::new`] fills in this build's.
     pub version: String,
+    /// Set by [`RunReport::set_end`]; `Finished` until then.
+    pub status: RunStatus,
+    /// Why the run failed (status `Failed` only).
+    pub error: Option<String>,
+    /// Pages the listing delivered before the run ended, when known: with an interrupted or
+    /// failed run, how far it got is the pages done out of these.
+    pub pages_listed: Option<u64>,
 }
 
 impl RunInfo {
@@ -78,6 +112,9 @@ impl RunInfo {
             started,
             finished: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            status: RunStatus::Finished,
+            error: None,
+            pages_listed: None,
         }
     }
 }
@@ -594,10 +631,14 @@ pub struct PageCounts {
     pub seen: u64,
     pub tagged: u64,
     pub unchanged: u64,
+    /// Pages the model gave no label at all.
+    pub no_label: u64,
     pub skipped: u64,
     pub failed: u64,
     /// Labels added (in a dry run: proposed).
     pub labels: u64,
+    /// Labels removed by `--sync` (in a dry run: to be removed).
+    pub labels_removed: u64,
 }
 
 /// The name of a status in reports.
@@ -605,6 +646,7 @@ pub fn status_str(s: Status) -> &'static str {
     match s {
         Status::Tagged => "tagged",
         Status::Unchanged => "unchanged",
+        Status::NoLabel => "no_label",
         Status::Skipped => "skipped",
         Status::Failed => "failed",
     }
@@ -621,6 +663,7 @@ struct PageRecord {
     status: Status,
     before: Box<[LabelId]>,
     labels: Box<[LabelId]>,
+    removed: Box<[LabelId]>,
     provider: Option<&'static str>,
     reason: Option<Box<str>>,
 }
@@ -652,6 +695,10 @@ impl<'a> PageView<'a> {
     /// The labels added (in a dry run: proposed).
     pub fn labels(&self) -> Vec<&'a str> {
         self.report.names(&self.record.labels)
+    }
+    /// The labels removed by `--sync` (in a dry run: to be removed).
+    pub fn removed(&self) -> Vec<&'a str> {
+        self.report.names(&self.record.removed)
     }
     pub fn provider(&self) -> Option<&'static str> {
         self.record.provider
@@ -714,15 +761,18 @@ impl RunReport {
         match o.status {
             Status::Tagged => c.tagged += 1,
             Status::Unchanged => c.unchanged += 1,
+            Status::NoLabel => c.no_label += 1,
             Status::Skipped => c.skipped += 1,
             Status::Failed => c.failed += 1,
         }
         c.labels += o.added.len() as u64;
+        c.labels_removed += o.removed.len() as u64;
         if !self.keep_pages {
             return;
         }
         let before = self.intern_all(&o.labels_before);
         let labels = self.intern_all(&o.added);
+        let removed = self.intern_all(&o.removed);
         self.pages.push(PageRecord {
             id: o.id.as_str().into(),
             title: o.title.as_str().into(),
@@ -730,6 +780,7 @@ impl RunReport {
             status: o.status,
             before,
             labels,
+            removed,
             provider: o.provider,
             reason: o.reason.as_deref().map(Into::into),
         });
@@ -768,6 +819,32 @@ impl RunReport {
     /// Replaces the default prices ([`DEFAULT_PRICES`]).
     pub fn set_prices(&mut self, prices: Prices) {
         self.prices = prices;
+    }
+
+    /// How the run ended (see [`RunStatus`]); `error` says why a failed run failed.
+    pub fn set_end(&mut self, status: RunStatus, error: Option<String>) {
+        self.run.status = status;
+        self.run.error = error;
+    }
+
+    /// How many pages the listing delivered: with [`RunReport::counts`]`().seen`, how far an
+    /// interrupted or failed run got.
+    pub fn set_pages_listed(&mut self, listed: u64) {
+        self.run.pages_listed = Some(listed);
+    }
+
+    /// For a run that did not finish: how it ended and how far it got, e.g.
+    /// `interrupted: 3 of 7 listed pages done`. `None` for a finished run. (Why a failed run
+    /// failed is [`RunInfo::error`].)
+    pub fn end_note(&self) -> Option<String> {
+        let how_far = match self.run.pages_listed {
+            Some(listed) => format!("{} of {listed} listed pages done", self.counts.seen),
+            None => format!("{} pages done", self.counts.seen),
+        };
+        match self.run.status {
+            RunStatus::Finished => None,
+            status => Some(format!("{}: {how_far}", status.as_str())),
+        }
     }
 
     /// Marks the end of the run: wall-clock end time and elapsed time (measured with an

@@ -54,8 +54,9 @@ struct Shared {
     /// Pages the pipeline has taken from the listing ([`crate::pipeline::RunOptions::listed`]).
     listed: Arc<AtomicU64>,
     done: AtomicU64,
-    /// Pages in the space (after `--limit`), once the listing has ended.
-    total: Mutex<Option<u64>>,
+    /// The pages the run takes, once it will take no more (the pipeline sets it when the
+    /// listing ends or `--limit` is reached); `None` until then, and then no total or ETA.
+    total: Arc<OnceLock<u64>>,
     /// Requests sent to a provider and not yet answered, at the last [`Progress::update`].
     requests_in_flight: AtomicU64,
     /// Provider-wide pauses the governor logged (`provider`, `wait_ms`): until when.
@@ -86,7 +87,7 @@ impl Progress {
             shared: Arc::new(Shared {
                 listed: Arc::new(AtomicU64::new(0)),
                 done: AtomicU64::new(0),
-                total: Mutex::new(None),
+                total: Arc::new(OnceLock::new()),
                 requests_in_flight: AtomicU64::new(0),
                 cooldowns: Mutex::new(BTreeMap::new()),
                 watch: Mutex::new(Watch::default()),
@@ -133,9 +134,9 @@ impl Progress {
         self.shared.done.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The listing has ended: `total` pages will be processed.
-    pub fn set_total(&self, total: u64) {
-        *lock(&self.shared.total) = Some(total);
+    /// The cell to hand the pipeline as `RunOptions::total`.
+    pub fn total_cell(&self) -> Arc<OnceLock<u64>> {
+        self.shared.total.clone()
     }
 
     /// Requests at a provider right now (sent, not answered), as of the last update.
@@ -173,7 +174,7 @@ impl Progress {
         status_line(
             s.done.load(Ordering::Relaxed),
             s.listed.load(Ordering::Relaxed),
-            *lock(&s.total),
+            s.total.get().copied(),
             now.saturating_duration_since(*lock(&s.started)),
             wait,
         )
@@ -363,6 +364,25 @@ mod tests {
         assert!(!status_line(10, 10, Some(10), Duration::from_secs(2), None).contains("ETA"));
         assert_eq!(clock(Duration::from_secs(185)), "3m05s");
         assert_eq!(clock(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn no_total_or_eta_until_the_run_says_how_many_pages_it_takes() {
+        let p = Progress::new();
+        p.listed_counter().store(60, Ordering::Relaxed);
+        for _ in 0..40 {
+            p.page_done();
+        }
+        let later = *lock(&p.shared.started) + Duration::from_secs(10);
+        let line = p.line(later, None);
+        assert!(line.starts_with("40 done · 60 listed so far"), "{line}");
+        assert!(!line.contains("ETA") && !line.contains("/600"), "{line}");
+        p.total_cell().set(600).unwrap();
+        let line = p.line(later, None);
+        assert!(
+            line.starts_with("40/600 pages") && line.contains("ETA"),
+            "{line}"
+        );
     }
 
     fn stats(provider: &'static str, f: impl FnOnce(&mut ProviderStats)) -> ProviderStats {

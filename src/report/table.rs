@@ -25,33 +25,51 @@ pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> 
     } else {
         run.mode.as_str().to_string()
     };
+    let end = r
+        .end_note()
+        .map(|n| format!(": {}", plain(&n)))
+        .unwrap_or_default();
     title(
         out,
-        &format!("tag-space: space {} ({mode})", plain(&run.space)),
+        &format!("tag-space: space {} ({mode}){end}", plain(&run.space)),
         color,
     )?;
 
     // Pages.
-    let labels_header = if run.dry_run {
-        "labels to add"
-    } else {
-        "labels added"
-    };
     let mut pages = new_table();
     pages.set_header(vec![
         "seen",
         "tagged",
         "unchanged",
+        "no label",
         "skipped",
         "failed",
-        labels_header,
     ]);
     pages.add_row(
-        [c.seen, c.tagged, c.unchanged, c.skipped, c.failed, c.labels]
-            .map(|n| Cell::new(units::count(n))),
+        [
+            c.seen,
+            c.tagged,
+            c.unchanged,
+            c.no_label,
+            c.skipped,
+            c.failed,
+        ]
+        .map(|n| Cell::new(units::count(n))),
     );
     right_align(&mut pages, 0);
     write_table(out, &pages, true, color)?;
+
+    // Labels: removals beside additions, so that no deletion goes unseen. A table of its own
+    // keeps both within 80 columns.
+    let mut labels = new_table();
+    labels.set_header(if run.dry_run {
+        ["labels to add", "labels to remove"]
+    } else {
+        ["labels added", "labels removed"]
+    });
+    labels.add_row([c.labels, c.labels_removed].map(|n| Cell::new(units::count(n))));
+    right_align(&mut labels, 0);
+    write_table(out, &labels, true, color)?;
 
     // Providers: one column each, so that the table grows down, not across.
     let providers = r.providers();

@@ -791,7 +791,8 @@ async fn secrets_never_reach_the_report_files_even_when_a_provider_echoes_them()
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    // Both providers refuse their key: a total outage, so the run stops (exit 2).
+    assert_eq!(out.status.code(), Some(2), "{all}");
     assert!(
         json.contains("not authorised"),
         "the reason is in the report: {json}"

@@ -26,3 +26,15 @@ mod faults;
 mod badinput;
 // The state file through the binary: SIGKILL and resume, a broken file, cache stats/clear.
 mod resume;
+// What a first user hit: --sync removals shown everywhere, run history that says how each
+// run ended, a total LLM outage that stops the run.
+mod endings;
+// What a first user hit: .env secrets, --limit, a wrong base URL, state dir, the demo.
+mod firstuse;
+// A wrong Confluence base URL told apart from a missing space, Cloud and Data Center.
+mod baseurl;
+// A stateful Cloud and Data Center site (shared with benches/census.rs).
+mod livesite;
+// Who owns a label: a person's label is never removed (kill -9, concurrent edits, two state
+// files), and the label census.
+mod ownership;

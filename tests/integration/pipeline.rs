@@ -201,6 +201,70 @@ async fn dry_run_writes_nothing_and_reports_what_it_would_add() {
 }
 
 #[tokio::test]
+async fn a_page_given_no_label_is_its_own_outcome_in_every_report() {
+    use tag_space::report::model::{Mode, RunInfo, RunReport, Settings};
+    let source = MemorySource::new(
+        "ENG",
+        vec![
+            page("1", "<p>lunch menu</p>", None),
+            page("2", "<p>done</p>", Some(&["type-howto", "tool-jira"])),
+        ],
+    );
+    let provider = Scripted::new(|batch: &[PageText]| {
+        Ok(batch
+            .iter()
+            .map(|p| {
+                let labels = if p.id == "1" {
+                    vec![]
+                } else {
+                    vec!["type-howto".to_string(), "tool-jira".to_string()]
+                };
+                (p.id.clone(), labels)
+            })
+            .collect())
+    });
+    let (_, out) = run_all(&source, &provider, &opts(false)).await;
+    assert_eq!(out["1"].status, Status::NoLabel);
+    assert_eq!(out["2"].status, Status::Unchanged);
+
+    let args =
+        <tag_space::cli::Args as clap::Parser>::try_parse_from(["tag-space", "--demo"]).unwrap();
+    let config = tag_space::config::Config::from_sources(&args, |_| None).unwrap();
+    let mut report = RunReport::new(
+        RunInfo::new("ENG", Mode::Add, false, std::time::SystemTime::UNIX_EPOCH),
+        Settings::from_config(&config, "fp"),
+    );
+    for o in out.values() {
+        report.record(o);
+    }
+    assert_eq!(
+        (report.counts().no_label, report.counts().unchanged),
+        (1, 1)
+    );
+    let json = tag_space::report::json::to_json_value(&report);
+    assert_eq!(json["metrics"]["pages"]["no_label"], 1);
+    assert_eq!(json["pages"][0]["status"], "no_label");
+    let mut line = Vec::new();
+    tag_space::report::write_page_line(&mut line, &out["1"], false).unwrap();
+    assert!(
+        String::from_utf8(line)
+            .unwrap()
+            .starts_with("no label   1 ")
+    );
+    let mut table = Vec::new();
+    tag_space::report::table::write_metrics_table(&mut table, &report, false).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    assert!(table.contains("| no label |"), "{table}");
+    let mut md = Vec::new();
+    tag_space::report::markdown::write_markdown(&mut md, &report, &Default::default()).unwrap();
+    let md = String::from_utf8(md).unwrap();
+    assert!(
+        md.contains("1 unchanged, 1 with no label that fits"),
+        "{md}"
+    );
+}
+
+#[tokio::test]
 async fn a_page_without_text_is_skipped_and_never_sent() {
     let source = MemorySource::new(
         "ENG",
@@ -317,6 +381,11 @@ async fn limit_stops_the_listing() {
     assert_eq!(out.len(), 5);
     let asked: usize = provider.calls().iter().map(Vec::len).sum();
     assert_eq!(asked, 5);
+    assert_eq!(
+        o.total.get(),
+        Some(&5),
+        "the progress total is what was taken"
+    );
 }
 
 #[tokio::test]
@@ -352,6 +421,14 @@ async fn a_label_write_that_fails_fails_only_that_page() {
         ) -> Result<Vec<Label>, tag_space::confluence::ConfluenceError> {
             self.0.labels(id).await
         }
+        async fn pages_with_label(
+            &self,
+            key: &str,
+            name: &str,
+        ) -> Result<std::collections::HashSet<String>, tag_space::confluence::ConfluenceError>
+        {
+            self.0.pages_with_label(key, name).await
+        }
         async fn add_labels(
             &self,
             id: &str,
@@ -383,7 +460,7 @@ async fn a_label_write_that_fails_fails_only_that_page() {
 }
 
 #[tokio::test]
-async fn limit_landing_on_a_skipped_page_still_finishes_the_pending_batch() {
+async fn limit_counts_pages_sent_for_classification_not_skipped_ones() {
     let source = MemorySource::new(
         "ENG",
         vec![
@@ -397,9 +474,13 @@ async fn limit_landing_on_a_skipped_page_still_finishes_the_pending_batch() {
     o.batch_size = 5;
     o.limit = Some(2);
     let (_, out) = run_all(&source, &provider, &o).await;
-    assert_eq!(out.len(), 2);
+    // The empty page 2 is skipped without counting: pages 1 and 3 are classified.
+    assert_eq!(out.len(), 3);
     assert_eq!(out["1"].status, Status::Tagged);
     assert_eq!(out["2"].status, Status::Skipped);
+    assert_eq!(out["3"].status, Status::Tagged);
+    assert_eq!(provider.calls().concat(), ["1", "3"], "one batch, finished");
+    assert_eq!(o.total.get(), Some(&3));
 }
 
 /// A provider that takes `delay` (tokio time) per call.
@@ -495,6 +576,21 @@ mod with_state {
         dry_run: bool,
         sync: bool,
     ) -> (BTreeMap<String, PageOutcome>, RunCounters) {
+        let (out, counters, _) =
+            run_with_state_limited(db, source, provider, read, dry_run, sync, None).await;
+        (out, counters)
+    }
+
+    /// [`run_with_state`] with a `--limit`; also returns the total the progress line got.
+    async fn run_with_state_limited<P: Provider>(
+        db: &std::path::Path,
+        source: &MemorySource,
+        provider: &P,
+        read: bool,
+        dry_run: bool,
+        sync: bool,
+        limit: Option<u64>,
+    ) -> (BTreeMap<String, PageOutcome>, RunCounters, Option<u64>) {
         let store = Arc::new(
             Store::open(
                 db,
@@ -519,6 +615,7 @@ mod with_state {
         let mut o = opts(dry_run);
         o.state = Some(st.clone());
         o.sync = sync;
+        o.limit = limit;
         let mut out = BTreeMap::new();
         run(source, provider, &tax, &o, |p| {
             assert!(out.insert(p.id.clone(), p).is_none(), "two outcomes");
@@ -526,7 +623,32 @@ mod with_state {
         .await
         .unwrap();
         let counters = store.finish_run(&st.run).unwrap();
-        (out, counters)
+        (out, counters, o.total.get().copied())
+    }
+
+    #[tokio::test]
+    async fn a_nightly_limit_run_moves_on_to_the_next_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let source = space(8, false);
+        let mut done = 0;
+        for (night, want) in [&["1", "2", "3"][..], &["4", "5", "6"], &["7", "8"]]
+            .into_iter()
+            .enumerate()
+        {
+            let provider = Scripted::new(howto_jira);
+            let (out, c, total) =
+                run_with_state_limited(&db, &source, &provider, true, false, false, Some(3)).await;
+            let mut asked: Vec<String> = provider.calls().concat();
+            asked.sort();
+            assert_eq!(asked, want, "night {night}");
+            // The pages finished on earlier nights are passed over, and do not count.
+            assert_eq!(c.skipped_unchanged, done, "night {night}");
+            done += want.len() as u64;
+            // The progress total is what the run took: never the limit alone.
+            assert_eq!(total, Some(out.len() as u64), "night {night}");
+            assert_eq!(out.len() as u64, done.min(8), "night {night}");
+        }
     }
 
     fn space(n: usize, labels_listed: bool) -> MemorySource {
@@ -690,7 +812,11 @@ mod with_state {
                     ["team-blue", "tool-github", "type-runbook"]
                 );
                 assert_eq!(out["1"].status, Status::Tagged);
-                assert!(out["1"].reason.as_deref().unwrap().contains("tool-jira"));
+                assert_eq!(out["1"].added, ["type-runbook"]);
+                let mut gone = out["1"].removed.clone();
+                gone.sort();
+                assert_eq!(gone, ["tool-jira", "type-howto"]);
+                assert_eq!(out["1"].reason, None);
             } else {
                 assert!(source.removals().is_empty(), "add-only removed a label");
                 assert_eq!(
@@ -724,13 +850,9 @@ mod with_state {
             run_with_state(&db, &source, &Scripted::new(runbook), true, true, true).await;
         assert!(source.removals().is_empty());
         assert_eq!(out["1"].added, ["type-runbook"]);
-        assert!(
-            out["1"]
-                .reason
-                .as_deref()
-                .unwrap()
-                .starts_with("would remove")
-        );
+        let mut would_remove = out["1"].removed.clone();
+        would_remove.sort();
+        assert_eq!(would_remove, ["tool-jira", "type-howto"]);
         // The real sync run after it still does the work.
         run_with_state(&db, &source, &Scripted::new(runbook), true, false, true).await;
         assert_eq!(source.removals().len(), 2);

@@ -89,7 +89,7 @@ async fn llm(delay: Duration) -> MockServer {
 }
 
 /// `tag-space --space ENG --dry-run` against the fakes, one page per request, one request
-/// at a time, state (and so the lock) under `dir`.
+/// at a time, state and locks under `dir`.
 fn command(dir: &Path, confluence: &MockServer, llm: &MockServer, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args([
@@ -113,10 +113,17 @@ fn command(dir: &Path, confluence: &MockServer, llm: &MockServer, extra: &[&str]
     .env("CONFLUENCE_API_TOKEN", "confluence-FAKE-TOKEN")
     .env("OPENAI_API_KEY", "openai-FAKE-KEY")
     .env("OPENAI_BASE_URL", format!("{}/v1", llm.uri()))
+    .env("TAG_SPACE_LOCK_DIR", "locks")
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     cmd
+}
+
+/// The lock a run over `space` of this site takes, with `TAG_SPACE_LOCK_DIR=locks` in `dir`.
+fn lock_file(dir: &Path, confluence: &MockServer, space: &str) -> std::path::PathBuf {
+    let site = format!("{}/wiki", confluence.uri());
+    tag_space::lock::lock_path(&dir.join("locks"), &site, space)
 }
 
 fn text(b: &[u8]) -> String {
@@ -163,9 +170,14 @@ async fn ctrl_c_finishes_in_flight_work_writes_the_partial_report_and_exits_130(
     let confluence = site().await;
     let slow = llm(Duration::from_millis(300)).await;
     let dir = tempfile::tempdir().unwrap();
-    let child = command(dir.path(), &confluence, &slow, &["--report", "report.json"])
-        .spawn()
-        .unwrap();
+    let child = command(
+        dir.path(),
+        &confluence,
+        &slow,
+        &["--report", "report.json", "--report", "report.md"],
+    )
+    .spawn()
+    .unwrap();
     wait_for_requests(&slow, 1).await;
     signal(&child, libc::SIGINT);
     let (out, took) = finish(child, Duration::from_secs(8)).await;
@@ -173,7 +185,9 @@ async fn ctrl_c_finishes_in_flight_work_writes_the_partial_report_and_exits_130(
     assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(
-        stderr.contains("interrupted: finishing") && stderr.contains("press Ctrl-C again"),
+        stderr.contains("interrupted: taking no new pages")
+            && stderr.contains("stopping: finishing the batches in flight")
+            && stderr.contains("press Ctrl-C again"),
         "{stderr}"
     );
     // The partial summary is still printed and the report written.
@@ -183,6 +197,36 @@ async fn ctrl_c_finishes_in_flight_work_writes_the_partial_report_and_exits_130(
     assert!(
         (1..PAGES as u64).contains(&seen) && tagged == seen,
         "seen {seen}, tagged {tagged}"
+    );
+    // The reports say the run was interrupted and how far it got; the history records it.
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["run"]["status"], "interrupted", "{r}");
+    let listed = r["run"]["pages_listed"].as_u64().unwrap();
+    assert!(listed >= seen, "{r}");
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let first = md.lines().next().unwrap();
+    assert!(
+        first.contains(&format!(
+            "Interrupted: {seen} of {listed} listed pages done"
+        )),
+        "{md}"
+    );
+    let stats = Command::new(BIN)
+        .args(["cache", "stats", "--cache-path", "state/state.db"])
+        .current_dir(dir.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    let stats = text(&stats.stdout);
+    let run = stats
+        .lines()
+        .find(|l| l.contains(" sync ") || l.contains(" add "))
+        .unwrap();
+    assert!(
+        run.contains("interrupted") && run.contains(" 130 "),
+        "{stats}"
     );
 
     // The lock went with the process: a rerun does the whole space.
@@ -244,22 +288,22 @@ async fn an_overlapping_run_exits_2_naming_the_lock_and_its_holder() {
     let confluence = site().await;
     let fast = llm(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
-    let lock_file = dir.path().join("state/locks/ENG.lock");
-    let _held = tag_space::lock::try_acquire(&lock_file).unwrap();
+    let held_path = lock_file(dir.path(), &confluence, "ENG");
+    let _held = tag_space::lock::try_acquire(&held_path).unwrap();
     let out = command(dir.path(), &confluence, &fast, &[])
         .output()
         .unwrap();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(&lock_file.display().to_string())
+        stderr.contains(&held_path.display().to_string())
             && stderr.contains(&format!("pid {}", std::process::id()))
             && stderr.contains("--wait-lock"),
         "{stderr}"
     );
     assert!(fast.received_requests().await.unwrap().is_empty());
     // Another space is not blocked.
-    let other = tag_space::lock::try_acquire(&dir.path().join("state/locks/OPS.lock"));
+    let other = tag_space::lock::try_acquire(&lock_file(dir.path(), &confluence, "OPS"));
     assert!(other.is_ok());
 }
 
@@ -268,7 +312,7 @@ async fn wait_lock_waits_for_the_holder_then_runs() {
     let confluence = site().await;
     let fast = llm(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
-    let held = tag_space::lock::try_acquire(&dir.path().join("state/locks/ENG.lock")).unwrap();
+    let held = tag_space::lock::try_acquire(&lock_file(dir.path(), &confluence, "ENG")).unwrap();
     let mut child = command(dir.path(), &confluence, &fast, &["--wait-lock"])
         .spawn()
         .unwrap();
@@ -313,7 +357,8 @@ async fn log_format_json_writes_only_json_lines_on_stderr() {
     .output()
     .unwrap();
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The only provider refuses its key: a total outage, so the run stops (exit 2).
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     let lines: Vec<Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -342,7 +387,7 @@ async fn no_escape_codes_when_not_on_a_terminal_even_without_no_color() {
     let out = command(dir.path(), &confluence, &refusing, &["--limit", "2"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(!text(&out.stderr).is_empty());
     for (name, stream) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
         assert!(
