@@ -269,6 +269,7 @@ fn provider_metrics(s: &ProviderStats, config: &Config) -> ProviderMetrics {
     m.skipped = s.skipped;
     m.tokens_in = s.tokens_in;
     m.tokens_out = s.tokens_out;
+    m.tokens_cached = s.tokens_cached;
     m.concurrency_limit = s.concurrency_limit;
     m.paced_rpm = s.paced_rpm;
     m.unavailable = s.unavailable.clone();

@@ -219,7 +219,11 @@ async fn gemini_large_input_is_uploaded_as_a_file_and_the_results_file_downloade
         let first: Value =
             serde_json::from_slice(uploaded.split(|b| *b == b'\n').next().unwrap()).unwrap();
         assert_eq!(first["key"], "r0");
-        assert!(first["request"]["generationConfig"]["responseSchema"].is_object());
+        // The same request as the interactive path: the $defs schema for a current model,
+        // and an output cap.
+        let generation = &first["request"]["generationConfig"];
+        assert!(generation["responseJsonSchema"]["$defs"].is_object(), "{generation}");
+        assert!(generation["maxOutputTokens"].as_u64().unwrap() > 0);
     }
     let c = h.collect_all(&svc).await;
     assert_eq!((c.labels.len(), c.retry.len()), (40, 0));

@@ -6,6 +6,8 @@ mod confluence;
 mod llm;
 // Pacing, cooldowns, adaptive concurrency and fallback on tokio's paused clock.
 mod governor;
+// The output budget through the governor: the cap asked, one wider retry, then a split.
+mod budget;
 // The whole pipeline with in-memory fakes.
 mod pipeline;
 // The built binary end to end against local fakes: exit codes, output, writes.

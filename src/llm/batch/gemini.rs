@@ -164,7 +164,7 @@ impl BatchService for GeminiBatch {
     }
 
     fn encode(&self, request: &BatchRequest) -> Value {
-        json!({"key": request.key, "request": self.builder.request_body(&request.pages)})
+        json!({"key": request.key, "request": self.builder.request_body(&request.pages, super::line_cap(&self.builder, &request.pages))})
     }
 
     async fn create(&self, display_name: &str, lines: &[Value]) -> Result<JobStatus, BatchError> {

@@ -181,7 +181,7 @@ impl BatchService for OpenAiBatch {
             "custom_id": request.key,
             "method": "POST",
             "url": "/v1/chat/completions",
-            "body": self.builder.request_body(&request.pages),
+            "body": self.builder.request_body(&request.pages, super::line_cap(&self.builder, &request.pages)),
         })
     }
 
