@@ -12,6 +12,7 @@
 //! server's `Retry-After` or capped exponential backoff with full jitter, at most
 //! `max_retries` times; other statuses fail at once with a message that says what to do.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -27,6 +28,8 @@ use super::{ConfluenceError, Flavor, LABEL_PREFIX, Label, Page, PageSource};
 use crate::config::{ConfluenceAuth, ConfluenceSettings};
 use crate::http::{retry_after, snippet};
 use crate::retry::Backoff;
+
+mod spaces;
 
 /// How long connecting may take, within the total `settings.timeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +54,8 @@ pub struct ConfluenceClient {
     backoff: Backoff,
     max_retry_after: Duration,
     page_limit: u32,
+    /// Spaces resolved by [`Self::resolve_space`], shared by clones.
+    spaces: Arc<Mutex<spaces::SpaceMemo>>,
 }
 
 impl ConfluenceClient {
@@ -102,6 +107,7 @@ impl ConfluenceClient {
             backoff: DEFAULT_BACKOFF,
             max_retry_after: MAX_RETRY_AFTER,
             page_limit: DEFAULT_PAGE_LIMIT,
+            spaces: Arc::default(),
         };
         // Credentials with characters no HTTP header may carry would fail every request later.
         if client
@@ -391,6 +397,7 @@ impl ConfluenceClient {
         ConfluenceError::SpaceNotFound {
             key: key.to_string(),
             base: self.root.clone(),
+            search: None,
         }
     }
 
@@ -423,7 +430,10 @@ impl ConfluenceClient {
         tx: &mpsc::Sender<Page>,
     ) -> Result<u64, ConfluenceError> {
         const WHAT: &str = "list pages";
-        let space_id = self.cloud_space_id(key).await?;
+        let space_id = match self.remembered_space(key)?.and_then(|s| s.id) {
+            Some(id) => id,
+            None => self.cloud_space_id(key).await?,
+        };
         let limit = self.page_limit.to_string();
         let mut url = self.api(
             &["wiki", "api", "v2", "spaces", &space_id, "pages"],
@@ -509,8 +519,10 @@ impl ConfluenceClient {
 
     async fn dc_stream(&self, key: &str, tx: &mpsc::Sender<Page>) -> Result<u64, ConfluenceError> {
         const WHAT: &str = "list pages";
-        let url = self.api(&["rest", "api", "space", key], &[]);
-        self.find_space::<DcSpace>(key, &url).await?;
+        if self.remembered_space(key)?.is_none() {
+            let url = self.api(&["rest", "api", "space", key], &[]);
+            self.find_space::<DcSpace>(key, &url).await?;
+        }
         let limit = self.page_limit.to_string();
         let mut start: u64 = 0;
         let mut sent = 0;
