@@ -178,7 +178,9 @@ mod tests {
 
     #[test]
     fn no_match_suggests_the_five_closest_ignoring_case() {
-        let site = keys(&["ENG", "ENGX", "DOCS", "OPS", "HR", "QA", "ENV", "FIN", "LEGAL"]);
+        let site = keys(&[
+            "ENG", "ENGX", "DOCS", "OPS", "HR", "QA", "ENV", "FIN", "LEGAL",
+        ]);
         let KeyMatch::Missing(near) = match_key("emg", site) else {
             panic!("not missing")
         };
@@ -218,7 +220,10 @@ mod tests {
             given: "eng".into(),
         };
         let notice = s.notice().unwrap();
-        assert!(notice.contains("'eng'") && notice.contains("using ENG"), "{notice}");
+        assert!(
+            notice.contains("'eng'") && notice.contains("using ENG"),
+            "{notice}"
+        );
         s.given = "ENG".into();
         assert_eq!(s.notice(), None);
     }

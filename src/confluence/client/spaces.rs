@@ -153,7 +153,10 @@ impl ConfluenceClient {
         truncated: Option<bool>,
     ) -> Option<Result<ResolvedSpace, ConfluenceError>> {
         let resolved = |real: &str| {
-            let (k, id) = spaces.iter().find(|(k, _)| k == real).expect("a listed key");
+            let (k, id) = spaces
+                .iter()
+                .find(|(k, _)| k == real)
+                .expect("a listed key");
             Ok(ResolvedSpace {
                 key: k.clone(),
                 id: id.clone(),
@@ -255,7 +258,10 @@ mod tests {
     #[test]
     fn empty_keys_are_not_listed() {
         let mut l = Listing::default();
-        l.add([(String::new(), None), ("A".into(), None)].into_iter(), false);
+        l.add(
+            [(String::new(), None), ("A".into(), None)].into_iter(),
+            false,
+        );
         assert_eq!(l.spaces, [("A".to_string(), None)]);
     }
 }
