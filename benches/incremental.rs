@@ -64,6 +64,13 @@ impl PageSource for Slow {
     async fn labels(&self, id: &str) -> Result<Vec<Label>, ConfluenceError> {
         self.inner.labels(id).await
     }
+    async fn pages_with_label(
+        &self,
+        key: &str,
+        name: &str,
+    ) -> Result<std::collections::HashSet<String>, ConfluenceError> {
+        self.inner.pages_with_label(key, name).await
+    }
     async fn add_labels(&self, id: &str, names: &[String]) -> Result<(), ConfluenceError> {
         self.inner.add_labels(id, names).await
     }

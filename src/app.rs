@@ -297,10 +297,11 @@ async fn tick_progress(
 }
 
 /// The run lock for this space ([`crate::lock`]): taken before any page is read or anything
-/// is written (only the space lookup comes first), dry runs included (they still spend the provider quota and, with a state file, write
-/// it). The demo writes nothing anywhere and takes none. Without a state directory (no
-/// `HOME`, `XDG_CACHE_HOME` or `TAG_SPACE_CACHE_PATH`) the run goes on unlocked, with a
-/// warning.
+/// is written (only the space lookup comes first, so that the lock has the key as the site
+/// spells it), dry runs included (they still spend the provider quota and, with a state
+/// file, write it). The demo writes nothing anywhere and takes none. One lock per site and
+/// space, whatever the state file; without a place for it (no `TAG_SPACE_LOCK_DIR`,
+/// `XDG_CACHE_HOME` or `HOME`) the run goes on unlocked, with a warning.
 async fn take_lock(
     config: &Config,
     args: &Args,
@@ -312,12 +313,13 @@ async fn take_lock(
     }
     let Some(dir) = &config.lock_dir else {
         tracing::warn!(
-            "no usable state directory: running without the run lock, so an overlapping run is not prevented"
+            "no place for the run lock (TAG_SPACE_LOCK_DIR, XDG_CACHE_HOME and HOME are unset): running without it, so an overlapping run is not prevented"
         );
         return Ok(None);
     };
+    let site = config.confluence.as_ref().map_or("", |c| c.root.as_str());
     // Absolute, so that the message tells a cron user exactly which file.
-    let path = lock::lock_path(dir, &config.space);
+    let path = lock::lock_path(dir, site, &config.space);
     let path = std::path::absolute(&path).unwrap_or(path);
     let held = if args.wait_lock {
         lock::acquire_waiting(&path, std::time::Duration::from_millis(200), cancel, |e| {

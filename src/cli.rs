@@ -42,6 +42,8 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
                                   $HOME/.cache/tag-space/state.db)
     TAG_SPACE_ENV_FILE            env file to read instead of ./.env (--env-file); only from
                                   the environment
+    TAG_SPACE_LOCK_DIR            run locks, one per site and space (default:
+                                  $XDG_CACHE_HOME/tag-space/locks, else $HOME/.cache/...)
   Conventions
     NO_COLOR                      no colour in the output
     RUST_LOG                      log filter, overrides -q/-v (e.g. RUST_LOG=tag_space=debug)
@@ -55,9 +57,10 @@ EXIT STATUS:
        a second Ctrl-C stops at once
 
 CRON:
-  One run at a time per space: a run holds an OS lock on <state dir>/locks/<SPACE>.lock
-  (released when it exits, even if killed). An overlapping run exits 2 naming the lock file
-  and the holder's pid, or waits with --wait-lock. Use -q and --log-format json for logs.
+  One run at a time per site and space, whatever the state file: a run holds an OS lock
+  on <lock dir>/<SPACE>-<hash>.lock (TAG_SPACE_LOCK_DIR; released when it exits, even if
+  killed). An overlapping run exits 2 naming the lock file and the holder's pid, or waits
+  with --wait-lock. Use -q and --log-format json for logs.
   A cron job does not run in your project directory: give it its credentials with
   --env-file /path/to/tag-space.env (or TAG_SPACE_ENV_FILE).
 

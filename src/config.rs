@@ -293,8 +293,9 @@ pub struct Config {
     pub format: crate::cli::OutputFormat,
     /// `NO_COLOR` is set: no colour even on a terminal.
     pub no_color: bool,
-    /// Where run locks live (`<state dir>/locks`); `None` when no state directory can be
-    /// resolved (no `TAG_SPACE_CACHE_PATH`, `XDG_CACHE_HOME` or `HOME`).
+    /// Where run locks live: `TAG_SPACE_LOCK_DIR`, else the user's cache directory's
+    /// `tag-space/locks` (see [`lock_dir`]); `None` when none of `TAG_SPACE_LOCK_DIR`,
+    /// `XDG_CACHE_HOME` or `HOME` is set. Never derived from the state file's path.
     pub lock_dir: Option<PathBuf>,
     /// Things worth a warning that do not stop the run (e.g. plain HTTP to a remote host).
     pub warnings: Vec<String>,
@@ -384,7 +385,7 @@ impl Config {
             "8000",
         )?;
         let cache = cache_settings(args, &get)?;
-        let lock_dir = lock_dir(cache.path.as_deref());
+        let lock_dir = lock_dir(&get);
         let taxonomy_path = args
             .taxonomy
             .clone()
@@ -471,16 +472,21 @@ impl Config {
     }
 }
 
-/// `<state dir>/locks`: next to the explicit state file, else next to the default one
-/// ([`crate::cache::default_path`]), so runs that share a state file share their locks.
-fn lock_dir(state: Option<&std::path::Path>) -> Option<PathBuf> {
-    // The state path is already resolved (flag, variable or platform default) by
-    // `cache_settings`; the locks live beside it.
-    let dir = match state?.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Some(dir.join("locks"))
+/// The run locks' directory: `TAG_SPACE_LOCK_DIR`, else `$XDG_CACHE_HOME/tag-space/locks`,
+/// else `$HOME/.cache/tag-space/locks`. It does not depend on the state file on purpose: two
+/// runs over one space must exclude each other whichever state files they use (the lock's
+/// name is keyed by site and space, see [`crate::lock::lock_path`]). Not `$XDG_RUNTIME_DIR`:
+/// cron jobs often run without it, so a user's cron run and terminal run would lock in
+/// different places.
+fn lock_dir(get: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if let Some(dir) = get("TAG_SPACE_LOCK_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let state = crate::cache::default_path(
+        get("XDG_CACHE_HOME").map(PathBuf::from).as_deref(),
+        get("HOME").map(PathBuf::from).as_deref(),
+    )?;
+    Some(state.parent()?.join("locks"))
 }
 
 /// A numeric setting: the flag wins, then the variable, then the default; must lie in
@@ -758,6 +764,34 @@ mod tests {
     }
 
     #[test]
+    fn the_lock_dir_never_follows_the_state_file() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = CLOUD.to_vec();
+            vars.extend_from_slice(extra);
+            load(&["--space", "ENG"], &vars).unwrap().lock_dir
+        };
+        // A state path of `/tmp` once put the lock at `/locks/ENG.lock`.
+        let home = [("HOME", "/home/a"), ("TAG_SPACE_CACHE_PATH", "/tmp")];
+        assert_eq!(
+            with(&home),
+            Some(PathBuf::from("/home/a/.cache/tag-space/locks"))
+        );
+        assert_eq!(
+            with(&[("HOME", "/home/a"), ("TAG_SPACE_CACHE_PATH", "/x/other.db")]),
+            with(&[("HOME", "/home/a")])
+        );
+        assert_eq!(
+            with(&[("XDG_CACHE_HOME", "/c"), ("HOME", "/home/a")]),
+            Some(PathBuf::from("/c/tag-space/locks"))
+        );
+        assert_eq!(
+            with(&[("TAG_SPACE_LOCK_DIR", "/run/locks"), ("HOME", "/home/a")]),
+            Some(PathBuf::from("/run/locks"))
+        );
+        assert_eq!(with(&[("TAG_SPACE_CACHE_PATH", "/tmp/s.db")]), None);
+    }
+
+    #[test]
     fn secrets_never_show_in_debug() {
         let c = load(&["--space", "ENG"], CLOUD).unwrap();
         let dbg = format!("{c:?}");
@@ -926,8 +960,11 @@ mod tests {
         vars.push(("TAG_SPACE_CACHE_PATH", d));
         let c = load(&["--space", "ENG"], &vars).unwrap();
         assert_eq!(c.cache.path, Some(dir.path().join("state.db")));
-        // Never the directory's parent: the locks stay inside the directory too.
-        assert!(c.lock_dir.unwrap().starts_with(dir.path()));
+        // The locks never follow the state file (the_lock_dir_never_follows_the_state_file).
+        assert_eq!(
+            c.lock_dir, None,
+            "no TAG_SPACE_LOCK_DIR, XDG_CACHE_HOME or HOME"
+        );
         let c = load(&["--space", "ENG", "--cache-path", d], CLOUD).unwrap();
         assert_eq!(c.cache.path, Some(dir.path().join("state.db")));
         // A directory yet to be made, written with a trailing slash.

@@ -27,6 +27,7 @@ pub mod governor;
 pub mod http;
 pub mod llm;
 pub mod lock;
+pub mod observe;
 pub mod pipeline;
 pub mod report;
 pub mod retry;

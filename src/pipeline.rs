@@ -33,8 +33,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{
-    CacheKey, Classification, ContentHash, LabelPlan, PageDone, Run, Setup, SetupHash, Store,
-    is_unchanged, plan_add, plan_sync,
+    CacheKey, Classification, ContentHash, LabelPlan, LabelStatus, PageDone, PageLedger, Run,
+    Setup, SetupHash, Store, is_unchanged, plan_add, plan_sync, settle_after_failure,
 };
 use crate::confluence::{ConfluenceError, LABEL_PREFIX, Label, Page, PageSource};
 use crate::llm::validate::validate;
@@ -248,6 +248,10 @@ where
         }),
     };
     let ctx = &ctx;
+    if let Some(st) = &opts.state {
+        // Before anything is written: see `crate::observe` for why and what it costs.
+        crate::observe::census(source, &st.store, &st.run, &opts.cancel).await;
+    }
     let max_in_flight = opts.max_in_flight.max(1);
     let (tx, mut rx) = mpsc::channel::<Page>(opts.batch_size.max(1) * max_in_flight);
     let producer = async {
@@ -630,6 +634,10 @@ fn log_rejections(v: &crate::llm::validate::Validated, provider: &'static str) {
 /// Brings the page's labels in line with `chosen`: adds the chosen labels it lacks and, in
 /// `--sync` with a store, removes tag-space's own labels that are no longer chosen. A label
 /// a person added is never removed.
+///
+/// Labels are planned on a read made immediately before writing (a listing's copy, as Data
+/// Center's, may be minutes old): a label a person added meanwhile is not written again and
+/// not claimed. Only the labels absent in that read are written and recorded as tag-space's.
 async fn apply<S: PageSource, P>(
     ctx: &Ctx<'_, S, P>,
     meta: &PageMeta,
@@ -637,22 +645,51 @@ async fn apply<S: PageSource, P>(
     provider: &'static str,
     stop_gap: bool,
 ) -> PageOutcome {
-    let current = match &meta.labels {
-        Some(labels) => labels.clone(),
+    let unread = |reason: String| PageOutcome {
+        chosen: chosen.clone(),
+        provider: Some(provider),
+        ..meta.failed(reason)
+    };
+    // Read now, not when listed: what an earlier page of this run did is already in it.
+    let ledger = match &ctx.state {
+        Some(st) => match st.store.page_ledger(&st.run.space, &meta.id) {
+            Ok(l) => l,
+            Err(e) => return unread(e.to_string()),
+        },
+        // Without a store: add-only, nothing owned.
+        None => PageLedger::default(),
+    };
+    let sync = ctx.opts.sync && ctx.state.is_some();
+    let plan_for = |labels: &[String]| {
+        if sync {
+            plan_sync(labels, &chosen, &ledger)
+        } else {
+            plan_add(labels, &chosen, &ledger)
+        }
+    };
+    let dry_run = ctx.opts.dry_run;
+    let (mut before, mut fresh) = match &meta.labels {
+        Some(labels) => (global_names(labels), false),
         None => match ctx.source.labels(&meta.id).await {
-            Ok(labels) => labels,
-            Err(e) => {
-                return PageOutcome {
-                    chosen,
-                    provider: Some(provider),
-                    ..meta.failed(e.to_string())
-                };
-            }
+            Ok(labels) => (global_names(&labels), true),
+            Err(e) => return unread(e.to_string()),
         },
     };
-    let before = global_names(&current);
+    let mut plan = plan_for(&before);
+    if !plan.is_noop() && !fresh && !dry_run {
+        match ctx.source.labels(&meta.id).await {
+            Ok(labels) => {
+                before = global_names(&labels);
+                fresh = true;
+                plan = plan_for(&before);
+            }
+            Err(e) => return unread(e.to_string()),
+        }
+    }
+    debug_assert!(fresh || plan.is_noop() || dry_run);
+    warn_unconfirmed(&meta.id, &ledger, &plan);
     let base = PageOutcome {
-        labels_before: before.clone(),
+        labels_before: before,
         chosen: chosen.clone(),
         provider: Some(provider),
         ..meta.outcome(Status::Unchanged)
@@ -662,58 +699,33 @@ async fn apply<S: PageSource, P>(
         reason: Some(reason),
         ..base.clone()
     };
-    let dry_run = ctx.opts.dry_run;
 
     let (Some(st), Some(hash)) = (&ctx.state, meta.content_hash) else {
         // Without a store: add-only, nothing to record.
-        let have: HashSet<&str> = before.iter().map(String::as_str).collect();
-        let to_add: Vec<String> = chosen
-            .iter()
-            .filter(|l| !have.contains(l.as_str()))
-            .cloned()
-            .collect();
-        if to_add.is_empty() {
+        if plan.add.is_empty() {
             return settled(base);
         }
         if !dry_run {
-            if let Err(e) = ctx.source.add_labels(&meta.id, &to_add).await {
+            if let Err(e) = ctx.source.add_labels(&meta.id, &plan.add).await {
                 return failed(e.to_string());
             }
         }
         return PageOutcome {
             status: Status::Tagged,
-            added: to_add,
+            added: plan.add,
             ..base
         };
     };
 
-    // Read now, not when listed: what an earlier page of this run did is already in it.
-    let ledger = match st.store.page_ledger(&st.run.space, &meta.id) {
-        Ok(l) => l,
-        Err(e) => return failed(e.to_string()),
-    };
-    let plan = if ctx.opts.sync {
-        plan_sync(&before, &chosen, &ledger)
-    } else {
-        plan_add(&before, &chosen, &ledger)
-    };
     if !plan.is_noop() {
         // Write-ahead: the intent is on disk before Confluence hears of it.
         if let Err(e) = st.store.prepare_labels(st.run, &meta.id, &plan) {
             return failed(e.to_string());
         }
         if !dry_run {
-            if !plan.add.is_empty() {
-                if let Err(e) = ctx.source.add_labels(&meta.id, &plan.add).await {
-                    return failed(e.to_string());
-                }
-            }
-            for label in &plan.remove {
-                // At the default log level: a deletion is never silent.
-                tracing::warn!(page = %meta.id, label = %label, "removing a label tag-space added earlier that is no longer chosen (--sync)");
-                if let Err(e) = ctx.source.remove_label(&meta.id, label).await {
-                    return failed(e.to_string());
-                }
+            if let Err((e, adds_confirmed)) = write_plan(ctx.source, &meta.id, &plan).await {
+                settle_failed_write(ctx.source, st, &meta.id, &plan, adds_confirmed).await;
+                return failed(e.to_string());
             }
         }
     }
@@ -740,6 +752,76 @@ async fn apply<S: PageSource, P>(
         added: plan.add,
         removed: plan.remove,
         ..base
+    }
+}
+
+/// Writes `plan` to Confluence: the additions in one request, then each removal. On failure,
+/// also says whether the additions had been confirmed.
+async fn write_plan<S: PageSource>(
+    source: &S,
+    page_id: &str,
+    plan: &LabelPlan,
+) -> Result<(), (ConfluenceError, bool)> {
+    if !plan.add.is_empty() {
+        source
+            .add_labels(page_id, &plan.add)
+            .await
+            .map_err(|e| (e, false))?;
+    }
+    for label in &plan.remove {
+        // At the default log level: a deletion is never silent.
+        tracing::warn!(page = %page_id, label = %label, "removing a label tag-space added earlier that is no longer chosen (--sync)");
+        source
+            .remove_label(page_id, label)
+            .await
+            .map_err(|e| (e, true))?;
+    }
+    Ok(())
+}
+
+/// After a failed write, reads the page at once and settles the intents it proves (see
+/// [`settle_after_failure`]); the rest stay open for the next run to settle conservatively.
+async fn settle_failed_write<S: PageSource>(
+    source: &S,
+    st: &StateCtx<'_>,
+    page_id: &str,
+    plan: &LabelPlan,
+    adds_confirmed: bool,
+) {
+    let labels = match source.labels(page_id).await {
+        Ok(l) => global_names(&l),
+        Err(e) => {
+            tracing::warn!(page = %page_id, error = %e, "cannot read the page after a failed label write; the next run settles it");
+            return;
+        }
+    };
+    let settle = settle_after_failure(plan, &labels, adds_confirmed);
+    if let Err(e) = st.store.settle_labels(st.run, page_id, &settle) {
+        tracing::warn!(page = %page_id, error = %e, "cannot record what a failed label write left");
+    }
+}
+
+/// One warning per page whose open intents (from an interrupted run) are settled as not
+/// tag-space's: the labels stay as they are on the page, for people to keep or remove.
+fn warn_unconfirmed(page_id: &str, ledger: &PageLedger, plan: &LabelPlan) {
+    let open: Vec<&str> = plan
+        .settle
+        .iter()
+        .filter(|(l, s)| {
+            **s == Some(LabelStatus::Dismissed)
+                && matches!(
+                    ledger.labels.get(*l),
+                    Some(LabelStatus::Adding | LabelStatus::Removing)
+                )
+        })
+        .map(|(l, _)| l.as_str())
+        .collect();
+    if !open.is_empty() {
+        tracing::warn!(
+            page = %page_id,
+            labels = %open.join(", "),
+            "an interrupted run left these label writes unconfirmed; a person may have acted since, so tag-space leaves them as they are on this page for good"
+        );
     }
 }
 

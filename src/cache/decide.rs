@@ -10,6 +10,13 @@
 //!   removed. A label a person added is never removed, even when it equals a taxonomy tag
 //!   that tag-space would no longer choose.
 //!
+//! **The rule: when tag-space cannot prove a label is its own, the label is the person's.**
+//! Ownership is proved only by having seen the label absent right before tag-space's own
+//! write landed (the caller plans on labels read immediately before writing), and present at
+//! every later observation (a page read, or the label census of
+//! [`crate::pipeline`]). A label that is not tag-space's is never removed, and a label a
+//! person removed is not added back.
+//!
 //! **A person's removal is respected, in both modes.** When a label tag-space added is gone
 //! from the page, a person took it off; tag-space marks it [`LabelStatus::Dismissed`] and does
 //! not put it back on that page. If a person adds it again later, it is theirs: tag-space
@@ -18,11 +25,23 @@
 //! **Writes survive `kill -9`** by write-ahead intent. Before writing to Confluence the store
 //! records the labels as [`LabelStatus::Adding`] (or [`LabelStatus::Removing`]); after
 //! Confluence confirms, as `Added` (or the row goes). An intent still open on the next run
-//! is settled by looking at the page: an `Adding` label that is there was written (it becomes
-//! `Added` and is not written again); one that is not there was never written (it is planned
-//! again). So no label is written twice and none is lost or left unattributed. Recording only
-//! after the confirmation would not do: a kill between the write and the record leaves a
-//! label on the page that the ledger does not know, and it would look like a person's.
+//! cannot always be told apart from a person's action in between, so it is settled
+//! conservatively, by looking at the page:
+//!
+//! | open intent | label on the page now | settled as | why |
+//! | --- | --- | --- | --- |
+//! | `Adding` | present | `Dismissed` (not ours) | our write may never have landed and a person added it |
+//! | `Adding` | absent | `Dismissed` (not added back) | our write may have landed and a person removed it |
+//! | `Removing` | present | `Dismissed` (not ours) | our removal may have landed and a person put it back |
+//! | `Removing` | absent | forgotten | off the page, as tag-space meant; nothing to own |
+//!
+//! So no label is written twice, none of a person's labels is ever removed, and a label a
+//! person may have removed is not put back; the price is that a label whose write was cut
+//! off by a crash is left to people on that page. (A write that *fails* is different: the
+//! run reads the page again at once and settles what it can, see [`settle_after_failure`].)
+//! Recording only after the confirmation would be worse: a kill between the write and the
+//! record would leave a label on the page that the ledger does not know, and it would look
+//! like a person's.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -37,7 +56,10 @@ pub enum LabelStatus {
     Added,
     /// Added by tag-space, about to be removed by `--sync`; not yet confirmed.
     Removing,
-    /// Added by tag-space, then removed by a person: never added again to this page.
+    /// Not tag-space's (any more): a label it added that a person removed, or one whose
+    /// interrupted write cannot be told apart from a person's action. Never removed by
+    /// `--sync`, never added again to this page; if it is (or comes back) on the page, it is
+    /// the person's.
     Dismissed,
 }
 
@@ -167,25 +189,17 @@ fn plan(current: &[String], chosen: &[String], ledger: &PageLedger, sync: bool) 
     for (name, status) in &ledger.labels {
         let present = current.contains(name.as_str());
         match (status, present) {
-            // The write landed before the run stopped: it is ours, and is not written again.
-            (LabelStatus::Adding, true) => {
-                settle.insert(name.clone(), Some(LabelStatus::Added));
-                ours_on_page.push(name);
-            }
-            // The write never happened: forget the intent; it is planned afresh below.
-            (LabelStatus::Adding, false) => {
-                settle.insert(name.clone(), None);
+            // An open intent from an interrupted run: see the table in the module docs.
+            // Whatever the page shows, a person may have acted since, so the label is theirs.
+            (LabelStatus::Adding, _) | (LabelStatus::Removing, true) => {
+                settle.insert(name.clone(), Some(LabelStatus::Dismissed));
+                dismissed.insert(name);
             }
             (LabelStatus::Added, true) => ours_on_page.push(name),
             // A person took it off.
             (LabelStatus::Added, false) => {
                 settle.insert(name.clone(), Some(LabelStatus::Dismissed));
                 dismissed.insert(name);
-            }
-            // The removal never happened: still ours.
-            (LabelStatus::Removing, true) => {
-                settle.insert(name.clone(), Some(LabelStatus::Added));
-                ours_on_page.push(name);
             }
             // The removal landed.
             (LabelStatus::Removing, false) => {
@@ -224,6 +238,35 @@ fn plan(current: &[String], chosen: &[String], ledger: &PageLedger, sync: bool) 
         remove,
         settle,
     }
+}
+
+/// After a write of `plan` failed (an error status, a timeout, a reset), the labels read from
+/// the page right away tell what can be told: a planned addition that is absent never landed
+/// (its intent is forgotten, so a later run may add it), and a planned removal that is still
+/// present never landed (the label stays tag-space's: it was seen present throughout). When
+/// Confluence confirmed the additions (`adds_confirmed`: a removal failed after them), those
+/// still present are tag-space's. Anything else is left open for the next run to settle
+/// conservatively.
+pub fn settle_after_failure(
+    plan: &LabelPlan,
+    current_labels: &[String],
+    adds_confirmed: bool,
+) -> BTreeMap<String, Option<LabelStatus>> {
+    let current = lowercase_set(current_labels);
+    let mut settle = BTreeMap::new();
+    for l in &plan.add {
+        if !current.contains(l.as_str()) {
+            settle.insert(l.clone(), None);
+        } else if adds_confirmed {
+            settle.insert(l.clone(), Some(LabelStatus::Added));
+        }
+    }
+    for l in &plan.remove {
+        if current.contains(l.as_str()) {
+            settle.insert(l.clone(), Some(LabelStatus::Added));
+        }
+    }
+    settle
 }
 
 fn lowercase_set(labels: &[String]) -> HashSet<String> {
@@ -383,29 +426,27 @@ mod tests {
     }
 
     #[test]
-    fn an_intent_whose_write_landed_is_confirmed_not_rewritten() {
+    fn an_open_adding_intent_is_not_ours_whatever_the_page_shows() {
         let l = ledger(&[("howto", Adding)]);
-        let p = plan_add(&s(&["howto"]), &s(&["howto"]), &l);
-        assert!(p.add.is_empty());
-        assert_eq!(p.settle.get("howto"), Some(&Some(Added)));
-    }
-
-    #[test]
-    fn an_intent_whose_write_never_happened_is_planned_again() {
-        let l = ledger(&[("howto", Adding)]);
+        // Present: our write may never have landed and a person added it. Not ours: sync
+        // leaves it, and it is not written again.
+        let p = plan_sync(&s(&["howto"]), &s(&[]), &l);
+        assert!(p.is_noop(), "{p:?}");
+        assert_eq!(p.settle.get("howto"), Some(&Some(Dismissed)));
+        // Absent: our write may have landed and a person removed it. Not added back.
         let p = plan_add(&s(&[]), &s(&["howto"]), &l);
-        assert_eq!(p.add, s(&["howto"]));
-        assert_eq!(p.settle.get("howto"), Some(&None));
+        assert!(p.add.is_empty(), "re-added {:?}", p.add);
+        assert_eq!(p.settle.get("howto"), Some(&Some(Dismissed)));
     }
 
     #[test]
-    fn an_interrupted_removal_is_settled_by_looking_at_the_page() {
+    fn an_open_removing_intent_is_settled_by_looking_at_the_page() {
         let l = ledger(&[("old", Removing)]);
-        // Still there: the removal did not land; still ours, so sync removes it again.
+        // Present: our removal may have landed and a person put it back. Theirs now.
         let p = plan_sync(&s(&["old"]), &s(&[]), &l);
-        assert_eq!(p.remove, s(&["old"]));
-        assert_eq!(p.settle.get("old"), Some(&Some(Added)));
-        // Gone: the removal landed; forget it, and it is not treated as a person's removal.
+        assert!(p.remove.is_empty(), "removed {:?}", p.remove);
+        assert_eq!(p.settle.get("old"), Some(&Some(Dismissed)));
+        // Gone: off the page as meant; forget it, and it is not treated as a person's removal.
         let p = plan_sync(&s(&[]), &s(&["old"]), &l);
         assert_eq!(p.settle.get("old"), Some(&None));
         assert_eq!(
@@ -413,5 +454,26 @@ mod tests {
             s(&["old"]),
             "chosen again after our own removal: add it"
         );
+    }
+
+    #[test]
+    fn a_failed_write_settles_only_what_the_page_proves() {
+        let plan = LabelPlan {
+            add: s(&["landed", "lost"]),
+            remove: s(&["kept", "gone"]),
+            settle: BTreeMap::new(),
+        };
+        let settle = settle_after_failure(&plan, &s(&["landed", "kept"]), false);
+        assert_eq!(settle.get("lost"), Some(&None), "never landed: forget");
+        assert_eq!(
+            settle.get("kept"),
+            Some(&Some(Added)),
+            "removal never landed"
+        );
+        assert_eq!(settle.get("landed"), None, "left open");
+        assert_eq!(settle.get("gone"), None, "left open");
+        // The additions were confirmed and a removal failed after them: they are ours.
+        let settle = settle_after_failure(&plan, &s(&["landed", "kept"]), true);
+        assert_eq!(settle.get("landed"), Some(&Some(Added)));
     }
 }

@@ -44,6 +44,7 @@
 //! the work. Every call is synchronous and takes microseconds (see [`store`](self::store) and
 //! BENCHMARKS.md); call it directly from async code, never holding anything across `.await`.
 
+mod census;
 mod checkpoint;
 mod decide;
 mod error;
@@ -52,7 +53,10 @@ mod schema;
 mod show;
 mod store;
 
-pub use decide::{LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync};
+pub use decide::{
+    LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync,
+    settle_after_failure,
+};
 pub use error::CacheError;
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
 pub use schema::{SCHEMA_VERSION, prepare_dir};

@@ -631,7 +631,7 @@ impl Store {
         })
     }
 
-    fn ledger_tx(
+    pub(super) fn ledger_tx(
         &self,
         op: &'static str,
         f: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> rusqlite::Result<()>,
@@ -763,7 +763,7 @@ impl Store {
 
     /// A panic while the lock was held leaves the connection usable (an open transaction
     /// rolls back when dropped), so a poisoned lock is taken over rather than propagated.
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -771,7 +771,7 @@ impl Store {
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> CacheError + '_ {
+    pub(super) fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> CacheError + '_ {
         move |e| CacheError::from_sqlite(&self.path, op, self.busy_timeout, e)
     }
 }
@@ -822,7 +822,7 @@ fn settle(
     Ok(())
 }
 
-fn set_label(
+pub(super) fn set_label(
     tx: &rusqlite::Transaction<'_>,
     run: &Run,
     page_id: &str,

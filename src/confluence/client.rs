@@ -12,6 +12,7 @@
 //! server's `Retry-After` or capped exponential backoff with full jitter, at most
 //! `max_retries` times; other statuses fail at once with a message that says what to do.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,7 +54,10 @@ pub struct ConfluenceClient {
     max_retries: u32,
     backoff: Backoff,
     max_retry_after: Duration,
-    page_limit: u32,
+    pub(super) page_limit: u32,
+    /// Cloud space ids already resolved by the census, by key (see `census.rs`).
+    pub(super) space_ids:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
     /// Spaces resolved by [`Self::resolve_space`], shared by clones.
     spaces: Arc<Mutex<spaces::SpaceMemo>>,
 }
@@ -107,6 +111,7 @@ impl ConfluenceClient {
             backoff: DEFAULT_BACKOFF,
             max_retry_after: MAX_RETRY_AFTER,
             page_limit: DEFAULT_PAGE_LIMIT,
+            space_ids: Default::default(),
             spaces: Arc::default(),
         };
         // Credentials with characters no HTTP header may carry would fail every request later.
@@ -151,7 +156,7 @@ impl ConfluenceClient {
     // ---- URLs -------------------------------------------------------------------------------
 
     /// `{root}/seg/seg?query`, each segment percent-encoded.
-    fn api(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+    pub(super) fn api(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
         let mut url = self.root_url.clone();
         url.path_segments_mut()
             .expect("root was checked to be an http(s) base URL")
@@ -383,7 +388,7 @@ impl ConfluenceClient {
         }
     }
 
-    async fn get_json<T: DeserializeOwned>(
+    pub(super) async fn get_json<T: DeserializeOwned>(
         &self,
         what: &'static str,
         page_id: Option<&str>,
@@ -403,8 +408,12 @@ impl ConfluenceClient {
 
     // ---- Cloud ------------------------------------------------------------------------------
 
-    /// `GET /wiki/api/v2/spaces?keys=KEY` → the space id.
-    async fn cloud_space_id(&self, key: &str) -> Result<String, ConfluenceError> {
+    /// `GET /wiki/api/v2/spaces?keys=KEY` → the space id (not asked again for a space
+    /// [`Self::resolve_space`] has found).
+    pub(super) async fn cloud_space_id(&self, key: &str) -> Result<String, ConfluenceError> {
+        if let Some(id) = self.resolved_space(key).and_then(|s| s.id) {
+            return Ok(id);
+        }
         let url = self.api(&["wiki", "api", "v2", "spaces"], &[("keys", key)]);
         let list: V2List<V2Space> = self.find_space(key, &url).await?;
         let exact = list.results.iter().position(|s| s.key == key);
@@ -476,7 +485,7 @@ impl ConfluenceClient {
 
     /// The next Cloud list URL, or `None` at the end; a `next` that repeats is an error
     /// rather than an endless loop.
-    fn advance(
+    pub(super) fn advance(
         &self,
         what: &'static str,
         current: &Url,
@@ -616,6 +625,17 @@ impl PageSource for ConfluenceClient {
         }
     }
 
+    async fn pages_with_label(
+        &self,
+        space_key: &str,
+        name: &str,
+    ) -> Result<HashSet<String>, ConfluenceError> {
+        match self.flavor {
+            Flavor::Cloud => self.cloud_pages_with_label(space_key, name).await,
+            Flavor::DataCenter => self.dc_pages_with_label(space_key, name).await,
+        }
+    }
+
     async fn add_labels(&self, page_id: &str, names: &[String]) -> Result<(), ConfluenceError> {
         const WHAT: &str = "add labels";
         if names.is_empty() {
@@ -687,7 +707,7 @@ fn retryable(status: StatusCode) -> bool {
 
 /// The offset of the next DC list page. `got` is what actually arrived (the server may cap
 /// `limit`), which by definition equals the reported `size`.
-fn next_start(
+pub(super) fn next_start(
     what: &'static str,
     start: u64,
     got: u64,

@@ -2,7 +2,7 @@
 //! pipeline tests' fake. It behaves like Confluence where it matters: labels are de-duplicated
 //! on add, an unknown page is a 404, an unknown space is `SpaceNotFound`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use tokio::sync::mpsc;
@@ -133,6 +133,29 @@ impl PageSource for MemorySource {
             .get(page_id)
             .cloned()
             .ok_or_else(|| Self::not_found("read labels", page_id))
+    }
+
+    async fn pages_with_label(
+        &self,
+        space_key: &str,
+        name: &str,
+    ) -> Result<HashSet<String>, ConfluenceError> {
+        if space_key != self.space_key {
+            return Err(ConfluenceError::SpaceNotFound {
+                key: space_key.to_string(),
+                base: "the in-memory source".to_string(),
+                search: None,
+            });
+        }
+        let wanted = Label::global(name);
+        Ok(self
+            .labels
+            .lock()
+            .expect("labels lock poisoned")
+            .iter()
+            .filter(|(_, labels)| labels.contains(&wanted))
+            .map(|(id, _)| id.clone())
+            .collect())
     }
 
     async fn add_labels(&self, page_id: &str, names: &[String]) -> Result<(), ConfluenceError> {

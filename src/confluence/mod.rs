@@ -4,6 +4,7 @@
 //! v1 label writes) and Data Center; [`memory::MemorySource`] serves pages from memory for the
 //! demo, the benchmark and the pipeline tests.
 
+mod census;
 pub mod client;
 mod error;
 pub mod memory;
@@ -11,6 +12,7 @@ mod probe;
 pub mod resolve;
 mod wire;
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use tokio::sync::mpsc;
@@ -90,6 +92,16 @@ pub trait PageSource: Send + Sync {
         &self,
         page_id: &str,
     ) -> impl Future<Output = Result<Vec<Label>, ConfluenceError>> + Send;
+
+    /// The ids of the pages of space `space_key` that carry the `global` label `name` now,
+    /// every page of the answer followed: the label census. It costs one request per 250
+    /// pages carrying the label (plus a lookup or two), where reading each page's labels
+    /// costs one request per page. A label no page of the space carries is an empty set.
+    fn pages_with_label(
+        &self,
+        space_key: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<HashSet<String>, ConfluenceError>> + Send;
 
     /// Adds `names` to the page under the `global` prefix, in one request. Never removes a label.
     fn add_labels(

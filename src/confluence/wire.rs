@@ -65,6 +65,31 @@ pub(crate) struct V2Page {
     pub links: Links,
 }
 
+/// Any entity of which only the id is read: v2 `PageBulk` in `GET /labels/{id}/pages`, DC
+/// `Content` in a CQL search.
+#[derive(Debug, Deserialize)]
+pub(crate) struct IdOnly {
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+}
+
+/// Cloud v1 `LabelDetails` (`GET /wiki/rest/api/label?name=`): only its `label` is read.
+#[derive(Debug, Deserialize)]
+pub(crate) struct V1LabelDetails {
+    pub label: V1Label,
+}
+
+/// Cloud v1 `Label`: `{prefix, name, id, label}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct V1Label {
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    #[serde(default = "global_prefix")]
+    pub prefix: String,
+    #[serde(default)]
+    pub name: String,
+}
+
 /// A label (v2 `Label`, DC `Label`); `id` and DC's `label` are not needed.
 #[derive(Debug, Deserialize)]
 pub(crate) struct WireLabel {

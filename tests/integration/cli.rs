@@ -308,6 +308,15 @@ async fn datacenter_with_openai_only() {
         })))
         .mount(&confluence)
         .await;
+    // Read again just before writing: the listing's copy may be stale.
+    Mock::given(method("GET"))
+        .and(path("/confluence/rest/api/content/101/label"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"results": [], "start": 0, "limit": 200, "size": 0, "_links": {}}),
+        ))
+        .expect(1)
+        .mount(&confluence)
+        .await;
     Mock::given(method("POST"))
         .and(path("/confluence/rest/api/content/101/label"))
         .and(body_json(json!([{"prefix": "global", "name": "type-howto"}, {"prefix": "global", "name": "tool-jira"}])))

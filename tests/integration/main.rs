@@ -35,3 +35,8 @@ mod baseurl;
 mod spacekey;
 // The same through the binary: reports, lock and state carry the real key; cache clear.
 mod spacekey_cli;
+// A stateful Cloud and Data Center site (shared with benches/census.rs).
+mod livesite;
+// Who owns a label: a person's label is never removed (kill -9, concurrent edits, two state
+// files), and the label census.
+mod ownership;

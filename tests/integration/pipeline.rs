@@ -421,6 +421,14 @@ async fn a_label_write_that_fails_fails_only_that_page() {
         ) -> Result<Vec<Label>, tag_space::confluence::ConfluenceError> {
             self.0.labels(id).await
         }
+        async fn pages_with_label(
+            &self,
+            key: &str,
+            name: &str,
+        ) -> Result<std::collections::HashSet<String>, tag_space::confluence::ConfluenceError>
+        {
+            self.0.pages_with_label(key, name).await
+        }
         async fn add_labels(
             &self,
             id: &str,

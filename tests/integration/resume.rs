@@ -184,7 +184,8 @@ fn command(dir: &Path, f: &Fakes, args: &[&str]) -> Command {
         .env("TAG_SPACE_BATCH_SIZE", "2")
         .env("TAG_SPACE_AI_CONCURRENCY", "2")
         .env("TAG_SPACE_MAX_AI_CONCURRENCY", "2")
-        .env("TAG_SPACE_CACHE_PATH", dir.join("state.db"));
+        .env("TAG_SPACE_CACHE_PATH", dir.join("state.db"))
+        .env("TAG_SPACE_LOCK_DIR", dir.join("locks"));
     cmd
 }
 
@@ -202,7 +203,7 @@ fn labelled(site: &Shared) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_run_killed_half_way_resumes_with_no_label_written_twice_or_lost() {
+async fn a_run_killed_half_way_resumes_with_no_label_written_twice() {
     const PAGES: usize = 40;
     let f = fakes(PAGES, Duration::from_millis(250)).await;
     let dir = tempfile::tempdir().unwrap();
@@ -250,15 +251,29 @@ async fn a_run_killed_half_way_resumes_with_no_label_written_twice_or_lost() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
 
     let site = f.site.lock().unwrap();
-    for i in 1..=PAGES {
-        let want: BTreeSet<String> = ["tool-jira", "type-howto"].map(String::from).into();
-        assert_eq!(site.labels.get(&i.to_string()), Some(&want), "page {i}");
+    // A page whose write was cut off by the kill (its intent recorded, its POST not landed)
+    // cannot be told from one whose label a person removed meanwhile, so it is left to
+    // people (see `cache::decide`); at most the two batches being applied at the kill.
+    let want: BTreeSet<String> = ["tool-jira", "type-howto"].map(String::from).into();
+    let cut_off: Vec<usize> = (1..=PAGES)
+        .filter(|i| site.labels.get(&i.to_string()) != Some(&want))
+        .collect();
+    assert!(
+        cut_off.len() <= 2,
+        "pages without their labels: {cut_off:?}"
+    );
+    for i in &cut_off {
+        assert!(
+            site.labels.get(&i.to_string()).is_none_or(|l| l.is_empty()),
+            "page {i}"
+        );
+        assert!(!done_in_run_1.contains(&i.to_string()), "page {i}");
     }
     let mut seen = BTreeSet::new();
     for p in &site.posted {
         assert!(seen.insert(p.clone()), "{p:?} was written twice");
     }
-    assert_eq!(site.posted.len(), PAGES * 2);
+    assert_eq!(site.posted.len(), (PAGES - cut_off.len()) * 2);
     // The model was asked again only for pages run 1 had not finished.
     let asked_in_run_2: Vec<String> = f.asked.lock().unwrap()[asked_in_run_1..].concat();
     for id in &asked_in_run_2 {
@@ -269,7 +284,8 @@ async fn a_run_killed_half_way_resumes_with_no_label_written_twice_or_lost() {
     }
     assert_eq!(
         report["metrics"]["pages"]["unchanged"].as_u64().unwrap() as usize,
-        done_in_run_1.len(),
+        // The cut-off pages are left as they are: nothing to write.
+        done_in_run_1.len() + cut_off.len(),
         "{report}"
     );
     drop(site);

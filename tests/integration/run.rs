@@ -89,7 +89,7 @@ async fn llm(delay: Duration) -> MockServer {
 }
 
 /// `tag-space --space ENG --dry-run` against the fakes, one page per request, one request
-/// at a time, state (and so the lock) under `dir`.
+/// at a time, state and locks under `dir`.
 fn command(dir: &Path, confluence: &MockServer, llm: &MockServer, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args([
@@ -113,10 +113,17 @@ fn command(dir: &Path, confluence: &MockServer, llm: &MockServer, extra: &[&str]
     .env("CONFLUENCE_API_TOKEN", "confluence-FAKE-TOKEN")
     .env("OPENAI_API_KEY", "openai-FAKE-KEY")
     .env("OPENAI_BASE_URL", format!("{}/v1", llm.uri()))
+    .env("TAG_SPACE_LOCK_DIR", "locks")
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     cmd
+}
+
+/// The lock a run over `space` of this site takes, with `TAG_SPACE_LOCK_DIR=locks` in `dir`.
+fn lock_file(dir: &Path, confluence: &MockServer, space: &str) -> std::path::PathBuf {
+    let site = format!("{}/wiki", confluence.uri());
+    tag_space::lock::lock_path(&dir.join("locks"), &site, space)
 }
 
 fn text(b: &[u8]) -> String {
@@ -281,22 +288,22 @@ async fn an_overlapping_run_exits_2_naming_the_lock_and_its_holder() {
     let confluence = site().await;
     let fast = llm(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
-    let lock_file = dir.path().join("state/locks/ENG.lock");
-    let _held = tag_space::lock::try_acquire(&lock_file).unwrap();
+    let held_path = lock_file(dir.path(), &confluence, "ENG");
+    let _held = tag_space::lock::try_acquire(&held_path).unwrap();
     let out = command(dir.path(), &confluence, &fast, &[])
         .output()
         .unwrap();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(&lock_file.display().to_string())
+        stderr.contains(&held_path.display().to_string())
             && stderr.contains(&format!("pid {}", std::process::id()))
             && stderr.contains("--wait-lock"),
         "{stderr}"
     );
     assert!(fast.received_requests().await.unwrap().is_empty());
     // Another space is not blocked.
-    let other = tag_space::lock::try_acquire(&dir.path().join("state/locks/OPS.lock"));
+    let other = tag_space::lock::try_acquire(&lock_file(dir.path(), &confluence, "OPS"));
     assert!(other.is_ok());
 }
 
@@ -305,7 +312,7 @@ async fn wait_lock_waits_for_the_holder_then_runs() {
     let confluence = site().await;
     let fast = llm(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
-    let held = tag_space::lock::try_acquire(&dir.path().join("state/locks/ENG.lock")).unwrap();
+    let held = tag_space::lock::try_acquire(&lock_file(dir.path(), &confluence, "ENG")).unwrap();
     let mut child = command(dir.path(), &confluence, &fast, &["--wait-lock"])
         .spawn()
         .unwrap();

@@ -79,11 +79,15 @@ impl ConfluenceClient {
         &self,
         key: &str,
     ) -> Result<Option<ResolvedSpace>, ConfluenceError> {
-        let mut memo = self.memo();
-        if let Some(e) = memo.failed.remove(key) {
+        if let Some(e) = self.memo().failed.remove(key) {
             return Err(e);
         }
-        Ok(memo.found.get(key).cloned())
+        Ok(self.resolved_space(key))
+    }
+
+    /// The space [`Self::resolve_space`] found under the real key `key`, if it did.
+    pub(super) fn resolved_space(&self, key: &str) -> Option<ResolvedSpace> {
+        self.memo().found.get(key).cloned()
     }
 
     fn memo(&self) -> std::sync::MutexGuard<'_, SpaceMemo> {

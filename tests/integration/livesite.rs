@@ -1,0 +1,486 @@
+//! A stateful Confluence site, Cloud- or Data-Center-shaped, for the label-ownership tests
+//! (`ownership.rs`) and the census benchmark (`benches/census.rs`, via `#[path]`).
+//!
+//! Space `ENG` (Cloud id `1`) holds pages `1..=pages`, generated per request. Labels live in
+//! [`State`]: reads return what is there now, `POST`s add (and count a label that was already
+//! there as a duplicate), `DELETE`s remove. A person's actions go straight to the state
+//! ([`LiveSite::person_adds`], [`LiveSite::person_removes`]) or are scheduled for the moment
+//! the LLM fake receives its first request ([`State::on_classify`]), never through
+//! tag-space's client. Endpoints, with the documented shapes:
+//!
+//! - Cloud: v2 `GET /spaces?keys=`, `GET /spaces/1/pages` (cursor), `GET /pages/{id}/labels`,
+//!   `GET /labels/{id}/pages?space-id=` (cursor); v1 `GET /label?name=` (`LabelDetails`, 404
+//!   for an unknown label), `POST`/`DELETE /content/{id}/label`.
+//! - Data Center: `GET /rest/api/space/ENG`, `GET /rest/api/content` (start/limit, labels
+//!   expanded inline), `GET|POST|DELETE /rest/api/content/{id}/label`,
+//!   `GET /rest/api/content/search?cql=label = "x" and space = "ENG" ...` (start/limit).
+//!
+//! Faults for the kill -9 tests: [`State::hold_posts`] (a write that never lands, its answer
+//! never comes) and [`State::hang_after_delete`] (a removal that lands, its answer never comes).
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Cloud,
+    Dc,
+}
+
+/// Something a person does in the web UI.
+#[derive(Debug, Clone)]
+pub enum Person {
+    Adds(u64, &'static str),
+    Removes(u64, &'static str),
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    /// Page id to its `global` labels now.
+    pub labels: BTreeMap<u64, BTreeSet<String>>,
+    /// Every (page, label) a POST carried, in order (held ones included).
+    pub posted: Vec<(u64, String)>,
+    /// POSTed while already on the page: a label written twice.
+    pub duplicates: Vec<(u64, String)>,
+    /// Every (page, label) a DELETE named.
+    pub deleted: Vec<(u64, String)>,
+    /// POSTs are recorded but not applied, and their answer never comes.
+    pub hold_posts: bool,
+    /// DELETEs are applied, but their answer never comes.
+    pub hang_after_delete: bool,
+    /// Done (in order) when the LLM fake receives its first request.
+    pub on_classify: Vec<Person>,
+    /// Requests by kind: "list", "read", "post", "delete", "lookup", "census", "space", and
+    /// "llm" for the LLM fake's.
+    pub requests: BTreeMap<&'static str, u64>,
+    /// Label name to its id (a label's id is the same on every page).
+    ids: BTreeMap<String, u64>,
+}
+
+impl State {
+    fn count(&mut self, kind: &'static str) {
+        *self.requests.entry(kind).or_default() += 1;
+    }
+    fn id_of(&mut self, name: &str) -> u64 {
+        let next = self.ids.len() as u64 + 1001;
+        *self.ids.entry(name.to_string()).or_insert(next)
+    }
+    pub fn apply(&mut self, p: &Person) {
+        match p {
+            Person::Adds(page, l) => {
+                self.id_of(l);
+                self.labels.entry(*page).or_default().insert(l.to_string());
+            }
+            Person::Removes(page, l) => {
+                self.labels.entry(*page).or_default().remove(*l);
+            }
+        }
+    }
+    pub fn has(&self, page: u64, label: &str) -> bool {
+        self.labels.get(&page).is_some_and(|l| l.contains(label))
+    }
+    pub fn requests(&self, kind: &str) -> u64 {
+        self.requests.get(kind).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Clone)]
+pub struct LiveSite {
+    pub flavor: Flavor,
+    pub pages: u64,
+    /// The most results one list request returns, whatever `limit` asks.
+    pub per_page: u64,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl LiveSite {
+    pub fn new(flavor: Flavor, pages: u64, per_page: u64) -> Self {
+        Self {
+            flavor,
+            pages,
+            per_page,
+            state: Arc::default(),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    pub fn person_adds(&self, page: u64, label: &'static str) {
+        self.state().apply(&Person::Adds(page, label));
+    }
+
+    pub fn person_removes(&self, page: u64, label: &'static str) {
+        self.state().apply(&Person::Removes(page, label));
+    }
+
+    /// Starts a server answering as this site.
+    pub async fn serve(&self) -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(self.clone())
+            .mount(&server)
+            .await;
+        server
+    }
+
+    /// The `CONFLUENCE_BASE_URL` for a server of this site.
+    pub fn base_url(&self, server: &MockServer) -> String {
+        match self.flavor {
+            Flavor::Cloud => format!("{}/wiki", server.uri()),
+            Flavor::Dc => server.uri(),
+        }
+    }
+}
+
+fn query(req: &Request, name: &str) -> Option<String> {
+    req.url
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn ok(body: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(body)
+}
+
+fn not_found() -> ResponseTemplate {
+    ResponseTemplate::new(404)
+        .set_body_json(json!({"statusCode": 404, "message": "no such fake endpoint"}))
+}
+
+/// A reply that never comes in a test's lifetime.
+fn never() -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"results": []}))
+        .set_delay(Duration::from_secs(600))
+}
+
+fn body_of(id: u64) -> String {
+    format!("<h1>Deploy service {id}</h1><p>Step 1: build the image. Step 2: open a ticket.</p>")
+}
+
+/// The page id in `/.../content/{id}/label` or `/.../pages/{id}/labels`.
+fn page_in(path: &str, before: &str) -> Option<u64> {
+    let segs: Vec<&str> = path.split('/').collect();
+    let i = segs.iter().position(|s| *s == before)?;
+    segs.get(i + 1)?.parse().ok()
+}
+
+impl LiveSite {
+    fn label_json(&self, st: &mut State, name: &str) -> Value {
+        let id = st.id_of(name);
+        json!({"prefix": "global", "name": name, "id": id.to_string(), "label": name})
+    }
+
+    fn labels_of(&self, st: &mut State, page: u64) -> Vec<Value> {
+        let names: Vec<String> = st
+            .labels
+            .get(&page)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        names.iter().map(|n| self.label_json(st, n)).collect()
+    }
+
+    /// `(from, to)` of a list request: offset `start`/`cursor`, `limit` capped at `per_page`.
+    fn window(&self, req: &Request, offset_param: &str, total: u64) -> (u64, u64) {
+        let from: u64 = query(req, offset_param)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let limit: u64 = query(req, "limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(25)
+            .clamp(1, self.per_page);
+        (from, (from + limit).min(total))
+    }
+
+    fn post(&self, st: &mut State, page: u64, req: &Request) -> ResponseTemplate {
+        st.count("post");
+        let body: Vec<Value> = serde_json::from_slice(&req.body).unwrap_or_default();
+        let names: Vec<String> = body
+            .iter()
+            .filter_map(|l| l["name"].as_str().map(str::to_string))
+            .collect();
+        for n in &names {
+            st.posted.push((page, n.clone()));
+            if st.has(page, n) {
+                st.duplicates.push((page, n.clone()));
+            }
+        }
+        if st.hold_posts {
+            return never();
+        }
+        for n in &names {
+            st.id_of(n);
+            st.labels.entry(page).or_default().insert(n.clone());
+        }
+        let results = self.labels_of(st, page);
+        ok(json!({"results": results, "start": 0, "limit": 200, "size": results.len()}))
+    }
+
+    fn delete(&self, st: &mut State, page: u64, req: &Request) -> ResponseTemplate {
+        st.count("delete");
+        let name = query(req, "name").unwrap_or_default();
+        st.deleted.push((page, name.clone()));
+        st.labels.entry(page).or_default().remove(&name);
+        if st.hang_after_delete {
+            return never();
+        }
+        ResponseTemplate::new(204)
+    }
+
+    /// Pages carrying `name`, in id order.
+    fn carrying(st: &State, name: &str) -> Vec<u64> {
+        st.labels
+            .iter()
+            .filter(|(_, l)| l.contains(name))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    fn cloud(&self, st: &mut State, req: &Request) -> ResponseTemplate {
+        let path = req.url.path().to_string();
+        match (req.method.as_str(), path.as_str()) {
+            ("GET", "/wiki/api/v2/spaces") => {
+                st.count("space");
+                let found = query(req, "keys").as_deref() == Some("ENG");
+                let results = if found {
+                    json!([{"id": "1", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}])
+                } else {
+                    json!([])
+                };
+                ok(json!({"results": results, "_links": {}}))
+            }
+            ("GET", "/wiki/api/v2/spaces/1/pages") => {
+                st.count("list");
+                let (from, to) = self.window(req, "cursor", self.pages);
+                let results: Vec<Value> = (from + 1..=to)
+                    .map(|id| json!({
+                        "id": id.to_string(), "status": "current", "title": format!("How to deploy service {id}"),
+                        "spaceId": "1", "version": {"number": 1},
+                        "body": {"storage": {"representation": "storage", "value": body_of(id)}},
+                        "_links": {"webui": format!("/spaces/ENG/pages/{id}")}
+                    }))
+                    .collect();
+                let mut links = json!({});
+                if to < self.pages {
+                    links["next"] = json!(format!(
+                        "/wiki/api/v2/spaces/1/pages?cursor={to}&limit={}&body-format=storage&status=current",
+                        to - from
+                    ));
+                }
+                ok(json!({"results": results, "_links": links}))
+            }
+            ("GET", p) if p.starts_with("/wiki/api/v2/pages/") && p.ends_with("/labels") => {
+                st.count("read");
+                let page = page_in(p, "pages").unwrap_or(0);
+                let results = self.labels_of(st, page);
+                ok(json!({"results": results, "_links": {}}))
+            }
+            ("GET", "/wiki/rest/api/label") => {
+                st.count("lookup");
+                let name = query(req, "name").unwrap_or_default();
+                if !st.ids.contains_key(&name) {
+                    return ResponseTemplate::new(404).set_body_json(json!({
+                        "statusCode": 404, "message": format!("No label found with name: {name}")
+                    }));
+                }
+                let label = self.label_json(st, &name);
+                ok(
+                    json!({"label": label, "associatedContents": {"results": [], "start": 0, "limit": 1, "size": 0}}),
+                )
+            }
+            ("GET", p) if p.starts_with("/wiki/api/v2/labels/") && p.ends_with("/pages") => {
+                st.count("census");
+                if query(req, "space-id").as_deref() != Some("1") {
+                    return ok(json!({"results": [], "_links": {}}));
+                }
+                let id: u64 = page_in(p, "labels").unwrap_or(0);
+                let name = st
+                    .ids
+                    .iter()
+                    .find(|(_, v)| **v == id)
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_default();
+                let pages = Self::carrying(st, &name);
+                let (from, to) = self.window(req, "cursor", pages.len() as u64);
+                let results: Vec<Value> = pages[from as usize..to as usize]
+                    .iter()
+                    .map(|id| json!({"id": id.to_string(), "status": "current", "title": format!("How to deploy service {id}"), "spaceId": "1"}))
+                    .collect();
+                let mut links = json!({});
+                if (to as usize) < pages.len() {
+                    links["next"] = json!(format!(
+                        "/wiki/api/v2/labels/{id}/pages?space-id=1&cursor={to}&limit={}",
+                        to - from
+                    ));
+                }
+                ok(json!({"results": results, "_links": links}))
+            }
+            ("POST", p) if p.starts_with("/wiki/rest/api/content/") && p.ends_with("/label") => {
+                let page = page_in(p, "content").unwrap_or(0);
+                self.post(st, page, req)
+            }
+            ("DELETE", p) if p.starts_with("/wiki/rest/api/content/") && p.ends_with("/label") => {
+                let page = page_in(p, "content").unwrap_or(0);
+                self.delete(st, page, req)
+            }
+            _ => not_found(),
+        }
+    }
+
+    fn dc(&self, st: &mut State, req: &Request) -> ResponseTemplate {
+        let path = req.url.path().to_string();
+        match (req.method.as_str(), path.as_str()) {
+            ("GET", "/rest/api/space/ENG") => {
+                st.count("space");
+                ok(json!({"id": 1, "key": "ENG", "name": "Engineering", "type": "global"}))
+            }
+            ("GET", "/rest/api/content") => {
+                st.count("list");
+                let (from, to) = self.window(req, "start", self.pages);
+                let results: Vec<Value> = (from + 1..=to)
+                    .map(|id| {
+                        let labels = self.labels_of(st, id);
+                        json!({
+                            "id": id.to_string(), "type": "page", "status": "current",
+                            "title": format!("How to deploy service {id}"),
+                            "version": {"number": 1},
+                            "body": {"storage": {"value": body_of(id), "representation": "storage"}},
+                            "metadata": {"labels": {"results": labels, "start": 0, "limit": 200, "size": labels.len(), "_links": {}}},
+                            "_links": {"webui": format!("/pages/viewpage.action?pageId={id}")}
+                        })
+                    })
+                    .collect();
+                let mut links = json!({});
+                if to < self.pages {
+                    links["next"] = json!(format!("/rest/api/content?spaceKey=ENG&start={to}"));
+                }
+                ok(
+                    json!({"results": results, "start": from, "limit": to - from, "size": to - from, "_links": links}),
+                )
+            }
+            ("GET", "/rest/api/content/search") => {
+                st.count("census");
+                let cql = query(req, "cql").unwrap_or_default();
+                let label = cql
+                    .split("label = \"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or_default()
+                    .to_string();
+                let pages = if cql.contains("space = \"ENG\"") {
+                    Self::carrying(st, &label)
+                } else {
+                    Vec::new()
+                };
+                let (from, to) = self.window(req, "start", pages.len() as u64);
+                let results: Vec<Value> = pages[from as usize..to as usize]
+                    .iter()
+                    .map(|id| json!({"id": id.to_string(), "type": "page", "status": "current", "title": format!("How to deploy service {id}")}))
+                    .collect();
+                let mut links = json!({});
+                if (to as usize) < pages.len() {
+                    links["next"] = json!(format!("/rest/api/content/search?start={to}"));
+                }
+                ok(
+                    json!({"results": results, "start": from, "limit": to - from, "size": to - from, "_links": links}),
+                )
+            }
+            ("GET", p) if p.starts_with("/rest/api/content/") && p.ends_with("/label") => {
+                st.count("read");
+                let page = page_in(p, "content").unwrap_or(0);
+                let results = self.labels_of(st, page);
+                ok(
+                    json!({"results": results, "start": 0, "limit": 200, "size": results.len(), "_links": {}}),
+                )
+            }
+            ("POST", p) if p.starts_with("/rest/api/content/") && p.ends_with("/label") => {
+                let page = page_in(p, "content").unwrap_or(0);
+                self.post(st, page, req)
+            }
+            ("DELETE", p) if p.starts_with("/rest/api/content/") && p.ends_with("/label") => {
+                let page = page_in(p, "content").unwrap_or(0);
+                self.delete(st, page, req)
+            }
+            _ => not_found(),
+        }
+    }
+}
+
+impl Respond for LiveSite {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut st = self.state.lock().unwrap();
+        match self.flavor {
+            Flavor::Cloud => self.cloud(&mut st, req),
+            Flavor::Dc => self.dc(&mut st, req),
+        }
+    }
+}
+
+/// An OpenAI-compatible LLM that picks the first tag of each category for every page of the
+/// request (from the request's JSON schema), after `delay`. On its first request it performs
+/// the site's [`State::on_classify`] actions: a person working while the run classifies.
+pub struct FirstTags {
+    pub delay: Duration,
+    pub site: Arc<Mutex<State>>,
+    pub asked: Arc<Mutex<u64>>,
+}
+
+impl FirstTags {
+    pub async fn serve(site: &LiveSite, delay: Duration) -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::method("POST"))
+            .and(wiremock::matchers::path("/v1/chat/completions"))
+            .respond_with(FirstTags {
+                delay,
+                site: site.state.clone(),
+                asked: Arc::default(),
+            })
+            .mount(&server)
+            .await;
+        server
+    }
+}
+
+impl Respond for FirstTags {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        {
+            let mut st = self.site.lock().unwrap();
+            st.count("llm");
+            for p in std::mem::take(&mut st.on_classify) {
+                st.apply(&p);
+            }
+        }
+        *self.asked.lock().unwrap() += 1;
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let schema = &body["response_format"]["json_schema"]["schema"];
+        let mut answer = serde_json::Map::new();
+        for (id, page) in schema["properties"].as_object().into_iter().flatten() {
+            let mut cats = serde_json::Map::new();
+            for (cat, s) in page["properties"].as_object().into_iter().flatten() {
+                let first = s["items"]["enum"][0].clone();
+                cats.insert(cat.clone(), json!([first]));
+            }
+            answer.insert(id.clone(), Value::Object(cats));
+        }
+        ResponseTemplate::new(200)
+            .set_delay(self.delay)
+            .set_body_json(json!({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant",
+                    "content": Value::Object(answer).to_string(), "refusal": null},
+                    "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+            }))
+    }
+}
