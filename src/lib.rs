@@ -15,6 +15,7 @@
 //! only `config` reads the environment.
 
 pub mod app;
+pub mod backfill;
 pub mod batch;
 pub mod cache;
 pub mod cli;

@@ -25,6 +25,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Jobs(cmd)) = &args.command {
+        return match tag_space::backfill::jobs_command(&args, cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                report::error_line(&format!("{e:#}"));
+                ExitCode::from(2)
+            }
+        };
+    }
     let progress = Progress::new();
     progress.install();
     report::logging::init(

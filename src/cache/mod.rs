@@ -48,6 +48,7 @@ mod census;
 mod checkpoint;
 mod decide;
 mod error;
+mod jobs;
 mod key;
 mod schema;
 mod show;
@@ -58,6 +59,7 @@ pub use decide::{
     settle_after_failure,
 };
 pub use error::CacheError;
+pub use jobs::{JobRecord, JobSpec, RequestRecord};
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
 pub use schema::{SCHEMA_VERSION, prepare_dir};
 pub use show::{write_cleared, write_stats};

@@ -73,7 +73,7 @@ impl GeminiProvider {
     }
 
     /// The JSON body of a `generateContent` request for this batch.
-    fn request_body(&self, batch: &[PageText]) -> Value {
+    pub(crate) fn request_body(&self, batch: &[PageText]) -> Value {
         let schema = to_gemini_schema(&prompt::response_schema(batch, &self.taxonomy));
         let mut generation = json!({
             "temperature": 0.0,
@@ -245,7 +245,7 @@ struct UsageMetadata {
 
 /// Reads a 200 body: the labels of `candidates[0]`, and the usage. Output tokens include
 /// thinking tokens, which are billed as output and count against `maxOutputTokens`.
-fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
+pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
     let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
     let response: GenerateResponse = serde_json::from_str(body).map_err(|e| {
         bad(&format!(
@@ -317,7 +317,12 @@ struct ApiError {
 }
 
 /// Classifies a non-2xx answer (see the module table).
-fn classify_error(status: u16, headers: &HeaderMap, body: &str, key: Option<&Secret>) -> LlmError {
+pub(crate) fn classify_error(
+    status: u16,
+    headers: &HeaderMap,
+    body: &str,
+    key: Option<&Secret>,
+) -> LlmError {
     let api = serde_json::from_str::<ErrorEnvelope>(body)
         .map(|e| e.error)
         .unwrap_or_default();

@@ -6,6 +6,7 @@
 //! `crate::governor`), so there is one retry loop in the whole program.
 
 mod any;
+pub mod batch;
 mod error;
 pub mod gemini;
 pub mod openai;

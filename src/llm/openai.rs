@@ -103,7 +103,7 @@ impl OpenAiProvider {
     }
 
     /// The JSON body of a chat completion request for this batch.
-    fn request_body(&self, batch: &[PageText]) -> Value {
+    pub(crate) fn request_body(&self, batch: &[PageText]) -> Value {
         let mut body = json!({
             "model": self.settings.model,
             "messages": [
@@ -247,7 +247,7 @@ struct ChatUsage {
 }
 
 /// Reads a 200 body: the labels in `choices[0].message.content`, and the usage.
-fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
+pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
     let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
     let response: ChatResponse = serde_json::from_str(body).map_err(|e| {
         bad(&format!(
@@ -290,7 +290,12 @@ fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmE
 }
 
 /// Classifies a non-2xx answer (see the module table).
-fn classify_error(status: u16, headers: &HeaderMap, body: &str, key: Option<&Secret>) -> LlmError {
+pub(crate) fn classify_error(
+    status: u16,
+    headers: &HeaderMap,
+    body: &str,
+    key: Option<&Secret>,
+) -> LlmError {
     let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let error = value.get("error").unwrap_or(&Value::Null);
     let text = |v: Option<&Value>| match v {

@@ -407,6 +407,14 @@ pub struct ProviderMetrics {
     pub paced_rpm: Option<f64>,
     /// Why the provider stopped being called, if it did.
     pub unavailable: Option<String>,
+    /// Of `tokens_in` / `tokens_out`, those answered through the provider's batch service,
+    /// priced at [`BATCH_PRICE_FACTOR`] of the interactive rate (see
+    /// [`ProviderMetrics::add_batch`]).
+    pub batch_tokens_in: u64,
+    pub batch_tokens_out: u64,
+    /// Requests answered by a batch job, and the pages they covered.
+    pub batch_requests: u64,
+    pub batch_pages: u64,
 }
 
 impl ProviderMetrics {
@@ -435,6 +443,17 @@ impl ProviderMetrics {
 
     pub fn wait(&self, reason: Wait) -> WaitTotal {
         self.waits.get(&reason).copied().unwrap_or_default()
+    }
+
+    /// Counts what a batch job answered: its tokens join the provider's totals and are
+    /// priced at the batch rate.
+    pub fn add_batch(&mut self, requests: u64, pages: u64, tokens_in: u64, tokens_out: u64) {
+        self.batch_requests += requests;
+        self.batch_pages += pages;
+        self.batch_tokens_in += tokens_in;
+        self.batch_tokens_out += tokens_out;
+        self.tokens_in += tokens_in;
+        self.tokens_out += tokens_out;
     }
 
     pub fn failed_calls(&self) -> u64 {
@@ -503,6 +522,10 @@ pub const DEFAULT_PRICES: &[(&str, &str, f64, f64)] = &[
     // Offline keyword rules: free.
     ("rules", "*", 0.0, 0.0),
 ];
+
+/// What a batch-service request costs relative to the interactive price: Gemini Batch Mode
+/// and the OpenAI Batch API both charge half (reference §1.7, §2.5).
+pub const BATCH_PRICE_FACTOR: f64 = 0.5;
 
 /// Prices by provider and model.
 #[derive(Debug, Clone, PartialEq)]
@@ -579,9 +602,19 @@ impl Prices {
     }
 
     /// The estimated cost of a provider's tokens; `None` when the model has no price.
+    /// Tokens answered through a batch job cost [`BATCH_PRICE_FACTOR`] of the rate.
     pub fn cost(&self, p: &ProviderMetrics) -> Option<f64> {
-        self.get(&p.provider, p.model.as_deref())
-            .map(|price| price.cost(p.tokens_in, p.tokens_out))
+        self.get(&p.provider, p.model.as_deref()).map(|price| {
+            let batch_in = p.batch_tokens_in.min(p.tokens_in);
+            let batch_out = p.batch_tokens_out.min(p.tokens_out);
+            let interactive = price.cost(p.tokens_in - batch_in, p.tokens_out - batch_out);
+            let batch = Price {
+                input_per_mtok: price.input_per_mtok * BATCH_PRICE_FACTOR,
+                output_per_mtok: price.output_per_mtok * BATCH_PRICE_FACTOR,
+            }
+            .cost(batch_in, batch_out);
+            ((interactive + batch) * 1e6).round() / 1e6
+        })
     }
 }
 

@@ -40,3 +40,11 @@ mod livesite;
 // Who owns a label: a person's label is never removed (kill -9, concurrent edits, two state
 // files), and the label census.
 mod ownership;
+// The batch services (Gemini Batch Mode, OpenAI Batch API) through submit and collect.
+mod batch;
+// Fakes of both batch services in their documented shapes.
+mod batchfake;
+// A crash between create and recording: found again, never created twice.
+mod batchcrash;
+// `tag-space jobs` and `jobs cancel` through the binary.
+mod batchcli;
