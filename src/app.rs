@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::{self, RunEnd, RunMode, Setup, Store, StoreOptions};
 use crate::cli::{Args, CacheCommand, OutputFormat};
 use crate::config::{Config, ProviderSettings};
-use crate::confluence::{ConfluenceClient, PageSource};
+use crate::confluence::PageSource;
 use crate::ending::{OutageWatch, exit_code, one_line, record_end, write_reports};
 use crate::governor::ProviderStats;
 use crate::governor::{Chain, Governed, GovernorConfig};
@@ -27,6 +27,7 @@ use crate::report::model::{
 use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
+mod space;
 mod statedir;
 
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so
@@ -63,17 +64,20 @@ pub async fn run_with(args: Args, session: Session) -> anyhow::Result<RunReport>
     });
     let demo_delay = std::time::Duration::from_millis(args.demo_delay_ms.unwrap_or(0));
     let chain = build_chain(&config, &taxonomy, demo_delay)?;
-    let _lock = take_lock(&config, &args, &session.cancel).await?;
-    if config.demo {
-        let source = statedir::demo_source(&config, args.demo_edit.unwrap_or(0));
-        execute(&config, &args, &source, &chain, &taxonomy, &session).await
+    // Before the lock: the lock, the state file and the reports use the key as the site
+    // spells it.
+    let client = if config.demo {
+        None
     } else {
-        let settings = config
-            .confluence
-            .clone()
-            .context("Confluence is not configured")?;
-        let source = ConfluenceClient::new(settings)?;
-        execute(&config, &args, &source, &chain, &taxonomy, &session).await
+        Some(space::connect(&mut config).await?)
+    };
+    let _lock = take_lock(&config, &args, &session.cancel).await?;
+    match client {
+        None => {
+            let source = statedir::demo_source(&config, args.demo_edit.unwrap_or(0));
+            execute(&config, &args, &source, &chain, &taxonomy, &session).await
+        }
+        Some(source) => execute(&config, &args, &source, &chain, &taxonomy, &session).await,
     }
 }
 
@@ -293,10 +297,11 @@ async fn tick_progress(
     }
 }
 
-/// The run lock for this space ([`crate::lock`]): taken before anything is read or written,
-/// dry runs included (they still spend the provider quota and, with a state file, write
-/// it). The demo writes nothing anywhere and takes none. One lock per site and space,
-/// whatever the state file; without a place for it (no `TAG_SPACE_LOCK_DIR`,
+/// The run lock for this space ([`crate::lock`]): taken before any page is read or anything
+/// is written (only the space lookup comes first, so that the lock has the key as the site
+/// spells it), dry runs included (they still spend the provider quota and, with a state
+/// file, write it). The demo writes nothing anywhere and takes none. One lock per site and
+/// space, whatever the state file; without a place for it (no `TAG_SPACE_LOCK_DIR`,
 /// `XDG_CACHE_HOME` or `HOME`) the run goes on unlocked, with a warning.
 async fn take_lock(
     config: &Config,
@@ -435,6 +440,10 @@ pub fn cache_command(args: &Args, cmd: &CacheCommand) -> anyhow::Result<()> {
             crate::cache::write_stats(&mut out, &stats)?;
         }
         CacheCommand::Clear { space, .. } => {
+            let space = match space {
+                Some(given) => Some(space::recorded_space(&store, given)?),
+                None => None,
+            };
             let cleared = store.clear(space.as_deref()).map_err(one_line)?;
             crate::cache::write_cleared(&mut out, space.as_deref(), &cleared)?;
         }

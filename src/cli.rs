@@ -85,7 +85,8 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Key of the Confluence space to label (e.g. ENG).
+    /// Key of the Confluence space to label (e.g. ENG). Another case (eng) is taken when
+    /// exactly one of the keys the account can see matches it.
     #[arg(short, long, value_name = "KEY", required_unless_present = "demo")]
     pub space: Option<String>,
 
@@ -256,7 +257,8 @@ pub enum CacheCommand {
         /// State file [env: TAG_SPACE_CACHE_PATH].
         #[arg(long, value_name = "PATH")]
         cache_path: Option<PathBuf>,
-        /// Only this space (default: every space).
+        /// Only this space (default: every space); another case is taken when exactly one
+        /// recorded space matches it.
         #[arg(long, value_name = "KEY")]
         space: Option<String>,
     },

@@ -9,6 +9,7 @@ pub mod client;
 mod error;
 pub mod memory;
 mod probe;
+pub mod resolve;
 mod wire;
 
 use std::collections::HashSet;
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 pub use client::ConfluenceClient;
 pub use error::ConfluenceError;
 pub use memory::MemorySource;
+pub use resolve::ResolvedSpace;
 
 /// The prefix tag-space writes its labels under (the one the Confluence UI uses).
 pub const LABEL_PREFIX: &str = "global";

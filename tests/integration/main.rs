@@ -33,6 +33,10 @@ mod endings;
 mod firstuse;
 // A wrong Confluence base URL told apart from a missing space, Cloud and Data Center.
 mod baseurl;
+// A space key typed in another case: resolved, ambiguous, suggestions (issue 18).
+mod spacekey;
+// The same through the binary: reports, lock and state carry the real key; cache clear.
+mod spacekey_cli;
 // A stateful Cloud and Data Center site (shared with benches/census.rs).
 mod livesite;
 // Who owns a label: a person's label is never removed (kill -9, concurrent edits, two state
