@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::{self, RunEnd};
 use crate::config::Config;
-use crate::confluence::{ConfluenceClient, PageSource};
+use crate::confluence::PageSource;
 use crate::ending::{OutageWatch, exit_code, one_line, record_end, write_reports};
 use crate::governor::ProviderStats;
 use crate::governor::{Chain, Governed, GovernorConfig, Quota};
@@ -29,12 +29,15 @@ use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
 mod cache_cmd;
+mod jobs_cmd;
 mod lock;
 mod settings;
+mod space;
 mod state;
 mod statedir;
 
 pub use cache_cmd::cache_command;
+pub use jobs_cmd::jobs_command;
 pub use settings::report_settings;
 
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so
@@ -65,17 +68,20 @@ pub async fn run(mut config: Config, session: Session) -> anyhow::Result<RunRepo
         None => Taxonomy::embedded(),
     });
     let chain = build_chain(&config, &taxonomy, config.demo_delay)?;
-    let _lock = lock::take(&config, &session.cancel).await?;
-    if config.demo {
-        let source = statedir::demo_source(&config, config.demo_edit);
-        execute(&config, &source, &chain, &taxonomy, &session).await
+    // Before the lock: the lock, the state file and the reports use the key as the site
+    // spells it.
+    let client = if config.demo {
+        None
     } else {
-        let settings = config
-            .confluence
-            .clone()
-            .context("Confluence is not configured")?;
-        let source = ConfluenceClient::new(settings)?;
-        execute(&config, &source, &chain, &taxonomy, &session).await
+        Some(space::connect(&mut config).await?)
+    };
+    let _lock = lock::take(&config, &session.cancel).await?;
+    match client {
+        None => {
+            let source = statedir::demo_source(&config, config.demo_edit);
+            execute(&config, &source, &chain, &taxonomy, &session).await
+        }
+        Some(source) => execute(&config, &source, &chain, &taxonomy, &session).await,
     }
 }
 
@@ -276,6 +282,7 @@ fn provider_metrics(s: &ProviderStats, config: &Config) -> ProviderMetrics {
     m.skipped = s.skipped;
     m.tokens_in = s.tokens_in;
     m.tokens_out = s.tokens_out;
+    m.tokens_cached = s.tokens_cached;
     m.concurrency_limit = s.concurrency_limit;
     m.paced_rpm = s.paced_rpm;
     m.unavailable = s.unavailable.clone();

@@ -71,7 +71,9 @@ EXAMPLES:
   tag-space --demo --demo-edit 3        the demo again after editing 3 of its pages (simulated)
   tag-space --space ENG --sync          also remove labels tag-space added that no longer apply
   tag-space cache stats                 what the state file holds, hit rate of the last runs
-  tag-space cache clear --space ENG     classify every page of ENG again on the next run";
+  tag-space cache clear --space ENG     classify every page of ENG again on the next run
+  tag-space jobs                        the providers' batch jobs: state, counts, age
+  tag-space jobs cancel 3               cancel batch job 3 (its finished part is kept)";
 
 /// Label every page of a Confluence space from a controlled taxonomy, with an LLM
 /// (Gemini first, OpenAI as fallback) paced to the provider's quota.
@@ -83,7 +85,8 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Key of the Confluence space to label (e.g. ENG).
+    /// Key of the Confluence space to label (e.g. ENG). Another case (eng) is taken when
+    /// exactly one of the keys the account can see matches it.
     #[arg(short, long, value_name = "KEY", required_unless_present = "demo")]
     pub space: Option<String>,
 
@@ -206,6 +209,33 @@ pub enum Command {
     /// Inspect or reset the state file (classification cache, label ledger, run history).
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// The providers' batch jobs (backfills at half price): list them with their state,
+    /// request counts and age, or cancel one.
+    Jobs(JobsArgs),
+}
+
+/// `tag-space jobs [cancel ID]`
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub action: Option<JobsAction>,
+    /// State file [env: TAG_SPACE_CACHE_PATH].
+    #[arg(long, value_name = "PATH", global = true)]
+    pub cache_path: Option<PathBuf>,
+    /// Only this space's jobs.
+    #[arg(long, value_name = "KEY")]
+    pub space: Option<String>,
+}
+
+/// `tag-space jobs ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum JobsAction {
+    /// Ask the provider to cancel a job; its finished part is still collected by the next
+    /// run. Uses the job's provider settings from the environment, like a run.
+    Cancel {
+        /// The job's id as `tag-space jobs` lists it, or the provider's id.
+        id: String,
+    },
 }
 
 /// `tag-space cache ...`
@@ -227,7 +257,8 @@ pub enum CacheCommand {
         /// State file [env: TAG_SPACE_CACHE_PATH].
         #[arg(long, value_name = "PATH")]
         cache_path: Option<PathBuf>,
-        /// Only this space (default: every space).
+        /// Only this space (default: every space); another case is taken when exactly one
+        /// recorded space matches it.
         #[arg(long, value_name = "KEY")]
         space: Option<String>,
     },
@@ -298,6 +329,34 @@ mod tests {
         let a = Args::try_parse_from(["tag-space", "--space", "ENG", "--sync"]).unwrap();
         assert!(a.command.is_none() && a.sync);
         assert!(Args::try_parse_from(["tag-space", "cache"]).is_err());
+    }
+
+    #[test]
+    fn jobs_commands_parse() {
+        let a = Args::try_parse_from(["tag-space", "jobs", "--space", "ENG"]).unwrap();
+        match a.command {
+            Some(Command::Jobs(j)) => {
+                assert!(j.action.is_none() && j.space.as_deref() == Some("ENG"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let a = Args::try_parse_from([
+            "tag-space",
+            "jobs",
+            "cancel",
+            "3",
+            "--cache-path",
+            "/tmp/s.db",
+        ])
+        .unwrap();
+        match a.command {
+            Some(Command::Jobs(j)) => {
+                assert!(matches!(j.action, Some(JobsAction::Cancel { ref id }) if id == "3"));
+                assert_eq!(j.cache_path, Some(PathBuf::from("/tmp/s.db")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Args::try_parse_from(["tag-space", "jobs", "cancel"]).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! `main.rs`) reads the resolved [`config::Config`]: every other module owns its settings type.
 
 pub mod app;
+pub mod backfill;
 pub mod batch;
 pub mod cache;
 pub mod cli;

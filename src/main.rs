@@ -23,6 +23,12 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         };
     }
+    if let Some(Command::Jobs(cmd)) = &args.command {
+        return match app::jobs_command(&args, cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
     let progress = Progress::new();
     progress.install();
     // Before the rest of the configuration, whose errors then come in the chosen format.

@@ -35,6 +35,10 @@ pub fn cache_command(args: &Args, cmd: &CacheCommand) -> anyhow::Result<()> {
             crate::cache::write_stats(&mut out, &stats)?;
         }
         CacheCommand::Clear { space, .. } => {
+            let space = match space {
+                Some(given) => Some(super::space::recorded_space(&store, given)?),
+                None => None,
+            };
             let cleared = store.clear(space.as_deref())?;
             crate::cache::write_cleared(&mut out, space.as_deref(), &cleared)?;
         }

@@ -1,13 +1,14 @@
-//! Taking the run lock for the space before anything is read or written.
+//! Taking the run lock for the space before any page is read or anything is written.
 
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::lock::{self, LockError, RunLock};
 
-/// The run lock for this space ([`crate::lock`]): taken before anything is read or written,
-/// dry runs included (they still spend the provider quota and, with a state file, write
-/// it). The demo writes nothing anywhere and takes none. One lock per site and space,
+/// The run lock for this space ([`crate::lock`]): taken before any page is read or anything
+/// is written (only the space lookup comes first, so that the lock has the key as the site
+/// spells it), dry runs included (they still spend the provider quota and, with a state
+/// file, write it). The demo writes nothing anywhere and takes none. One lock per site and space,
 /// whatever the state file; without a place for it (no `TAG_SPACE_LOCK_DIR`,
 /// `XDG_CACHE_HOME` or `HOME`) the run goes on unlocked, with a warning.
 pub(super) async fn take(

@@ -48,6 +48,7 @@ mod census;
 mod checkpoint;
 mod decide;
 mod error;
+mod jobs;
 mod key;
 mod schema;
 mod settings;
@@ -59,6 +60,7 @@ pub use decide::{
     settle_after_failure,
 };
 pub use error::CacheError;
+pub use jobs::{JobRecord, JobSpec, RequestRecord};
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
 pub use schema::{SCHEMA_VERSION, prepare_dir};
 pub use settings::CacheSettings;

@@ -77,6 +77,42 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN error TEXT;       -- why it failed, one line
     ALTER TABLE runs ADD COLUMN exit_code INTEGER;
     ",
+    // 3: the providers' batch jobs (issue 16). A job row and its requests are written, in
+    // state 'creating', before the create call is sent: a create whose answer was lost is
+    // then looked up by its display name instead of being sent twice. (Keep this the last
+    // migration when merging others: renumber, never reorder.)
+    "
+    CREATE TABLE batch_jobs (
+        id                   INTEGER PRIMARY KEY,  -- `tag-space jobs cancel ID`
+        display_name         TEXT NOT NULL UNIQUE, -- sent with the create; found again by it
+        provider             TEXT NOT NULL,        -- gemini, openai
+        model                TEXT NOT NULL,
+        job_id               TEXT,                 -- the provider's id; NULL while creating
+        space                TEXT NOT NULL,
+        taxonomy_fingerprint TEXT NOT NULL,
+        prompt_version       TEXT NOT NULL,
+        state                TEXT NOT NULL,        -- creating, not_created, pending, running,
+                                                   -- cancelling, succeeded, failed, cancelled,
+                                                   -- expired, stale
+        collected            INTEGER NOT NULL DEFAULT 0,
+        requests             INTEGER NOT NULL,
+        pages                INTEGER NOT NULL,
+        succeeded            INTEGER NOT NULL DEFAULT 0,
+        failed               INTEGER NOT NULL DEFAULT 0,
+        error                TEXT,                 -- one line: why it failed or was not created
+        created_at           INTEGER NOT NULL,
+        updated_at           INTEGER NOT NULL
+    );
+    CREATE INDEX batch_jobs_space ON batch_jobs(space, id);
+
+    -- What each request key of a job covers: JSON [[page id, cache key hex], ...].
+    CREATE TABLE batch_requests (
+        job   INTEGER NOT NULL,
+        key   TEXT NOT NULL,
+        pages TEXT NOT NULL,
+        PRIMARY KEY (job, key)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The newest schema this build understands.

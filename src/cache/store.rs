@@ -846,7 +846,7 @@ pub(super) fn set_label(
 }
 
 /// Unix seconds, for the record (never for a decision).
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

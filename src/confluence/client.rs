@@ -13,6 +13,7 @@
 //! `max_retries` times; other statuses fail at once with a message that says what to do.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -28,6 +29,8 @@ use super::{ConfluenceAuth, ConfluenceSettings};
 use super::{ConfluenceError, Flavor, LABEL_PREFIX, Label, Page, PageSource};
 use crate::http::{retry_after, snippet};
 use crate::retry::Backoff;
+
+mod spaces;
 
 /// How long connecting may take, within the total `settings.timeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +58,8 @@ pub struct ConfluenceClient {
     /// Cloud space ids already resolved by the census, by key (see `census.rs`).
     pub(super) space_ids:
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// Spaces resolved by [`Self::resolve_space`], shared by clones.
+    spaces: Arc<Mutex<spaces::SpaceMemo>>,
 }
 
 impl ConfluenceClient {
@@ -107,6 +112,7 @@ impl ConfluenceClient {
             max_retry_after: MAX_RETRY_AFTER,
             page_limit: DEFAULT_PAGE_LIMIT,
             space_ids: Default::default(),
+            spaces: Arc::default(),
         };
         // Credentials with characters no HTTP header may carry would fail every request later.
         if client
@@ -396,13 +402,18 @@ impl ConfluenceClient {
         ConfluenceError::SpaceNotFound {
             key: key.to_string(),
             base: self.root.clone(),
+            search: None,
         }
     }
 
     // ---- Cloud ------------------------------------------------------------------------------
 
-    /// `GET /wiki/api/v2/spaces?keys=KEY` → the space id.
+    /// `GET /wiki/api/v2/spaces?keys=KEY` → the space id (not asked again for a space
+    /// [`Self::resolve_space`] has found).
     pub(super) async fn cloud_space_id(&self, key: &str) -> Result<String, ConfluenceError> {
+        if let Some(id) = self.resolved_space(key).and_then(|s| s.id) {
+            return Ok(id);
+        }
         let url = self.api(&["wiki", "api", "v2", "spaces"], &[("keys", key)]);
         let list: V2List<V2Space> = self.find_space(key, &url).await?;
         let exact = list.results.iter().position(|s| s.key == key);
@@ -428,7 +439,10 @@ impl ConfluenceClient {
         tx: &mpsc::Sender<Page>,
     ) -> Result<u64, ConfluenceError> {
         const WHAT: &str = "list pages";
-        let space_id = self.cloud_space_id(key).await?;
+        let space_id = match self.remembered_space(key)?.and_then(|s| s.id) {
+            Some(id) => id,
+            None => self.cloud_space_id(key).await?,
+        };
         let limit = self.page_limit.to_string();
         let mut url = self.api(
             &["wiki", "api", "v2", "spaces", &space_id, "pages"],
@@ -514,8 +528,10 @@ impl ConfluenceClient {
 
     async fn dc_stream(&self, key: &str, tx: &mpsc::Sender<Page>) -> Result<u64, ConfluenceError> {
         const WHAT: &str = "list pages";
-        let url = self.api(&["rest", "api", "space", key], &[]);
-        self.find_space::<DcSpace>(key, &url).await?;
+        if self.remembered_space(key)?.is_none() {
+            let url = self.api(&["rest", "api", "space", key], &[]);
+            self.find_space::<DcSpace>(key, &url).await?;
+        }
         let limit = self.page_limit.to_string();
         let mut start: u64 = 0;
         let mut sent = 0;

@@ -1,13 +1,31 @@
 //! What can go wrong talking to Confluence, with what a person needs to act on it.
 
+use super::resolve::SpaceSearch;
+
 /// An error from the Confluence boundary. Each message names the request and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfluenceError {
     /// The space key resolves to nothing (or the credentials cannot see it).
+    #[error("space '{key}' was not found on {base}{}", SpaceSearch::advice(search))]
+    SpaceNotFound {
+        key: String,
+        base: String,
+        /// What the site's key listing showed (closest keys), when it was read: only
+        /// [`super::ConfluenceClient::resolve_space`] reads it.
+        search: Option<SpaceSearch>,
+    },
+
+    /// No space has exactly this key, and several have it in another case.
     #[error(
-        "space '{key}' was not found on {base}: check --space (keys are case-sensitive) and that the account can view it"
+        "space '{key}' is not on {base}, but several keys differ from it only in case: {}; pass the exact one with --space",
+        candidates.join(", ")
     )]
-    SpaceNotFound { key: String, base: String },
+    SpaceAmbiguous {
+        key: String,
+        base: String,
+        /// The matching keys, sorted.
+        candidates: Vec<String>,
+    },
 
     /// A non-success HTTP status that retrying will not fix (or retries ran out).
     #[error("confluence {what}: HTTP {status}{}: {hint}{}", page_id.as_deref().map(|p| format!(" for page {p}")).unwrap_or_default(), if snippet.is_empty() { String::new() } else { format!(" (server said: {snippet})") })]

@@ -99,6 +99,7 @@ impl PageSource for MemorySource {
             return Err(ConfluenceError::SpaceNotFound {
                 key: space_key.to_string(),
                 base: "the in-memory source".to_string(),
+                search: None,
             });
         }
         let mut sent = 0;
@@ -143,6 +144,7 @@ impl PageSource for MemorySource {
             return Err(ConfluenceError::SpaceNotFound {
                 key: space_key.to_string(),
                 base: "the in-memory source".to_string(),
+                search: None,
             });
         }
         let wanted = Label::global(name);

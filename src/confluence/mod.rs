@@ -9,6 +9,7 @@ pub mod client;
 mod error;
 pub mod memory;
 mod probe;
+pub mod resolve;
 mod settings;
 mod wire;
 
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 pub use client::ConfluenceClient;
 pub use error::ConfluenceError;
 pub use memory::MemorySource;
+pub use resolve::ResolvedSpace;
 pub use settings::{ConfluenceAuth, ConfluenceSettings};
 
 /// The prefix tag-space writes its labels under (the one the Confluence UI uses).

@@ -147,12 +147,12 @@ pub(crate) struct DcMetadata {
     pub labels: Option<DcList<WireLabel>>,
 }
 
-/// Data Center `Space`: only decoded to prove the answer is Confluence's space, not a login
-/// page or another server's JSON (a space always has its key).
+/// Data Center `Space`, alone or in a `PageResponse<Space>` listing. Decoding it also proves
+/// the answer is Confluence's space, not a login page or another server's JSON (a space
+/// always has its key).
 #[derive(Debug, Deserialize)]
 pub(crate) struct DcSpace {
-    #[serde(rename = "key")]
-    _key: String,
+    pub key: String,
 }
 
 /// Any of Confluence's error bodies: Cloud v2 `{"errors":[{status,code,title,detail}]}`,

@@ -35,8 +35,12 @@ pub fn action(kind: LlmErrorKind, batch_len: usize, max_cooldown: Duration) -> A
         LlmErrorKind::Timeout | LlmErrorKind::Transport => Action::Backoff { hint: None },
         LlmErrorKind::QuotaExhausted => Action::Dead { quota: true },
         LlmErrorKind::Auth => Action::Dead { quota: false },
-        LlmErrorKind::TooLarge if batch_len > 1 => Action::Split,
-        LlmErrorKind::TooLarge | LlmErrorKind::BadRequest | LlmErrorKind::BadAnswer => Action::Fail,
+        // A truncated answer reaches here after its one retry at twice the cap (`Governed`).
+        LlmErrorKind::TooLarge | LlmErrorKind::Truncated if batch_len > 1 => Action::Split,
+        LlmErrorKind::TooLarge
+        | LlmErrorKind::Truncated
+        | LlmErrorKind::BadRequest
+        | LlmErrorKind::BadAnswer => Action::Fail,
     }
 }
 
@@ -96,5 +100,7 @@ mod tests {
         assert_eq!(action(LlmErrorKind::TooLarge, 1, max), Action::Fail);
         assert_eq!(action(LlmErrorKind::BadRequest, 4, max), Action::Fail);
         assert_eq!(action(LlmErrorKind::BadAnswer, 4, max), Action::Fail);
+        assert_eq!(action(LlmErrorKind::Truncated, 4, max), Action::Split);
+        assert_eq!(action(LlmErrorKind::Truncated, 1, max), Action::Fail);
     }
 }

@@ -15,7 +15,7 @@ use super::concurrency::{Aimd, Limiter};
 use super::config::GovernorConfig;
 use super::pacer::{Pacer, Step};
 use super::stats::{ProviderStats, WaitReason};
-use crate::llm::{Answer, LlmError, LlmErrorKind, PageText, Provider, Usage};
+use crate::llm::{Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, Usage};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -210,11 +210,14 @@ impl<P: Provider> Governed<P> {
             .iter()
             .map(|p| p.title.chars().count() + p.text.chars().count())
             .sum();
+        let budget = self.inner.output_budget(batch);
+        let mut cap = budget.map(|b| b.tokens);
+        let mut widened = false;
         self.lock().budget.deposit();
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let (err, sent_at, tokens) = match self.attempt(batch, chars, probe).await {
+            let (err, sent_at, tokens) = match self.attempt(batch, chars, cap, probe).await {
                 Attempt::Answered(a) => return Ok(a),
                 Attempt::Refused(err) => return Err(err),
                 Attempt::Failed {
@@ -223,6 +226,15 @@ impl<P: Provider> Governed<P> {
                     tokens,
                 } => (err, sent_at, tokens),
             };
+            // Cut off at the cap: once, ask again with twice the cap before splitting.
+            if err.kind == LlmErrorKind::Truncated && !widened {
+                if let Some(wider) = budget.and_then(OutputBudget::widened) {
+                    widened = true;
+                    self.on_truncated(&err, sent_at, tokens, wider);
+                    cap = Some(wider);
+                    continue;
+                }
+            }
             let now = Instant::now();
             match self.after_failure(err, sent_at, tokens, batch.len(), attempt, probe, now) {
                 Next::Return(err) => return Err(err),
@@ -244,6 +256,18 @@ impl<P: Provider> Governed<P> {
                 }
             }
         }
+    }
+
+    /// Books a truncated answer that will be asked again with `wider` as the output cap. It
+    /// spends no retry budget: it happens at most once per batch, and only after an answer.
+    fn on_truncated(&self, err: &LlmError, sent_at: Instant, tokens: f64, wider: u32) {
+        let mut core = self.lock();
+        core.stats.record_failure(err.kind);
+        core.pacer.on_error(sent_at, tokens);
+        core.circuit.on_success(); // it answered: the provider is alive
+        core.stats.retries += 1;
+        core.stats.truncation_retries += 1;
+        tracing::warn!(provider = self.inner.name(), max_output_tokens = wider, error = %err, "answer cut off: asking again with twice the output cap");
     }
 
     /// Books a failed call and decides what comes next (synchronously, under the lock).
@@ -352,7 +376,14 @@ impl<P: Provider> Governed<P> {
     }
 
     /// Waits for a slot, the cooldown and the quota, then makes one call.
-    async fn attempt(&self, batch: &[PageText], chars: usize, probe: bool) -> Attempt {
+    /// `cap`: the output cap to ask for (`None`: the provider sends none of its own).
+    async fn attempt(
+        &self,
+        batch: &[PageText],
+        chars: usize,
+        cap: Option<u32>,
+        probe: bool,
+    ) -> Attempt {
         let start = Instant::now();
         let permit = match self.limiter.try_acquire() {
             Some(p) => p,
@@ -367,7 +398,7 @@ impl<P: Provider> Governed<P> {
         let tokens = self
             .lock()
             .pacer
-            .estimate_tokens(chars, self.config.max_output_tokens);
+            .estimate_tokens(chars, cap.unwrap_or(self.config.max_output_tokens));
         let mut reservation = None;
         let sent_at = loop {
             let now = Instant::now();
@@ -394,7 +425,10 @@ impl<P: Provider> Governed<P> {
                 }
             }
         };
-        let result = self.inner.classify(batch).await;
+        let result = match cap {
+            Some(cap) => self.inner.classify_capped(batch, cap).await,
+            None => self.inner.classify(batch).await,
+        };
         let now = Instant::now();
         let mut core = self.lock();
         core.stats.latencies.push(now - sent_at);
@@ -412,6 +446,7 @@ impl<P: Provider> Governed<P> {
                 core.stats.successes += 1;
                 if let Some(u) = answer.usage {
                     core.stats.tokens_in += u.input_tokens;
+                    core.stats.tokens_cached += u.cached_input_tokens;
                     core.stats.tokens_out += u.output_tokens;
                 }
                 if core.last_cut.is_none_or(|c| sent_at > c) {
@@ -461,6 +496,7 @@ fn merge(mut a: Answer, b: Answer) -> Answer {
         (Some(x), Some(y)) => Some(Usage {
             input_tokens: x.input_tokens + y.input_tokens,
             output_tokens: x.output_tokens + y.output_tokens,
+            cached_input_tokens: x.cached_input_tokens + y.cached_input_tokens,
         }),
         (x, y) => x.or(y),
     };

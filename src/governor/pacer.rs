@@ -378,6 +378,7 @@ mod tests {
         let usage = Usage {
             input_tokens: 200,
             output_tokens: 0,
+            cached_input_tokens: 0,
         };
         p.on_success(t0, 600.0, 400, Some(usage), &RateLimitHints::default(), t0);
         // 400 tokens refunded: 800 left, a 700-token request goes at once.

@@ -62,6 +62,8 @@ pub struct ProviderStats {
     /// Calls answered 429 (rate limited or quota exhausted).
     pub rate_limited: u64,
     pub retries: u64,
+    /// Of `retries`, those made with twice the output cap after a truncated answer.
+    pub truncation_retries: u64,
     /// Retries refused because the run's retry budget was spent.
     pub budget_exhausted: u64,
     /// Batches split in two after "request too large".
@@ -71,6 +73,8 @@ pub struct ProviderStats {
     /// Batches refused without a call because the provider was unavailable.
     pub skipped: u64,
     pub tokens_in: u64,
+    /// Of `tokens_in`, those the provider read from its prompt cache.
+    pub tokens_cached: u64,
     pub tokens_out: u64,
     pub waits: BTreeMap<WaitReason, WaitStats>,
     /// Latency of each call that got an answer (success or error), in order.
@@ -142,6 +146,7 @@ pub fn kind_name(kind: LlmErrorKind) -> &'static str {
         LlmErrorKind::Auth => "auth",
         LlmErrorKind::BadRequest => "bad_request",
         LlmErrorKind::BadAnswer => "bad_answer",
+        LlmErrorKind::Truncated => "truncated",
     }
 }
 

@@ -4,7 +4,7 @@
 use super::gemini::GeminiProvider;
 use super::openai::OpenAiProvider;
 use super::rules::RulesProvider;
-use super::{Answer, LlmError, PageText, Provider};
+use super::{Answer, LlmError, OutputBudget, PageText, Provider};
 
 pub enum AnyProvider {
     Gemini(GeminiProvider),
@@ -26,6 +26,26 @@ impl Provider for AnyProvider {
             Self::Gemini(p) => p.classify(batch).await,
             Self::OpenAi(p) => p.classify(batch).await,
             Self::Rules(p) => p.classify(batch).await,
+        }
+    }
+
+    fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
+        match self {
+            Self::Gemini(p) => p.output_budget(batch),
+            Self::OpenAi(p) => p.output_budget(batch),
+            Self::Rules(p) => p.output_budget(batch),
+        }
+    }
+
+    async fn classify_capped(
+        &self,
+        batch: &[PageText],
+        max_output_tokens: u32,
+    ) -> Result<Answer, LlmError> {
+        match self {
+            Self::Gemini(p) => p.classify_capped(batch, max_output_tokens).await,
+            Self::OpenAi(p) => p.classify_capped(batch, max_output_tokens).await,
+            Self::Rules(p) => p.classify_capped(batch, max_output_tokens).await,
         }
     }
 }

@@ -24,9 +24,12 @@ pub enum LlmErrorKind {
     Auth,
     /// Any other 4xx (bad schema, unknown model): never retried.
     BadRequest,
-    /// A 200 whose content is unusable: malformed or truncated JSON, `MAX_TOKENS`, `SAFETY`,
-    /// a blocked prompt, a refusal. An error of this batch, not retried on the same provider.
+    /// A 200 whose content is unusable: malformed JSON, `SAFETY`, a blocked prompt, a
+    /// refusal. An error of this batch, not retried on the same provider.
     BadAnswer,
+    /// A 200 cut off at the output cap (`finishReason: MAX_TOKENS`, `finish_reason: length`):
+    /// retried once with twice the cap, then the batch is split.
+    Truncated,
 }
 
 /// A failed provider call: which provider, what happened, and a short piece of what it said.
@@ -94,6 +97,7 @@ impl LlmError {
             LlmErrorKind::Auth => "not authorised: check the API key".into(),
             LlmErrorKind::BadRequest => "request rejected".into(),
             LlmErrorKind::BadAnswer => "unusable answer".into(),
+            LlmErrorKind::Truncated => "answer cut off at the output cap".into(),
         }
     }
 }

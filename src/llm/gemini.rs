@@ -12,13 +12,18 @@
 //! | 401, 403, 400 "API key not valid" | `Auth` |
 //! | 408 | `Timeout` |
 //! | other 4xx | `BadRequest` |
-//! | 200 not JSON, no candidates, a blocked prompt, `finishReason` other than `STOP`, unreadable JSON | `BadAnswer` |
+//! | 200 with `finishReason: MAX_TOKENS` | `Truncated` |
+//! | 200 not JSON, no candidates, a blocked prompt, another `finishReason` than `STOP`, unreadable JSON | `BadAnswer` |
 //!
-//! Structured output uses `responseSchema`, Gemini's OpenAPI-subset dialect, converted from
-//! the generic schema by [`to_gemini_schema`]: every Gemini model accepts it, while
-//! `responseJsonSchema` is newer. The one keyword lost is `additionalProperties`, which the
-//! subset lacks; Gemini's decoder only writes declared properties anyway, and validation
-//! ignores unknown ids.
+//! Structured output ([`schema_field`]): `responseJsonSchema`, real JSON Schema with the
+//! per-page object once under `$defs` (reference §6), for Gemini 2.5 and later and any other
+//! name. Gemini 1.x and 2.0 get `responseSchema`, the older OpenAPI-subset dialect, which has
+//! no `$ref`: the expanded schema converted by [`to_gemini_schema`]. There the one keyword
+//! lost is `additionalProperties`; Gemini's decoder only writes declared properties anyway,
+//! and validation ignores unknown ids.
+//!
+//! `maxOutputTokens` is the batch's output budget ([`budget::answer_tokens`]) plus the model's
+//! thinking allowance ([`thinking_allowance`]), capped at the configured ceiling.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,8 +33,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::ProviderSettings;
+use super::schema::{SchemaForm, response_schema};
 use super::wire::{self, wait_in_message};
-use super::{Answer, LlmError, LlmErrorKind, PageText, Provider, RateLimitHints, Usage, prompt};
+use super::{
+    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
+    budget, prompt,
+};
 use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
 
@@ -44,6 +53,28 @@ pub struct GeminiProvider {
     taxonomy: Arc<Taxonomy>,
     system: String,
     url: String,
+    schema_field: SchemaField,
+}
+
+/// Which `generationConfig` field carries the answer's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaField {
+    /// `responseJsonSchema`: JSON Schema, `$defs`/`$ref` resolved ([`SchemaForm::Defs`]).
+    JsonSchema,
+    /// `responseSchema`: the OpenAPI subset, no `$ref` ([`SchemaForm::Expanded`]).
+    OpenApi,
+}
+
+/// `responseSchema` for Gemini 1.x and 2.0, which predate `responseJsonSchema`;
+/// `responseJsonSchema` for everything else (2.5, 3, and aliases such as
+/// `gemini-flash-latest`, which point at current models).
+pub fn schema_field(model: &str) -> SchemaField {
+    let model = model.trim_start_matches("models/");
+    if model.starts_with("gemini-1") || model.starts_with("gemini-2.0") {
+        SchemaField::OpenApi
+    } else {
+        SchemaField::JsonSchema
+    }
 }
 
 impl GeminiProvider {
@@ -63,6 +94,7 @@ impl GeminiProvider {
             settings.base_url.trim_end_matches('/')
         );
         let system = prompt::system_instruction(&taxonomy);
+        let schema_field = schema_field(&settings.model);
         Ok(Self {
             http,
             settings,
@@ -70,18 +102,28 @@ impl GeminiProvider {
             taxonomy,
             system,
             url,
+            schema_field,
         })
     }
 
-    /// The JSON body of a `generateContent` request for this batch.
-    fn request_body(&self, batch: &[PageText]) -> Value {
-        let schema = to_gemini_schema(&prompt::response_schema(batch, &self.taxonomy));
+    /// The JSON body of a `generateContent` request for this batch, asking for at most
+    /// `max_output_tokens`.
+    pub(crate) fn request_body(&self, batch: &[PageText], max_output_tokens: u32) -> Value {
         let mut generation = json!({
             "temperature": 0.0,
-            "maxOutputTokens": self.settings.max_output_tokens,
+            "maxOutputTokens": max_output_tokens,
             "responseMimeType": "application/json",
-            "responseSchema": schema,
         });
+        match self.schema_field {
+            SchemaField::JsonSchema => {
+                generation["responseJsonSchema"] =
+                    response_schema(batch, &self.taxonomy, SchemaForm::Defs);
+            }
+            SchemaField::OpenApi => {
+                let expanded = response_schema(batch, &self.taxonomy, SchemaForm::Expanded);
+                generation["responseSchema"] = to_gemini_schema(&expanded);
+            }
+        }
         if let Some(thinking) = thinking_config(&self.settings.model) {
             generation["thinkingConfig"] = thinking;
         }
@@ -98,7 +140,22 @@ impl Provider for GeminiProvider {
         NAME
     }
 
+    fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
+        let tokens = budget::answer_tokens(batch, &self.taxonomy)
+            .saturating_add(thinking_allowance(&self.settings.model));
+        Some(OutputBudget::new(tokens, self.settings.max_output_tokens))
+    }
+
     async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+        let cap = self.output_budget(batch).map_or(1, |b| b.tokens);
+        self.classify_capped(batch, cap).await
+    }
+
+    async fn classify_capped(
+        &self,
+        batch: &[PageText],
+        max_output_tokens: u32,
+    ) -> Result<Answer, LlmError> {
         let answer = |labels, usage| Answer {
             provider: NAME,
             model: self.settings.model.clone(),
@@ -113,7 +170,7 @@ impl Provider for GeminiProvider {
             .http
             .post(&self.url)
             .header("x-goog-api-key", self.key.expose())
-            .json(&self.request_body(batch))
+            .json(&self.request_body(batch, max_output_tokens))
             .send()
             .await
             .map_err(|e| wire::transport_error(NAME, &e))?;
@@ -152,7 +209,23 @@ pub fn thinking_config(model: &str) -> Option<Value> {
     }
 }
 
-/// Converts a standard JSON Schema (as [`prompt::response_schema`] builds it) to Gemini's
+/// Output tokens the model may spend thinking before it answers (they count against
+/// `maxOutputTokens`), by model name, as [`thinking_config`] sets it up: none when thinking is
+/// off (2.5 Flash, Flash-Lite; 1.x and 2.0 do not think); twice the smallest budget for 2.5
+/// Pro (a budget is a target, not a cap); 1,024 at Gemini 3's `LOW` level and for aliases,
+/// which may think at an automatic budget. A truncated answer is retried at twice the cap.
+pub fn thinking_allowance(model: &str) -> u32 {
+    let model = model.trim_start_matches("models/");
+    match thinking_config(model) {
+        Some(c) if c.get("thinkingBudget") == Some(&json!(0)) => 0,
+        Some(c) if c.get("thinkingBudget").is_some() => 256,
+        Some(_) => 1024,
+        None if model.starts_with("gemini-1") || model.starts_with("gemini-2.0") => 0,
+        None => 1024,
+    }
+}
+
+/// Converts a standard JSON Schema (as [`response_schema`] builds it in the expanded form) to Gemini's
 /// `responseSchema` dialect: upper-case types, no `additionalProperties`, and an explicit
 /// `propertyOrdering` (taken from `required`, which is in batch and taxonomy order).
 pub fn to_gemini_schema(schema: &Value) -> Value {
@@ -242,11 +315,13 @@ struct UsageMetadata {
     prompt_token_count: u64,
     candidates_token_count: u64,
     thoughts_token_count: u64,
+    /// Of `prompt_token_count`, those served from the implicit (or an explicit) cache.
+    cached_content_token_count: u64,
 }
 
 /// Reads a 200 body: the labels of `candidates[0]`, and the usage. Output tokens include
 /// thinking tokens, which are billed as output and count against `maxOutputTokens`.
-fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
+pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
     let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
     let response: GenerateResponse = serde_json::from_str(body).map_err(|e| {
         bad(&format!(
@@ -260,6 +335,7 @@ fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmE
         output_tokens: meta
             .candidates_token_count
             .saturating_add(meta.thoughts_token_count),
+        cached_input_tokens: meta.cached_content_token_count,
     });
     let Some(candidate) = response.candidates.into_iter().next() else {
         return Err(match response.prompt_feedback {
@@ -278,12 +354,18 @@ fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmE
     match candidate.finish_reason.as_deref() {
         None | Some("STOP") => {}
         Some("MAX_TOKENS") => {
-            return Err(bad(&format!(
-                "finishReason MAX_TOKENS: the answer was cut off after {} output tokens ({} of them thinking); raise the output cap or use smaller batches",
-                meta.candidates_token_count
-                    .saturating_add(meta.thoughts_token_count),
-                meta.thoughts_token_count
-            )));
+            return Err(wire::error(
+                NAME,
+                LlmErrorKind::Truncated,
+                Some(200),
+                &format!(
+                    "finishReason MAX_TOKENS: the answer was cut off after {} output tokens ({} of them thinking)",
+                    meta.candidates_token_count
+                        .saturating_add(meta.thoughts_token_count),
+                    meta.thoughts_token_count
+                ),
+                key,
+            ));
         }
         Some(other) => return Err(bad(&format!("finishReason {other}"))),
     }
@@ -318,7 +400,12 @@ struct ApiError {
 }
 
 /// Classifies a non-2xx answer (see the module table).
-fn classify_error(status: u16, headers: &HeaderMap, body: &str, key: Option<&Secret>) -> LlmError {
+pub(crate) fn classify_error(
+    status: u16,
+    headers: &HeaderMap,
+    body: &str,
+    key: Option<&Secret>,
+) -> LlmError {
     let api = serde_json::from_str::<ErrorEnvelope>(body)
         .map(|e| e.error)
         .unwrap_or_default();
@@ -533,7 +620,7 @@ mod tests {
                 {"text": "thinking about it", "thought": true},
                 {"text": "{\"1\": {\"type\": [\"how-to\"],"},
                 {"text": " \"tool\": [\"git\"]}}"}]}, "finishReason": "STOP"}],
-            "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 20, "thoughtsTokenCount": 5}
+            "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 20, "thoughtsTokenCount": 5, "cachedContentTokenCount": 96}
         });
         let (labels, usage) = parse_response(&body.to_string(), None).unwrap();
         assert_eq!(labels["1"].len(), 2);
@@ -541,15 +628,20 @@ mod tests {
             usage,
             Some(Usage {
                 input_tokens: 120,
-                output_tokens: 25
+                output_tokens: 25,
+                cached_input_tokens: 96,
             })
         );
     }
 
     #[test]
     fn unusable_200s_are_bad_answers() {
+        let cut = json!({"candidates": [{"content": {"parts": [{"text": "{\"1\": {\"ty"}]}, "finishReason": "MAX_TOKENS"}]}).to_string();
+        assert_eq!(
+            parse_response(&cut, None).unwrap_err().kind,
+            LlmErrorKind::Truncated
+        );
         for body in [
-            json!({"candidates": [{"content": {"parts": [{"text": "{\"1\": {\"ty"}]}, "finishReason": "MAX_TOKENS"}]}).to_string(),
             json!({"candidates": [{"finishReason": "SAFETY"}]}).to_string(),
             json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}}).to_string(),
             json!({"candidates": []}).to_string(),
@@ -596,7 +688,8 @@ mod tests {
     #[test]
     fn schema_is_converted_to_gemini_dialect() {
         let batch = [page("202", "B", ""), page("101", "A", "")];
-        let s = to_gemini_schema(&prompt::response_schema(&batch, &taxonomy()));
+        let expanded = response_schema(&batch, &taxonomy(), SchemaForm::Expanded);
+        let s = to_gemini_schema(&expanded);
         assert_eq!(s["type"], "OBJECT");
         assert!(s.get("additionalProperties").is_none());
         assert_eq!(s["propertyOrdering"], json!(["202", "101"]));
@@ -612,5 +705,75 @@ mod tests {
             json!({"type": "STRING", "enum": ["jira", "git", "docker"]})
         );
         assert!(!s.to_string().contains("additionalProperties"));
+    }
+
+    fn provider(model: &str) -> GeminiProvider {
+        let settings = ProviderSettings {
+            api_key: Some(Secret::new("k")),
+            model: model.into(),
+            base_url: "http://127.0.0.1:9".into(),
+            timeout: Duration::from_secs(5),
+            max_output_tokens: 4096,
+        };
+        GeminiProvider::new(settings, Arc::new(taxonomy())).unwrap()
+    }
+
+    #[test]
+    fn current_models_get_the_defs_schema_in_response_json_schema() {
+        let p = provider("gemini-2.5-flash");
+        let batch = [page("202", "B", ""), page("101", "A", "")];
+        let body = p.request_body(&batch, 321);
+        let g = &body["generationConfig"];
+        assert!(g.get("responseSchema").is_none(), "never both fields");
+        assert_eq!(g["responseMimeType"], "application/json");
+        assert_eq!(g["maxOutputTokens"], 321);
+        let s = &g["responseJsonSchema"];
+        assert_eq!(s["type"], "object", "no $ref at the root");
+        assert_eq!(s["required"], json!(["202", "101"]));
+        assert_eq!(s["additionalProperties"], false);
+        assert_eq!(s["properties"]["101"], json!({"$ref": "#/$defs/page"}));
+        assert_eq!(s["$defs"]["page"]["additionalProperties"], false);
+        assert_eq!(s["$defs"]["page"]["properties"]["tool"]["maxItems"], 2);
+        assert_eq!(
+            s["$defs"]["page"]["properties"]["tool"]["items"]["enum"],
+            json!(["jira", "git", "docker"])
+        );
+        for model in [
+            "gemini-3-flash-preview",
+            "models/gemini-2.5-pro",
+            "gemini-flash-latest",
+        ] {
+            assert_eq!(schema_field(model), SchemaField::JsonSchema, "{model}");
+        }
+    }
+
+    #[test]
+    fn gemini_2_0_keeps_the_expanded_response_schema() {
+        let p = provider("gemini-2.0-flash");
+        let body = p.request_body(&[page("1", "A", "")], 100);
+        let g = &body["generationConfig"];
+        assert!(g.get("responseJsonSchema").is_none());
+        let s = &g["responseSchema"];
+        assert_eq!(s["type"], "OBJECT");
+        assert!(!s.to_string().contains("$ref") && !s.to_string().contains("$defs"));
+        assert_eq!(s["properties"]["1"]["properties"]["tool"]["maxItems"], 2);
+        assert_eq!(schema_field("gemini-1.5-pro"), SchemaField::OpenApi);
+    }
+
+    #[test]
+    fn the_output_cap_is_the_batch_budget_plus_thinking_within_the_ceiling() {
+        let batch = [page("1", "A", ""), page("2", "B", "")];
+        let base = budget::answer_tokens(&batch, &taxonomy());
+        let flash = provider("gemini-2.5-flash").output_budget(&batch).unwrap();
+        assert_eq!(flash, OutputBudget::new(base, 4096));
+        assert!(flash.tokens < 300, "{flash:?}");
+        let pro = provider("gemini-2.5-pro").output_budget(&batch).unwrap();
+        assert_eq!(pro.tokens, base + 256);
+        let three = provider("gemini-3-pro-preview")
+            .output_budget(&batch)
+            .unwrap();
+        assert_eq!(three.tokens, base + 1024);
+        assert_eq!(thinking_allowance("gemini-2.0-flash"), 0);
+        assert_eq!(thinking_allowance("gemini-flash-latest"), 1024);
     }
 }

@@ -6,11 +6,14 @@
 //! `crate::governor`), so there is one retry loop in the whole program.
 
 mod any;
+pub mod batch;
+pub mod budget;
 mod error;
 pub mod gemini;
 pub mod openai;
 pub mod prompt;
 pub mod rules;
+pub mod schema;
 mod settings;
 pub mod validate;
 mod wire;
@@ -20,6 +23,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use any::AnyProvider;
+pub use budget::OutputBudget;
 pub use error::{LlmError, LlmErrorKind};
 pub use settings::ProviderSettings;
 pub use wire::parse_go_duration;
@@ -37,6 +41,10 @@ pub struct PageText {
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of `input_tokens`, those read from the provider's prompt cache (a repeated prefix),
+    /// billed at the cached rate: Gemini `cachedContentTokenCount`, OpenAI
+    /// `prompt_tokens_details.cached_tokens`.
+    pub cached_input_tokens: u64,
 }
 
 /// Rate-limit state a provider reported in its response headers (OpenAI-style
@@ -73,6 +81,23 @@ pub trait Provider: Send + Sync {
     /// Classifies the batch in one call. The answer is not yet validated.
     fn classify(&self, batch: &[PageText])
     -> impl Future<Output = Result<Answer, LlmError>> + Send;
+
+    /// The output cap a call for this batch asks for, and its ceiling; `None` for providers
+    /// that send none (the governor then reserves its configured cap).
+    fn output_budget(&self, _batch: &[PageText]) -> Option<OutputBudget> {
+        None
+    }
+
+    /// Classifies the batch in one call with `max_output_tokens` as the output cap instead of
+    /// [`Provider::output_budget`]'s (the retry after a truncated answer). Providers without
+    /// a cap ignore it.
+    fn classify_capped(
+        &self,
+        batch: &[PageText],
+        _max_output_tokens: u32,
+    ) -> impl Future<Output = Result<Answer, LlmError>> + Send {
+        self.classify(batch)
+    }
 }
 
 impl<P: Provider> Provider for std::sync::Arc<P> {
@@ -84,5 +109,15 @@ impl<P: Provider> Provider for std::sync::Arc<P> {
         batch: &[PageText],
     ) -> impl Future<Output = Result<Answer, LlmError>> + Send {
         (**self).classify(batch)
+    }
+    fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
+        (**self).output_budget(batch)
+    }
+    fn classify_capped(
+        &self,
+        batch: &[PageText],
+        max_output_tokens: u32,
+    ) -> impl Future<Output = Result<Answer, LlmError>> + Send {
+        (**self).classify_capped(batch, max_output_tokens)
     }
 }

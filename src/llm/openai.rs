@@ -13,7 +13,8 @@
 //! | 401, 403 | `Auth` |
 //! | 408 | `Timeout` |
 //! | other 4xx | `BadRequest` |
-//! | 200 not JSON, a refusal, `finish_reason` `length` / `content_filter`, unreadable JSON | `BadAnswer` |
+//! | 200 with `finish_reason: length` | `Truncated` |
+//! | 200 not JSON, a refusal, `finish_reason: content_filter`, unreadable JSON | `BadAnswer` |
 //!
 //! The `x-ratelimit-*` headers are read on every response, success or error: they come back
 //! in [`Answer::rate_limits`], and [`OpenAiProvider::last_rate_limits`] keeps the latest.
@@ -23,7 +24,13 @@
 //! - The output cap is `max_completion_tokens` for OpenAI's own hosts (`max_tokens` is
 //!   deprecated there and refused by reasoning models) and `max_tokens` everywhere else,
 //!   which is the field every compatible server knows. Without a cap a grammar-constrained
-//!   local server can generate for minutes (reference §5).
+//!   local server can generate for minutes (reference §5). Its value is the batch's output
+//!   budget ([`budget::answer_tokens`], plus 2,048 tokens of reasoning for reasoning models),
+//!   capped at the configured ceiling: OpenAI counts the cap against TPM up front.
+//! - The schema (`json_schema`, strict) states the per-page object once under `$defs`
+//!   ([`SchemaForm::Defs`]): OpenAI strict mode, llama.cpp, vLLM and Ollama resolve `$ref`.
+//!   Gemini's OpenAI-compatible endpoint gets the expanded form, as nothing says how it
+//!   translates `$ref` ([`schema_form`]).
 //! - Reasoning models (`o1`, `o3`, `o4…`, `gpt-5…` except `gpt-5-chat…`) refuse any
 //!   `temperature` but the default, so they get `reasoning_effort: low` instead of
 //!   `temperature: 0`; their reasoning tokens count against the cap.
@@ -37,8 +44,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ProviderSettings;
+use super::schema::{SchemaForm, response_schema};
 use super::wire::{self, parse_go_duration, wait_in_message};
-use super::{Answer, LlmError, LlmErrorKind, PageText, Provider, RateLimitHints, Usage, prompt};
+use super::{
+    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
+    budget, prompt,
+};
 use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
 
@@ -46,6 +57,11 @@ const NAME: &str = "openai";
 
 /// The `json_schema.name` sent with every request.
 const SCHEMA_NAME: &str = "page_labels";
+
+/// Output tokens a reasoning model may spend reasoning at `reasoning_effort: low` before it
+/// answers (they count against `max_completion_tokens`). A truncated answer is retried at
+/// twice the cap.
+pub const REASONING_ALLOWANCE: u32 = 2048;
 
 /// Billing codes reported under the `insufficient_quota` type (reference §2.3): permanent.
 const QUOTA_CODES: &[&str] = &[
@@ -67,7 +83,21 @@ pub struct OpenAiProvider {
     url: String,
     /// `max_completion_tokens` (OpenAI's own hosts) or `max_tokens` (everything else).
     cap_field: &'static str,
+    schema_form: SchemaForm,
     last_rate_limits: Mutex<RateLimitHints>,
+}
+
+/// The schema form a server gets: the expanded one for Gemini's OpenAI-compatible endpoint
+/// (how it translates `$ref` is not documented), `$defs` for everything else.
+pub fn schema_form(base_url: &str) -> SchemaForm {
+    let host = url::Url::parse(base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    if host.as_deref() == Some("generativelanguage.googleapis.com") {
+        SchemaForm::Expanded
+    } else {
+        SchemaForm::Defs
+    }
 }
 
 impl OpenAiProvider {
@@ -83,6 +113,7 @@ impl OpenAiProvider {
             "max_tokens"
         };
         let system = prompt::system_instruction(&taxonomy);
+        let schema_form = schema_form(base);
         Ok(Self {
             http,
             settings,
@@ -90,6 +121,7 @@ impl OpenAiProvider {
             system,
             url,
             cap_field,
+            schema_form,
             last_rate_limits: Mutex::default(),
         })
     }
@@ -103,8 +135,9 @@ impl OpenAiProvider {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The JSON body of a chat completion request for this batch.
-    fn request_body(&self, batch: &[PageText]) -> Value {
+    /// The JSON body of a chat completion request for this batch, asking for at most
+    /// `max_output_tokens`.
+    pub(crate) fn request_body(&self, batch: &[PageText], max_output_tokens: u32) -> Value {
         let mut body = json!({
             "model": self.settings.model,
             "messages": [
@@ -116,11 +149,11 @@ impl OpenAiProvider {
                 "json_schema": {
                     "name": SCHEMA_NAME,
                     "strict": true,
-                    "schema": prompt::response_schema(batch, &self.taxonomy),
+                    "schema": response_schema(batch, &self.taxonomy, self.schema_form),
                 },
             },
         });
-        body[self.cap_field] = json!(self.settings.max_output_tokens);
+        body[self.cap_field] = json!(max_output_tokens);
         if is_reasoning_model(&self.settings.model) {
             body["reasoning_effort"] = json!("low");
         } else {
@@ -135,7 +168,24 @@ impl Provider for OpenAiProvider {
         NAME
     }
 
+    fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
+        let mut tokens = budget::answer_tokens(batch, &self.taxonomy);
+        if is_reasoning_model(&self.settings.model) {
+            tokens = tokens.saturating_add(REASONING_ALLOWANCE);
+        }
+        Some(OutputBudget::new(tokens, self.settings.max_output_tokens))
+    }
+
     async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+        let cap = self.output_budget(batch).map_or(1, |b| b.tokens);
+        self.classify_capped(batch, cap).await
+    }
+
+    async fn classify_capped(
+        &self,
+        batch: &[PageText],
+        max_output_tokens: u32,
+    ) -> Result<Answer, LlmError> {
         let answer = |labels, usage, rate_limits| Answer {
             provider: NAME,
             model: self.settings.model.clone(),
@@ -151,7 +201,10 @@ impl Provider for OpenAiProvider {
             .api_key
             .as_ref()
             .filter(|k| !k.expose().is_empty());
-        let mut request = self.http.post(&self.url).json(&self.request_body(batch));
+        let mut request = self
+            .http
+            .post(&self.url)
+            .json(&self.request_body(batch, max_output_tokens));
         if let Some(key) = key {
             request = request.bearer_auth(key.expose());
         }
@@ -245,10 +298,19 @@ struct ChatUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    /// Absent on many compatible servers, and `null` on some.
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Deserialize, Default)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
 }
 
 /// Reads a 200 body: the labels in `choices[0].message.content`, and the usage.
-fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
+pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
     let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
     let response: ChatResponse = serde_json::from_str(body).map_err(|e| {
         bad(&format!(
@@ -259,6 +321,11 @@ fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmE
     let usage = response.usage.map(|u| Usage {
         input_tokens: u.prompt_tokens,
         output_tokens: u.completion_tokens,
+        cached_input_tokens: u
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+            .min(u.prompt_tokens),
     });
     let Some(choice) = response.choices.into_iter().next() else {
         return Err(bad("no choices in the answer"));
@@ -275,9 +342,13 @@ fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmE
             let used = usage
                 .map(|u| format!(" after {} output tokens", u.output_tokens))
                 .unwrap_or_default();
-            return Err(bad(&format!(
-                "finish_reason length: the answer was cut off{used}; raise the output cap or use smaller batches"
-            )));
+            return Err(wire::error(
+                NAME,
+                LlmErrorKind::Truncated,
+                Some(200),
+                &format!("finish_reason length: the answer was cut off{used}"),
+                key,
+            ));
         }
         Some("content_filter") => return Err(bad("finish_reason content_filter")),
         _ => {}
@@ -291,7 +362,12 @@ fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmE
 }
 
 /// Classifies a non-2xx answer (see the module table).
-fn classify_error(status: u16, headers: &HeaderMap, body: &str, key: Option<&Secret>) -> LlmError {
+pub(crate) fn classify_error(
+    status: u16,
+    headers: &HeaderMap,
+    body: &str,
+    key: Option<&Secret>,
+) -> LlmError {
     let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let error = value.get("error").unwrap_or(&Value::Null);
     let text = |v: Option<&Value>| match v {
@@ -583,7 +659,6 @@ mod tests {
         let refusal = json!({"choices": [{"message": {"content": null, "refusal": "I can't help with that."}, "finish_reason": "stop"}]}).to_string();
         for body in [
             refusal,
-            ok(r#"{"1": {"tool": ["git"#, "length"),
             ok(r#"{"1": {"tool": ["git"]}}"#, "content_filter"),
             ok("not json", "stop"),
             ok("", "stop"),
@@ -596,6 +671,11 @@ mod tests {
                 "{body}"
             );
         }
+        let cut = ok(r#"{"1": {"tool": ["git"#, "length");
+        assert_eq!(
+            parse_response(&cut, None).unwrap_err().kind,
+            LlmErrorKind::Truncated
+        );
         let (labels, usage) =
             parse_response(&ok(r#"{"1": {"tool": ["git"]}}"#, "stop"), None).unwrap();
         assert_eq!(labels["1"], ["git"]);
@@ -610,12 +690,18 @@ mod tests {
             model: "gpt-5-mini".into(),
             base_url: "https://api.openai.com/v1/".into(),
             timeout: Duration::from_secs(5),
-            max_output_tokens: 900,
+            max_output_tokens: 9000,
         };
         let p = OpenAiProvider::new(settings, Arc::new(taxonomy())).unwrap();
         assert_eq!(p.url, "https://api.openai.com/v1/chat/completions");
-        let body = p.request_body(&[page("1", "t", "x")]);
-        assert_eq!(body["max_completion_tokens"], 900);
+        let batch = [page("1", "t", "x")];
+        let cap = p.output_budget(&batch).unwrap().tokens;
+        assert_eq!(
+            cap,
+            budget::answer_tokens(&batch, &taxonomy()) + REASONING_ALLOWANCE
+        );
+        let body = p.request_body(&batch, cap);
+        assert_eq!(body["max_completion_tokens"], cap);
         assert!(body.get("max_tokens").is_none());
         assert!(body.get("temperature").is_none());
         assert_eq!(body["reasoning_effort"], "low");
@@ -654,6 +740,86 @@ mod tests {
             "omni",
         ] {
             assert!(!is_reasoning_model(m), "{m}");
+        }
+    }
+
+    fn provider(base_url: &str, model: &str) -> OpenAiProvider {
+        let settings = ProviderSettings {
+            api_key: None,
+            model: model.into(),
+            base_url: base_url.into(),
+            timeout: Duration::from_secs(5),
+            max_output_tokens: 4096,
+        };
+        OpenAiProvider::new(settings, Arc::new(crate::llm::prompt::tests::taxonomy())).unwrap()
+    }
+
+    #[test]
+    fn the_strict_schema_states_the_page_once_under_defs() {
+        use crate::llm::prompt::tests::page;
+        let p = provider("http://127.0.0.1:8080/v1", "gpt-4.1-mini");
+        let body = p.request_body(&[page("7", "t", "x"), page("8", "u", "y")], 300);
+        assert_eq!(body["max_tokens"], 300);
+        assert_eq!(body["response_format"]["json_schema"]["strict"], true);
+        let s = &body["response_format"]["json_schema"]["schema"];
+        assert_eq!(s["type"], "object");
+        assert_eq!(s["required"], json!(["7", "8"]));
+        assert_eq!(s["additionalProperties"], false);
+        assert_eq!(s["properties"]["8"], json!({"$ref": "#/$defs/page"}));
+        let page_def = &s["$defs"]["page"];
+        assert_eq!(page_def["additionalProperties"], false);
+        assert_eq!(page_def["required"], json!(["type", "tool"]));
+        assert_eq!(page_def["properties"]["type"]["maxItems"], 1);
+    }
+
+    #[test]
+    fn geminis_openai_endpoint_gets_the_expanded_schema() {
+        use crate::llm::prompt::tests::page;
+        let p = provider(
+            "https://generativelanguage.googleapis.com/v1beta/openai",
+            "gemini-2.5-flash",
+        );
+        let body = p.request_body(&[page("7", "t", "x")], 300);
+        let s = &body["response_format"]["json_schema"]["schema"];
+        assert!(!s.to_string().contains("$ref"), "{s}");
+        assert_eq!(s["properties"]["7"]["additionalProperties"], false);
+        assert_eq!(s["properties"]["7"]["properties"]["tool"]["maxItems"], 2);
+    }
+
+    #[test]
+    fn the_system_message_is_the_same_for_every_batch() {
+        use crate::llm::prompt::tests::page;
+        let p = provider("http://127.0.0.1:8080/v1", "gpt-4.1-mini");
+        let a = p.request_body(&[page("7", "t", "x")], 300);
+        let b = p.request_body(&[page("9", "u", "y"), page("10", "v", "z")], 600);
+        assert_eq!(a["messages"][0], b["messages"][0]);
+        assert_eq!(a["messages"][0]["role"], "system");
+        // Everything that varies is in the user message, after the taxonomy.
+        let system = a["messages"][0]["content"].as_str().unwrap();
+        assert!(system.contains("Taxonomy:") && system.contains("- docker:"));
+        assert!(!system.contains('7') && !system.contains("Pages to label"));
+    }
+
+    #[test]
+    fn cached_prompt_tokens_are_read() {
+        let body = json!({"choices": [{"message": {"content": r#"{"1": {"tool": ["git"]}}"#}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 2006, "completion_tokens": 30, "total_tokens": 2036,
+                      "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0}}});
+        let (_, usage) = parse_response(&body.to_string(), None).unwrap();
+        assert_eq!(
+            usage,
+            Some(Usage {
+                input_tokens: 2006,
+                output_tokens: 30,
+                cached_input_tokens: 1920,
+            })
+        );
+        // Compatible servers send no details, or null.
+        for details in [json!(null), json!({})] {
+            let body = json!({"choices": [{"message": {"content": "{}"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": details}});
+            let (_, usage) = parse_response(&body.to_string(), None).unwrap();
+            assert_eq!(usage.unwrap().cached_input_tokens, 0);
         }
     }
 }

@@ -7,24 +7,29 @@
 //! `&amp;`, `&lt;` and `&gt;`: a page cannot close its block, open another page's block or
 //! forge an id, whatever its text says.
 //!
-//! The schema is built per batch so that every schema-valid answer is complete and within
-//! the taxonomy: its required keys are exactly the batch's page ids, and each page has one
-//! array per category whose items are that category's tags (an `enum`) and whose length is
-//! bounded (`maxItems`). Providers that constrain decoding to the schema (OpenAI strict
-//! mode, Gemini, llama.cpp) then cannot leave a page out or invent a tag; the answer is
-//! still validated ([`super::validate`]) because not every server enforces everything.
+//! The system instruction comes first in every request and is byte-identical across the
+//! batches of a run (nothing in it depends on the batch: no id, count or date), so that
+//! providers can serve it from their prompt cache (Gemini implicit caching, OpenAI prompt
+//! caching, both above about 1,024 tokens); everything that varies is in the user content.
+//!
+//! The answer's schema is built per batch by [`super::schema`] (re-exported here).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::PageText;
+use super::schema::unique_pages;
+pub use super::schema::{
+    OPENAI_MAX_ENUM_VALUES, SchemaForm, max_pages_per_request, response_schema,
+};
 use crate::taxonomy::Taxonomy;
 
 /// Changes whenever the prompt or the schema changes in a way that can change answers, so
-/// that cached answers from an older prompt are not reused.
-pub const PROMPT_VERSION: &str = "tag-space-prompt-1";
+/// that cached answers from an older prompt are not reused. 2: the `$defs` schema and the
+/// computed output cap.
+pub const PROMPT_VERSION: &str = "tag-space-prompt-2";
 
 /// The system instruction: the rules and every tag with its description, by category.
 pub fn system_instruction(taxonomy: &Taxonomy) -> String {
@@ -92,66 +97,6 @@ pub fn user_content(batch: &[PageText]) -> String {
         );
     }
     s
-}
-
-/// The JSON Schema of a complete, valid answer for this batch (standard JSON Schema, as
-/// OpenAI strict mode wants it: every object closed and every property required).
-///
-/// ```json
-/// {"type": "object", "additionalProperties": false, "required": ["<id>", ...],
-///  "properties": {"<id>": {"type": "object", "additionalProperties": false,
-///     "required": ["<category>", ...],
-///     "properties": {"<category>": {"type": "array", "maxItems": 2,
-///        "items": {"type": "string", "enum": ["<tag>", ...]}}}}}}
-/// ```
-///
-/// `required` lists ids and categories in batch and taxonomy order; providers that need an
-/// explicit order (Gemini's `propertyOrdering`) take it from there.
-pub fn response_schema(batch: &[PageText], taxonomy: &Taxonomy) -> Value {
-    let mut categories = Map::new();
-    let mut category_names = Vec::new();
-    for c in taxonomy.categories() {
-        let tags: Vec<&str> = c.tags.iter().map(|t| t.name.as_str()).collect();
-        categories.insert(
-            c.name.clone(),
-            json!({
-                "type": "array",
-                "items": {"type": "string", "enum": tags},
-                // Always bounded: a grammar-constrained server otherwise repeats enum values
-                // until it runs out of tokens (reference §5).
-                "maxItems": c.max_per_page.min(c.tags.len()),
-            }),
-        );
-        category_names.push(c.name.clone());
-    }
-    let page = json!({
-        "type": "object",
-        "properties": categories,
-        "required": category_names,
-        "additionalProperties": false,
-    });
-    let mut pages = Map::new();
-    let mut ids = Vec::new();
-    for p in unique_pages(batch) {
-        pages.insert(p.id.clone(), page.clone());
-        ids.push(p.id.clone());
-    }
-    json!({
-        "type": "object",
-        "properties": pages,
-        "required": ids,
-        "additionalProperties": false,
-    })
-}
-
-/// OpenAI strict mode accepts at most this many enum values in one schema (reference §2.1).
-pub const OPENAI_MAX_ENUM_VALUES: usize = 1000;
-
-/// The most pages one request may carry so that its schema stays within
-/// [`OPENAI_MAX_ENUM_VALUES`]: every page repeats every tag. (Gemini also refuses schemas that
-/// are too complex, with a 400, without a documented number.) At least 1.
-pub fn max_pages_per_request(taxonomy: &Taxonomy) -> usize {
-    (OPENAI_MAX_ENUM_VALUES / taxonomy.tag_names().count().max(1)).max(1)
 }
 
 /// The model's answer could not be read as labels.
@@ -299,12 +244,6 @@ fn balanced_end(s: &str) -> Option<usize> {
     None
 }
 
-/// The batch without repeated ids (the first occurrence wins).
-fn unique_pages(batch: &[PageText]) -> impl Iterator<Item = &PageText> {
-    let mut seen = HashSet::new();
-    batch.iter().filter(move |p| seen.insert(p.id.as_str()))
-}
-
 /// `&`, `<`, `>` (and `"` in an attribute) as entities, so that page data cannot write markup.
 fn escape(s: &str, attribute: bool) -> String {
     let mut out = String::with_capacity(s.len());
@@ -367,47 +306,6 @@ pub(crate) mod tests {
             title: title.into(),
             text: text.into(),
         }
-    }
-
-    #[test]
-    fn schema_requires_every_page_and_bounds_every_array() {
-        let batch = [page("101", "A", "a"), page("202", "B", "b")];
-        let schema = response_schema(&batch, &taxonomy());
-        assert_eq!(schema["type"], "object");
-        assert_eq!(schema["additionalProperties"], false);
-        assert_eq!(schema["required"], json!(["101", "202"]));
-        assert_eq!(schema["properties"].as_object().unwrap().len(), 2);
-        for id in ["101", "202"] {
-            let p = &schema["properties"][id];
-            assert_eq!(p["type"], "object");
-            assert_eq!(p["additionalProperties"], false);
-            assert_eq!(p["required"], json!(["type", "tool"]));
-            assert_eq!(p["properties"]["type"]["maxItems"], 1);
-            assert_eq!(
-                p["properties"]["type"]["items"]["enum"],
-                json!(["how-to", "reference", "decision"])
-            );
-            assert_eq!(p["properties"]["tool"]["maxItems"], 2);
-            assert_eq!(
-                p["properties"]["tool"]["items"]["enum"],
-                json!(["jira", "git", "docker"])
-            );
-            assert_eq!(p["properties"]["tool"]["items"]["type"], "string");
-        }
-    }
-
-    #[test]
-    fn schema_lists_a_repeated_page_once_and_caps_max_items_at_the_tag_count() {
-        let cats = vec![Category {
-            name: "c".into(),
-            description: String::new(),
-            max_per_page: 5,
-            tags: vec![tag("a")],
-        }];
-        let tax = Taxonomy::new(cats, 5, "t").unwrap();
-        let schema = response_schema(&[page("1", "", ""), page("1", "", "")], &tax);
-        assert_eq!(schema["required"], json!(["1"]));
-        assert_eq!(schema["properties"]["1"]["properties"]["c"]["maxItems"], 1);
     }
 
     #[test]

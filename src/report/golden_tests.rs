@@ -659,6 +659,16 @@ fn cost_arithmetic() {
     assert_eq!(prices.cost(&p), None, "an unknown model gets no guess");
     let rules = ProviderMetrics::new("rules", None);
     assert_eq!(prices.cost(&rules), Some(0.0));
+    // Cached input at the cached rate: 1,000,000 in of which 800,000 cached, for 2.5 Flash
+    // 200,000 × 0.30 + 800,000 × 0.075 = 0.06 + 0.06; a model without a cached price pays
+    // its input price for them.
+    let mut cached = ProviderMetrics::new("gemini", Some("gemini-2.5-flash".into()));
+    cached.tokens_in = 1_000_000;
+    cached.tokens_cached = 800_000;
+    assert_eq!(prices.cost(&cached), Some(0.12));
+    let mut full = Prices::default();
+    full.set("gemini", "gemini-2.5-flash", 0.30, 2.50);
+    assert_eq!(full.cost(&cached), Some(0.30));
 
     let mut custom = Prices::default();
     custom

@@ -108,6 +108,7 @@ struct Provider<'a> {
     skipped: u64,
     tokens_in: u64,
     tokens_out: u64,
+    tokens_cached: u64,
     latency: LatencyOut,
     waits: BTreeMap<&'static str, WaitOut>,
     concurrency_limit: usize,
@@ -135,6 +136,7 @@ struct WaitOut {
 struct PriceOut {
     input_usd_per_million_tokens: f64,
     output_usd_per_million_tokens: f64,
+    cached_input_usd_per_million_tokens: f64,
 }
 
 #[derive(Serialize)]
@@ -228,6 +230,7 @@ fn provider<'a>(r: &RunReport, p: &'a ProviderMetrics) -> Provider<'a> {
         skipped: p.skipped,
         tokens_in: p.tokens_in,
         tokens_out: p.tokens_out,
+        tokens_cached: p.tokens_cached,
         latency: latency(&p.latency),
         waits: waits(|w| p.wait(w)),
         concurrency_limit: p.concurrency_limit,
@@ -236,6 +239,7 @@ fn provider<'a>(r: &RunReport, p: &'a ProviderMetrics) -> Provider<'a> {
         price: price.map(|x| PriceOut {
             input_usd_per_million_tokens: x.input_per_mtok,
             output_usd_per_million_tokens: x.output_per_mtok,
+            cached_input_usd_per_million_tokens: x.cached_input_per_mtok,
         }),
         estimated_cost_usd: r.prices().cost(p),
     }

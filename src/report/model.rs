@@ -331,6 +331,8 @@ pub struct ProviderMetrics {
     pub skipped: u64,
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// Of `tokens_in`, those read from the provider's prompt cache (billed at the cached rate).
+    pub tokens_cached: u64,
     pub waits: BTreeMap<Wait, WaitTotal>,
     pub latency: Latency,
     /// The adaptive concurrency limit at the end of the run.
@@ -339,6 +341,14 @@ pub struct ProviderMetrics {
     pub paced_rpm: Option<f64>,
     /// Why the provider stopped being called, if it did.
     pub unavailable: Option<String>,
+    /// Of `tokens_in` / `tokens_out`, those answered through the provider's batch service,
+    /// priced at [`BATCH_PRICE_FACTOR`] of the interactive rate (see
+    /// [`ProviderMetrics::add_batch`]).
+    pub batch_tokens_in: u64,
+    pub batch_tokens_out: u64,
+    /// Requests answered by a batch job, and the pages they covered.
+    pub batch_requests: u64,
+    pub batch_pages: u64,
 }
 
 impl ProviderMetrics {
@@ -367,6 +377,17 @@ impl ProviderMetrics {
 
     pub fn wait(&self, reason: Wait) -> WaitTotal {
         self.waits.get(&reason).copied().unwrap_or_default()
+    }
+
+    /// Counts what a batch job answered: its tokens join the provider's totals and are
+    /// priced at the batch rate.
+    pub fn add_batch(&mut self, requests: u64, pages: u64, tokens_in: u64, tokens_out: u64) {
+        self.batch_requests += requests;
+        self.batch_pages += pages;
+        self.batch_tokens_in += tokens_in;
+        self.batch_tokens_out += tokens_out;
+        self.tokens_in += tokens_in;
+        self.tokens_out += tokens_out;
     }
 
     pub fn failed_calls(&self) -> u64 {
@@ -402,12 +423,17 @@ impl CacheMetrics {
 pub struct Price {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    /// Input read from the provider's prompt cache; the input price when none is known.
+    pub cached_input_per_mtok: f64,
 }
 
 impl Price {
     /// The cost in US dollars of the tokens, rounded to a millionth of a dollar.
-    pub fn cost(&self, tokens_in: u64, tokens_out: u64) -> f64 {
-        let usd = (tokens_in as f64 * self.input_per_mtok
+    /// `tokens_cached` is the part of `tokens_in` billed at the cached rate.
+    pub fn cost(&self, tokens_in: u64, tokens_cached: u64, tokens_out: u64) -> f64 {
+        let cached = tokens_cached.min(tokens_in);
+        let usd = ((tokens_in - cached) as f64 * self.input_per_mtok
+            + cached as f64 * self.cached_input_per_mtok
             + tokens_out as f64 * self.output_per_mtok)
             / 1_000_000.0;
         (usd * 1_000_000.0).round() / 1_000_000.0
@@ -436,6 +462,25 @@ pub const DEFAULT_PRICES: &[(&str, &str, f64, f64)] = &[
     ("rules", "*", 0.0, 0.0),
 ];
 
+/// What a batch-service request costs relative to the interactive price: Gemini Batch Mode
+/// and the OpenAI Batch API both charge half (reference §1.7, §2.5).
+pub const BATCH_PRICE_FACTOR: f64 = 0.5;
+
+/// Default prices of input read from the prompt cache (Gemini implicit caching, OpenAI prompt
+/// caching): `(provider, model, cached input $/M tokens)`, list prices of the same date as
+/// [`DEFAULT_PRICES`]. A model not listed here pays its input price for cached tokens.
+pub const DEFAULT_CACHED_INPUT_PRICES: &[(&str, &str, f64)] = &[
+    ("gemini", "gemini-2.5-flash", 0.075),
+    ("gemini", "gemini-2.5-flash-lite", 0.025),
+    ("gemini", "gemini-2.5-pro", 0.31),
+    ("gemini", "gemini-2.0-flash", 0.025),
+    ("openai", "gpt-4.1", 0.50),
+    ("openai", "gpt-4.1-mini", 0.10),
+    ("openai", "gpt-4.1-nano", 0.025),
+    ("openai", "gpt-4o", 1.25),
+    ("openai", "gpt-4o-mini", 0.075),
+];
+
 /// Prices by provider and model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prices {
@@ -447,6 +492,9 @@ impl Default for Prices {
         let mut p = Prices::empty();
         for &(provider, model, i, o) in DEFAULT_PRICES {
             p.set(provider, model, i, o);
+        }
+        for &(provider, model, c) in DEFAULT_CACHED_INPUT_PRICES {
+            p.set_cached_input(provider, model, c);
         }
         p
     }
@@ -460,15 +508,27 @@ impl Prices {
         }
     }
 
-    /// Sets (or replaces) a price. `model` `*` matches any model of `provider`.
+    /// Sets (or replaces) a price, cached input at the input price. `model` `*` matches any
+    /// model of `provider`.
     pub fn set(&mut self, provider: &str, model: &str, input_per_mtok: f64, output_per_mtok: f64) {
         self.by_model.insert(
             (provider.to_string(), model.to_string()),
             Price {
                 input_per_mtok,
                 output_per_mtok,
+                cached_input_per_mtok: input_per_mtok,
             },
         );
+    }
+
+    /// Sets the cached-input price of a model already priced with [`Prices::set`].
+    pub fn set_cached_input(&mut self, provider: &str, model: &str, cached_input_per_mtok: f64) {
+        if let Some(p) = self
+            .by_model
+            .get_mut(&(provider.to_string(), model.to_string()))
+        {
+            p.cached_input_per_mtok = cached_input_per_mtok;
+        }
     }
 
     /// Applies overrides written `provider/model=INPUT:OUTPUT`, separated by commas or
@@ -511,9 +571,25 @@ impl Prices {
     }
 
     /// The estimated cost of a provider's tokens; `None` when the model has no price.
+    /// Tokens answered through a batch job cost [`BATCH_PRICE_FACTOR`] of the rate.
     pub fn cost(&self, p: &ProviderMetrics) -> Option<f64> {
-        self.get(&p.provider, p.model.as_deref())
-            .map(|price| price.cost(p.tokens_in, p.tokens_out))
+        self.get(&p.provider, p.model.as_deref()).map(|price| {
+            let batch_in = p.batch_tokens_in.min(p.tokens_in);
+            let batch_out = p.batch_tokens_out.min(p.tokens_out);
+            // Cached input is counted on interactive calls only; batch jobs report none here.
+            let interactive = price.cost(
+                p.tokens_in - batch_in,
+                p.tokens_cached,
+                p.tokens_out - batch_out,
+            );
+            let batch = Price {
+                input_per_mtok: price.input_per_mtok * BATCH_PRICE_FACTOR,
+                output_per_mtok: price.output_per_mtok * BATCH_PRICE_FACTOR,
+                cached_input_per_mtok: price.cached_input_per_mtok * BATCH_PRICE_FACTOR,
+            }
+            .cost(batch_in, 0, batch_out);
+            ((interactive + batch) * 1e6).round() / 1e6
+        })
     }
 }
 

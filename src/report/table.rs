@@ -96,6 +96,7 @@ pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> 
         t.add_row(row("latency p50", &|p| units::opt_duration(p.latency.p50)));
         t.add_row(row("latency p95", &|p| units::opt_duration(p.latency.p95)));
         t.add_row(row("tokens in", &|p| units::count(p.tokens_in)));
+        t.add_row(row("tokens cached", &|p| units::count(p.tokens_cached)));
         t.add_row(row("tokens out", &|p| units::count(p.tokens_out)));
         t.add_row(row("est. cost", &|p| units::usd(r.prices().cost(p))));
         for w in Wait::ALL {

@@ -208,11 +208,6 @@ async fn gemini_answers_that_cannot_be_used_are_bad_answers_naming_why() {
             b"<html><body>Proxy login</body></html>".to_vec(),
             "not a generateContent response",
         ),
-        (
-            "MAX_TOKENS",
-            gemini_text("{\"1\": {\"type\": [\"type-", "MAX_TOKENS"),
-            "finishReason MAX_TOKENS",
-        ),
         ("SAFETY", gemini_text("", "SAFETY"), "finishReason SAFETY"),
         (
             "RECITATION",
@@ -264,11 +259,6 @@ async fn openai_answers_that_cannot_be_used_are_bad_answers_naming_why() {
             openai_text(json!(null), "content_filter"),
             "finish_reason content_filter",
         ),
-        (
-            "length",
-            openai_text(json!("{\"1\": [\"type-"), "length"),
-            "finish_reason length",
-        ),
         ("null content", openai_text(json!(null), "stop"), ""),
         (
             "prose",
@@ -286,6 +276,24 @@ async fn openai_answers_that_cannot_be_used_are_bad_answers_naming_why() {
     let server = answering(raw(200, refusal.to_string())).await;
     let err = openai(&server).classify(&batch()).await.unwrap_err();
     assert!(err.to_string().contains("refused: I can't help"), "{err}");
+}
+
+/// A cut-off answer is its own kind (the governor asks again with twice the cap), never
+/// parsed as labels.
+#[tokio::test]
+async fn answers_cut_off_at_the_cap_are_truncated_naming_why() {
+    let server = answering(raw(
+        200,
+        gemini_text("{\"1\": {\"type\": [\"type-", "MAX_TOKENS"),
+    ))
+    .await;
+    let err = gemini(&server).classify(&batch()).await.unwrap_err();
+    assert_eq!(err.kind, LlmErrorKind::Truncated, "{err}");
+    assert!(err.to_string().contains("finishReason MAX_TOKENS"), "{err}");
+    let server = answering(raw(200, openai_text(json!("{\"1\": [\"type-"), "length"))).await;
+    let err = openai(&server).classify(&batch()).await.unwrap_err();
+    assert_eq!(err.kind, LlmErrorKind::Truncated, "{err}");
+    assert!(err.to_string().contains("finish_reason length"), "{err}");
 }
 
 /// What the model wrote, labels page 1 ends with, labels page 2 ends with (`None`: missing).
@@ -366,7 +374,7 @@ struct Labeller;
 impl Respond for Labeller {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&req.body).expect("the request is JSON");
-        let ids = body["generationConfig"]["responseSchema"]["required"]
+        let ids = body["generationConfig"]["responseJsonSchema"]["required"]
             .as_array()
             .unwrap()
             .clone();
@@ -696,9 +704,10 @@ async fn an_injected_page_cannot_forge_blocks_or_write_outside_the_taxonomy() {
     );
     assert!(!second.contains("Ignore previous"), "{second}");
     // The schema allows only the batch's ids and taxonomy tags.
-    let schema = &body["generationConfig"]["responseSchema"];
+    let schema = &body["generationConfig"]["responseJsonSchema"];
     assert_eq!(schema["required"], json!(["1", "2"]));
-    let tool_enum = &schema["properties"]["2"]["properties"]["tool"]["items"]["enum"];
+    assert_eq!(schema["properties"]["2"], json!({"$ref": "#/$defs/page"}));
+    let tool_enum = &schema["$defs"]["page"]["properties"]["tool"]["items"]["enum"];
     assert_eq!(tool_enum, &json!(["tool-jira", "tool-github"]));
 
     // What was written: only taxonomy tags, only for batch pages; page 3 does not exist here.

@@ -256,7 +256,7 @@ async fn cloud_space_not_found_from_empty_results_or_404_and_nothing_is_listed()
         let (res, pages) = collect(&client, key).await;
         let err = res.unwrap_err();
         assert!(
-            matches!(&err, ConfluenceError::SpaceNotFound { key: k, base } if k == key && *base == server.uri()),
+            matches!(&err, ConfluenceError::SpaceNotFound { key: k, base, .. } if k == key && *base == server.uri()),
             "{err:?}"
         );
         assert_eq!(

@@ -200,7 +200,8 @@ async fn flaky<R: Respond + 'static>(
 /// The page ids a request asks labels for, from its response schema's `required`.
 fn batch_ids(body: &Value) -> Vec<String> {
     let schema = body
-        .pointer("/generationConfig/responseSchema")
+        .pointer("/generationConfig/responseJsonSchema")
+        .or_else(|| body.pointer("/generationConfig/responseSchema"))
         .or_else(|| body.pointer("/response_format/json_schema/schema"))
         .expect("a response schema");
     schema["required"]

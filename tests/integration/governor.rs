@@ -193,6 +193,7 @@ async fn tpm_bucket_is_corrected_from_reported_usage() {
             usage: Some(Usage {
                 input_tokens: 400,
                 output_tokens: 0,
+                cached_input_tokens: 0,
             }),
             ..answer("gemini", b)
         })

@@ -463,7 +463,9 @@ impl Respond for FirstTags {
         }
         *self.asked.lock().unwrap() += 1;
         let body: Value = serde_json::from_slice(&req.body).unwrap();
-        let schema = &body["response_format"]["json_schema"]["schema"];
+        // The per-page object is under $defs: resolve the references first.
+        let schema =
+            &tag_space::llm::schema::inline_refs(&body["response_format"]["json_schema"]["schema"]);
         let mut answer = serde_json::Map::new();
         for (id, page) in schema["properties"].as_object().into_iter().flatten() {
             let mut cats = serde_json::Map::new();

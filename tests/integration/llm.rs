@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tag_space::llm::ProviderSettings;
+use tag_space::llm::budget::answer_tokens;
 use tag_space::llm::gemini::GeminiProvider;
 use tag_space::llm::openai::OpenAiProvider;
+use tag_space::llm::schema::inline_refs;
 use tag_space::llm::validate::validate;
 use tag_space::llm::{LlmError, LlmErrorKind, PageText, Provider, RateLimitHints, Usage};
 use tag_space::secret::Secret;
@@ -157,8 +159,10 @@ async fn only_request(server: &MockServer) -> Request {
     requests.remove(0)
 }
 
-/// Every page is required, and every label array is an enum of its category with a bound.
+/// Every page is required, and every label array is an enum of its category with a bound
+/// (after resolving `$ref`s, in the `$defs` form).
 fn assert_schema_is_complete(schema: &Value, type_key: &str, array: &str) {
+    let schema = &inline_refs(schema);
     assert_eq!(
         schema["required"],
         serde_json::json!(["101", "202"]),
@@ -216,7 +220,8 @@ async fn gemini_success_sends_the_documented_request_and_reads_the_answer() {
         answer.usage,
         Some(Usage {
             input_tokens: 512,
-            output_tokens: 31
+            output_tokens: 31,
+            cached_input_tokens: 0,
         })
     );
     assert_eq!(answer.rate_limits, RateLimitHints::default());
@@ -247,20 +252,27 @@ async fn gemini_success_sends_the_documented_request_and_reads_the_answer() {
     );
     let config = &body["generationConfig"];
     assert_eq!(config["temperature"], 0.0);
-    assert_eq!(config["maxOutputTokens"], 2048);
+    // The batch's budget (thinking is off for 2.5 Flash), not the 2,048-token ceiling.
+    assert_eq!(
+        config["maxOutputTokens"],
+        answer_tokens(&batch(), &taxonomy())
+    );
     assert_eq!(config["responseMimeType"], "application/json");
     assert_eq!(
         config["thinkingConfig"],
         serde_json::json!({"thinkingBudget": 0})
     );
-    let schema = &config["responseSchema"];
-    assert_eq!(schema["type"], "OBJECT");
+    // 2.5 Flash takes real JSON Schema: the page object once, under $defs.
+    let schema = &config["responseJsonSchema"];
+    assert_eq!(schema["type"], "object");
+    assert_eq!(schema["additionalProperties"], false);
     assert_eq!(
-        schema["propertyOrdering"],
-        serde_json::json!(["101", "202"])
+        schema["properties"]["202"],
+        serde_json::json!({"$ref": "#/$defs/page"})
     );
-    assert_schema_is_complete(schema, "type", "ARRAY");
-    assert!(config.get("responseJsonSchema").is_none());
+    assert_eq!(schema["$defs"]["page"]["additionalProperties"], false);
+    assert_schema_is_complete(schema, "type", "array");
+    assert!(config.get("responseSchema").is_none());
 }
 
 #[tokio::test]
@@ -296,9 +308,9 @@ async fn gemini_limit_zero_is_exhausted() {
 }
 
 #[tokio::test]
-async fn gemini_truncated_answer_is_a_bad_answer() {
+async fn gemini_truncated_answer_is_truncated() {
     let err = gemini_error(json_response(200, fixture("gemini_max_tokens.json"))).await;
-    assert_eq!(err.kind, LlmErrorKind::BadAnswer);
+    assert_eq!(err.kind, LlmErrorKind::Truncated);
     assert!(
         err.detail.contains("MAX_TOKENS") && err.detail.contains("240 of them thinking"),
         "{}",
@@ -438,7 +450,8 @@ async fn openai_success_reads_labels_usage_and_rate_limit_headers() {
         answer.usage,
         Some(Usage {
             input_tokens: 640,
-            output_tokens: 28
+            output_tokens: 28,
+            cached_input_tokens: 0,
         })
     );
     let expected = RateLimitHints {
@@ -465,7 +478,7 @@ async fn openai_success_reads_labels_usage_and_rate_limit_headers() {
     );
     assert_eq!(body["temperature"], 0);
     // 127.0.0.1 is not OpenAI's host: the cap goes in the field every compatible server knows.
-    assert_eq!(body["max_tokens"], 2048);
+    assert_eq!(body["max_tokens"], answer_tokens(&batch(), &taxonomy()));
     assert!(body.get("max_completion_tokens").is_none());
     let format = &body["response_format"];
     assert_eq!(format["type"], "json_schema");
@@ -473,7 +486,11 @@ async fn openai_success_reads_labels_usage_and_rate_limit_headers() {
     assert_eq!(format["json_schema"]["name"], "page_labels");
     let schema = &format["json_schema"]["schema"];
     assert_eq!(schema["additionalProperties"], false);
-    assert_eq!(schema["properties"]["101"]["additionalProperties"], false);
+    assert_eq!(
+        schema["properties"]["101"],
+        serde_json::json!({"$ref": "#/$defs/page"})
+    );
+    assert_eq!(schema["$defs"]["page"]["additionalProperties"], false);
     assert_schema_is_complete(schema, "type", "array");
 }
 

@@ -6,6 +6,8 @@ mod confluence;
 mod llm;
 // Pacing, cooldowns, adaptive concurrency and fallback on tokio's paused clock.
 mod governor;
+// The output budget through the governor: the cap asked, one wider retry, then a split.
+mod budget;
 // The whole pipeline with in-memory fakes.
 mod pipeline;
 // The built binary end to end against local fakes: exit codes, output, writes.
@@ -31,8 +33,20 @@ mod endings;
 mod firstuse;
 // A wrong Confluence base URL told apart from a missing space, Cloud and Data Center.
 mod baseurl;
+// A space key typed in another case: resolved, ambiguous, suggestions (issue 18).
+mod spacekey;
+// The same through the binary: reports, lock and state carry the real key; cache clear.
+mod spacekey_cli;
 // A stateful Cloud and Data Center site (shared with benches/census.rs).
 mod livesite;
 // Who owns a label: a person's label is never removed (kill -9, concurrent edits, two state
 // files), and the label census.
 mod ownership;
+// The batch services (Gemini Batch Mode, OpenAI Batch API) through submit and collect.
+mod batch;
+// Fakes of both batch services in their documented shapes.
+mod batchfake;
+// A crash between create and recording: found again, never created twice.
+mod batchcrash;
+// `tag-space jobs` and `jobs cancel` through the binary.
+mod batchcli;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tag_space::http::{SNIPPET_CHARS, parse_retry_after, retry_after};
 use tag_space::llm::gemini::{thinking_config, to_gemini_schema};
 use tag_space::llm::openai::parse_rate_limits;
-use tag_space::llm::prompt::{parse_answer, response_schema, user_content};
+use tag_space::llm::prompt::{SchemaForm, parse_answer, response_schema, user_content};
 use tag_space::llm::validate::validate;
 use tag_space::llm::{Answer, LlmError, LlmErrorKind, PageText, RateLimitHints, parse_go_duration};
 use tag_space::taxonomy::{Category, Tag, Taxonomy, check_label};
@@ -587,7 +587,7 @@ proptest! {
             .iter()
             .map(|id| PageText { id: id.clone(), title: String::new(), text: String::new() })
             .collect();
-        let schema = response_schema(&batch, &tax);
+        let schema = response_schema(&batch, &tax, SchemaForm::Expanded);
         let gemini = to_gemini_schema(&schema);
         fn walk(v: &Value) -> Result<(), TestCaseError> {
             if let Value::Object(m) = v {
