@@ -34,6 +34,7 @@ pub mod pipeline;
 pub mod report;
 pub mod retry;
 pub mod secret;
+pub mod serve;
 pub mod signals;
 pub mod taxonomy;
 pub mod text;

@@ -54,6 +54,7 @@ mod schema;
 mod settings;
 mod show;
 mod store;
+mod tasks;
 
 pub use decide::{
     LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync,
@@ -65,6 +66,7 @@ pub use key::{CacheKey, ContentHash, Setup, SetupHash};
 pub use schema::{SCHEMA_VERSION, prepare_dir};
 pub use settings::CacheSettings;
 pub use show::{write_cleared, write_stats};
+pub use tasks::TaskRow;
 pub use store::{
     Classification, Cleared, Run, RunCounters, RunEnd, RunMode, RunRecord, RunStatus, SpaceStats,
     Stats, Store, StoreOptions, default_path,

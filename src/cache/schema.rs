@@ -113,6 +113,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job, key)
     ) WITHOUT ROWID;
     ",
+    // 4: the tasks of `tag-space serve` (issue 13), so that they outlive a restart. The
+    // summary is the JSON the service answers for the task, kept whole.
+    "
+    CREATE TABLE serve_tasks (
+        id          TEXT PRIMARY KEY,
+        space       TEXT NOT NULL,
+        status      TEXT NOT NULL,   -- queued, running, finished, failed, stopped, interrupted
+        created_at  INTEGER NOT NULL, -- unix milliseconds
+        finished_at INTEGER,          -- unix milliseconds; NULL while queued or running
+        summary     TEXT NOT NULL
+    );
+    CREATE INDEX serve_tasks_created ON serve_tasks(created_at);
+    ",
 ];
 
 /// The newest schema this build understands.
