@@ -44,6 +44,10 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
                                   the environment
     TAG_SPACE_LOCK_DIR            run locks, one per site and space (default:
                                   $XDG_CACHE_HOME/tag-space/locks, else $HOME/.cache/...)
+  Service (tag-space serve; see tag-space serve --help)
+    TAG_SPACE_SERVE_TOKEN         bearer token for every endpoint but /healthz
+    TAG_SPACE_SERVE_TASKS         tasks running at once (default 2)
+    TAG_SPACE_SERVE_RETENTION_DAYS  ended tasks kept this long (default 30)
   Conventions
     NO_COLOR                      no colour in the output
     RUST_LOG                      log filter, overrides -q/-v (e.g. RUST_LOG=tag_space=debug)
@@ -73,7 +77,8 @@ EXAMPLES:
   tag-space cache stats                 what the state file holds, hit rate of the last runs
   tag-space cache clear --space ENG     classify every page of ENG again on the next run
   tag-space jobs                        the providers' batch jobs: state, counts, age
-  tag-space jobs cancel 3               cancel batch job 3 (its finished part is kept)";
+  tag-space jobs cancel 3               cancel batch job 3 (its finished part is kept)
+  tag-space serve --demo                the bulk-tagging HTTP service (tag-space serve --help)";
 
 /// Label every page of a Confluence space from a controlled taxonomy, with an LLM
 /// (Gemini first, OpenAI as fallback) paced to the provider's quota.
@@ -212,7 +217,72 @@ pub enum Command {
     /// The providers' batch jobs (backfills at half price): list them with their state,
     /// request counts and age, or cancel one.
     Jobs(JobsArgs),
+    /// Run the bulk-tagging HTTP service: POST /bulk/tag-space/{space} starts a task, GET
+    /// /bulk/tasks/{id} follows it (docs/serve.openapi.yaml). Every task shares one
+    /// governor per provider, so several spaces share one quota.
+    Serve(ServeArgs),
 }
+
+/// `tag-space serve`: the settings of the runs it starts come from the environment and the
+/// env file, as for a run; these flags are the service's own and the few run flags that
+/// make sense for every task.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_long_help = SERVE_HELP)]
+pub struct ServeArgs {
+    /// Address to listen on. Any address but a loopback one needs TAG_SPACE_SERVE_TOKEN.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// Serve the bundled DEMO space with the keyword rules provider: offline, no credentials.
+    #[arg(long)]
+    pub demo: bool,
+    /// With --demo: each request to the rules provider takes this long.
+    #[arg(long, value_name = "MS")]
+    pub demo_delay_ms: Option<u64>,
+    /// Tasks running at once; more wait, queued [env: TAG_SPACE_SERVE_TASKS; default 2].
+    #[arg(long, value_name = "N")]
+    pub tasks: Option<usize>,
+    /// Read settings from this env file instead of ./.env [env: TAG_SPACE_ENV_FILE].
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+    /// State file shared by every task (cache, label ledger, tasks) [env: TAG_SPACE_CACHE_PATH].
+    #[arg(long, value_name = "PATH")]
+    pub cache_path: Option<PathBuf>,
+    /// Taxonomy file (TOML) [env: TAG_SPACE_TAXONOMY].
+    #[arg(long, value_name = "FILE")]
+    pub taxonomy: Option<PathBuf>,
+    /// Add a last-resort provider after Gemini/OpenAI (`rules`).
+    #[arg(long, value_name = "PROVIDER")]
+    pub fallback: Option<FallbackArg>,
+    /// More log detail (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log lines on stderr as text for people, or JSON lines for a log shipper.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormatArg,
+}
+
+const SERVE_HELP: &str = "\
+SERVICE ENVIRONMENT (besides the run's, see tag-space --help):
+    TAG_SPACE_SERVE_TOKEN           bearer token every endpoint but /healthz requires;
+                                    needed to bind a non-loopback address
+    TAG_SPACE_SERVE_TASKS           tasks running at once (default 2)
+    TAG_SPACE_SERVE_RETENTION_DAYS  ended tasks are forgotten after this (default 30)
+
+ENDPOINTS (docs/serve.openapi.yaml):
+    POST /bulk/tag-space/{space}    start: {\"dry_run\": true, \"mode\": \"add\"|\"sync\", \"limit\": n,
+                                    \"batch_size\": n}; ?wait=true answers the final summary
+    GET  /bulk/tasks[?page=&per_page=]   tasks, newest first
+    GET  /bulk/tasks/{id}           status and summary
+    GET  /bulk/tasks/{id}/events    Server-Sent Events until the task ends
+    POST /bulk/tasks/{id}/stop      stop as Ctrl-C does
+    GET  /healthz, GET /metrics
+
+EXAMPLE:
+    tag-space serve --demo &
+    curl -s -X POST localhost:8080/bulk/tag-space/DEMO -d '{\"dry_run\": true}'
+
+SIGTERM or Ctrl-C stops taking requests, stops the running tasks (requests in flight get
+their grace), records them as interrupted and exits 0.";
 
 /// `tag-space jobs [cancel ID]`
 #[derive(Debug, Clone, clap::Args)]

@@ -11,6 +11,7 @@ mod cache;
 mod confluence;
 mod providers;
 mod reports;
+mod serve;
 mod sources;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ pub use cache::DEMO_STATE_FILE;
 pub use providers::{
     DEFAULT_GEMINI_BASE_URL, DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_BASE_URL, DEFAULT_OPENAI_MODEL,
 };
+pub use serve::{ServeConfig, serve_config};
 use sources::setting;
 
 /// Every environment variable tag-space reads; `--help` and `.env.example` name each one.
@@ -58,6 +60,9 @@ pub const VARIABLES: &[&str] = &[
     "TAG_SPACE_CACHE_ENABLED",
     "TAG_SPACE_CACHE_SIZE",
     "TAG_SPACE_CACHE_PATH",
+    "TAG_SPACE_SERVE_TOKEN",
+    "TAG_SPACE_SERVE_TASKS",
+    "TAG_SPACE_SERVE_RETENTION_DAYS",
 ];
 
 /// Names the env file to read instead of `./.env`; read from the process environment only.

@@ -199,6 +199,8 @@ fn parse_body(body: &[u8]) -> Result<StartBody, ApiError> {
         let message = inner.to_string();
         // An unknown field's name is only in serde's message: "unknown field `x`, ...".
         let field = match message.split('`').nth(1) {
+            // Not JSON at all: no field is to blame.
+            _ if inner.is_syntax() || inner.is_eof() => "body".to_string(),
             Some(name) if message.starts_with("unknown field") => name.to_string(),
             _ if path != "." => path,
             _ => "body".to_string(),

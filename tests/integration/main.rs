@@ -52,3 +52,6 @@ mod batchcrash;
 mod batchcli;
 // Real failures through the binary print each cause of their chain once.
 mod causes;
+// `tag-space serve` over real sockets on 127.0.0.1:0, with a fake runner: life cycle, events,
+// errors, stop, restart.
+mod serve;
