@@ -192,6 +192,10 @@ fn parse_body(body: &[u8]) -> Result<StartBody, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(StartBody::default());
     }
+    // serde would also take the fields in order from an array.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::field("body", "the body must be a JSON object, e.g. {\"dry_run\": true}"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
