@@ -160,9 +160,10 @@ async fn execute<S: PageSource>(
         max_in_flight: config.max_concurrency * 2,
         grace: INTERRUPT_GRACE,
         cancel: stop,
-        listed: progress.listed_counter(),
-        total: progress.total_cell(),
+        // The pipeline and the providers tell one stream; the bar and the report follow it.
+        events: chain.events().clone(),
     };
+    let mut events = opts.events.subscribe();
     let mut run_report = RunReport::new(
         RunInfo::new(
             &config.space,
@@ -179,7 +180,6 @@ async fn execute<S: PageSource>(
     let page_lines = config.format == OutputFormat::Table;
     progress.start(!args.quiet, !config.no_color);
     let run = pipeline::run(source, &llm, taxonomy, &opts, |outcome| {
-        progress.page_done();
         run_report.record(&outcome);
         if page_lines && (!args.quiet || outcome.status == pipeline::Status::Failed) {
             report::print_page_line(&outcome, config.dry_run);
@@ -187,8 +187,9 @@ async fn execute<S: PageSource>(
     });
     let listed = tokio::select! {
         listed = run => listed,
-        never = tick_progress(progress, chain) => match never {},
+        never = progress.follow(&mut events) => match never {},
     };
+    progress.drain(&mut events);
     run_report.set_providers(
         chain
             .stats()
@@ -196,7 +197,7 @@ async fn execute<S: PageSource>(
             .map(|s| provider_metrics(s, config))
             .collect(),
     );
-    run_report.set_pages_listed(opts.listed.load(std::sync::atomic::Ordering::Relaxed));
+    run_report.set_pages_listed(progress.pages_taken());
     // The user's stop wins (exit 130): what failed after it may be the stop's doing.
     let failure: Option<anyhow::Error> = if session.cancel.is_cancelled() {
         None
@@ -284,17 +285,6 @@ fn provider_metrics(s: &ProviderStats, config: &Config) -> ProviderMetrics {
         }
     }
     m
-}
-
-/// Redraws the progress line from the providers' counters, until dropped.
-async fn tick_progress(
-    progress: &Progress,
-    chain: &Chain<AnyProvider>,
-) -> std::convert::Infallible {
-    loop {
-        progress.update(&chain.stats());
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
 
 /// The run lock for this space ([`crate::lock`]): taken before any page is read or anything

@@ -36,12 +36,7 @@ fn main() -> ExitCode {
     }
     let progress = Progress::new();
     progress.install();
-    report::logging::init(
-        args.quiet,
-        args.verbose,
-        args.log_format,
-        Some(progress.layer()),
-    );
+    report::logging::init(args.quiet, args.verbose, args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -16,6 +16,7 @@ use super::model::*;
 use super::table::write_metrics_table;
 use crate::cli::Args;
 use crate::config::Config;
+use crate::pipeline::Provenance;
 use crate::pipeline::{PageOutcome, Status};
 
 // Fake secrets, recognisable anywhere they might leak.
@@ -80,7 +81,7 @@ fn outcome(
         added: strings(added),
         removed: vec![],
         provider: match status {
-            Status::Tagged | Status::Unchanged => Some("gemini"),
+            Status::Tagged | Status::Unchanged => Some(Provenance::Provider("gemini")),
             _ => None,
         },
         reason: reason.map(Into::into),
@@ -97,7 +98,7 @@ fn sample_pages() -> Vec<PageOutcome> {
         None,
     );
     no_url.url = None;
-    no_url.provider = Some("openai");
+    no_url.provider = Some(Provenance::Provider("openai"));
     vec![
         // Deliberately out of id order: reports sort by id.
         outcome(

@@ -151,7 +151,7 @@ mod tests {
             chosen: added.iter().map(|s| s.to_string()).collect(),
             added: added.iter().map(|s| s.to_string()).collect(),
             removed: vec![],
-            provider: Some("gemini"),
+            provider: Some(crate::pipeline::Provenance::Provider("gemini")),
             reason: reason.map(Into::into),
         }
     }

@@ -820,7 +820,7 @@ impl RunReport {
             before,
             labels,
             removed,
-            provider: o.provider,
+            provider: o.provider.map(|p| p.name()),
             reason: o.reason.as_deref().map(Into::into),
         });
     }

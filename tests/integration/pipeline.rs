@@ -617,13 +617,20 @@ mod with_state {
         o.sync = sync;
         o.limit = limit;
         let mut out = BTreeMap::new();
+        let mut events = o.events.subscribe();
         run(source, provider, &tax, &o, |p| {
             assert!(out.insert(p.id.clone(), p).is_none(), "two outcomes");
         })
         .await
         .unwrap();
         let counters = store.finish_run(&st.run).unwrap();
-        (out, counters, o.total.get().copied())
+        let mut total = None;
+        while let Ok(event) = events.try_recv() {
+            if let tag_space::events::Event::ListingEnded { total: t } = event {
+                total = Some(t);
+            }
+        }
+        (out, counters, total)
     }
 
     #[tokio::test]
@@ -738,7 +745,7 @@ mod with_state {
         assert_eq!(source.writes().len(), 4);
         for o in out.values() {
             assert_eq!(o.status, Status::Tagged);
-            assert_eq!(o.provider, Some(CACHE_PROVIDER));
+            assert_eq!(o.provider.map(|p| p.name()), Some(CACHE_PROVIDER));
             assert_eq!(o.added, ["type-howto", "tool-jira"]);
         }
     }
