@@ -312,7 +312,6 @@ impl<P: Provider> Governed<P> {
         core.stats.truncation_retries += 1;
         tracing::warn!(provider = self.inner.name(), max_output_tokens = wider, error = %err, "answer cut off: asking again with twice the output cap");
     }
-
 }
 
 /// Gives the probe back if the probing batch is dropped before it decided anything.

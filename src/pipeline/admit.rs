@@ -143,8 +143,10 @@ mod tests {
         };
         let st = ctx.state.as_ref().unwrap();
         let labels = vec!["type-howto".to_string()];
-        let hit = Classification::new(labels.clone(), "scripted", "m".into(), 0, 0);
-        st.store.store_batch(st.run, &[(q.meta.key.unwrap(), hit)]).unwrap();
+        let hit = Classification::new(labels.clone(), "scripted", "m", 0, 0);
+        st.store
+            .store_batch(st.run, &[(q.meta.key.unwrap(), hit)])
+            .unwrap();
         match admit(&ctx, page("1", "<p>How to file a Jira ticket</p>")) {
             Admitted::Cached(meta, c) => assert_eq!((meta.id.as_str(), c.labels), ("1", labels)),
             other => panic!("{other:?}"),

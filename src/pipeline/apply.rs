@@ -269,7 +269,13 @@ mod tests {
         assert_eq!(ledger.labels.get("type-howto"), Some(&LabelStatus::Added));
         let listed = Some(vec!["type-howto".to_string()]);
         let unchanged = |setup| {
-            crate::cache::is_unchanged(&ledger, Some(1), &m.content_hash.unwrap(), setup, listed.as_deref())
+            crate::cache::is_unchanged(
+                &ledger,
+                Some(1),
+                &m.content_hash.unwrap(),
+                setup,
+                listed.as_deref(),
+            )
         };
         assert!(unchanged(&st.stop_gap_hash) && !unchanged(&st.setup_hash));
     }

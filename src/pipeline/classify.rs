@@ -151,10 +151,12 @@ mod tests {
 
     fn queued<S, P>(ctx: &Ctx<'_, S, P>, ids: &[&str]) -> Vec<Queued> {
         ids.iter()
-            .map(|id| match admit(ctx, page(id, "<p>How to file a Jira ticket</p>")) {
-                Admitted::Classify(q) => q,
-                other => panic!("{other:?}"),
-            })
+            .map(
+                |id| match admit(ctx, page(id, "<p>How to file a Jira ticket</p>")) {
+                    Admitted::Classify(q) => q,
+                    other => panic!("{other:?}"),
+                },
+            )
             .collect()
     }
 
@@ -183,7 +185,11 @@ mod tests {
         let kit = Kit::new(vec![]).failing();
         let ctx = kit.ctx();
         let answers = classify(&ctx, &queued(&ctx, &["1", "2"])).await;
-        assert!(answers.values().all(|a| a.as_ref().is_err_and(|e| e.contains("overloaded"))));
+        assert!(
+            answers
+                .values()
+                .all(|a| a.as_ref().is_err_and(|e| e.contains("overloaded")))
+        );
 
         let kit = Kit::with_state(vec![]).answering_as("rules");
         let ctx = kit.ctx();

@@ -110,8 +110,7 @@ impl<'c, 'a: 'c, S: PageSource, P: Provider, F: FnMut(PageOutcome)> Driver<'c, '
             let ctx = self.ctx;
             let cancel = &ctx.opts.cancel;
             let draining = self.phase.deadline();
-            let reading =
-                self.phase == Phase::Reading && self.in_flight.len() < self.max_in_flight;
+            let reading = self.phase == Phase::Reading && self.in_flight.len() < self.max_in_flight;
             tokio::select! {
                 biased;
                 () = cancel.cancelled(), if draining.is_none() => self.start_draining(),
@@ -175,7 +174,10 @@ impl<'c, 'a: 'c, S: PageSource, P: Provider, F: FnMut(PageOutcome)> Driver<'c, '
     /// No page will be taken any more: the real total, and the last partial batch.
     fn stop_reading(&mut self) {
         self.phase = Phase::Finishing;
-        self.ctx.opts.events.emit(Event::ListingEnded { total: self.taken });
+        self.ctx
+            .opts
+            .events
+            .emit(Event::ListingEnded { total: self.taken });
         if let Some(batch) = self.batcher.flush() {
             self.in_flight.push(batch_work(self.ctx, batch));
         }
@@ -200,8 +202,10 @@ impl<'c, 'a: 'c, S: PageSource, P: Provider, F: FnMut(PageOutcome)> Driver<'c, '
                 // Never a stop-gap: a stop-gap answer is never cached.
                 let labels = hit.labels;
                 Some(
-                    async move { vec![apply::apply(ctx, &meta, labels, super::Provenance::Cache).await] }
-                        .boxed_local(),
+                    async move {
+                        vec![apply::apply(ctx, &meta, labels, super::Provenance::Cache).await]
+                    }
+                    .boxed_local(),
                 )
             }
         };
@@ -214,7 +218,10 @@ impl<'c, 'a: 'c, S: PageSource, P: Provider, F: FnMut(PageOutcome)> Driver<'c, '
     fn start(&mut self, id: &str) {
         self.classified += 1;
         self.active.insert(id.to_string());
-        self.ctx.opts.events.emit_with(|| Event::Classifying { id: id.to_string() });
+        self.ctx
+            .opts
+            .events
+            .emit_with(|| Event::Classifying { id: id.to_string() });
     }
 
     fn report(&mut self, outcome: PageOutcome) {

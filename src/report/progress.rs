@@ -416,12 +416,27 @@ mod tests {
             kind,
         };
         s.observe(&retry(kind), now);
-        assert_eq!(s.waits.reason(now).as_deref(), Some("cooling down (gemini 429)"));
-        s.observe(&Event::Pacing { provider: "gemini", rpm: 59.6 }, now);
+        assert_eq!(
+            s.waits.reason(now).as_deref(),
+            Some("cooling down (gemini 429)")
+        );
+        s.observe(
+            &Event::Pacing {
+                provider: "gemini",
+                rpm: 59.6,
+            },
+            now,
+        );
         let later = now + Duration::from_secs(1);
-        assert_eq!(s.waits.reason(later).as_deref(), Some("cooling down (gemini 429)"));
+        assert_eq!(
+            s.waits.reason(later).as_deref(),
+            Some("cooling down (gemini 429)")
+        );
         let gone = now + Duration::from_secs(3);
-        assert_eq!(s.waits.reason(gone).as_deref(), Some("pacing gemini to 60 rpm"));
+        assert_eq!(
+            s.waits.reason(gone).as_deref(),
+            Some("pacing gemini to 60 rpm")
+        );
         s.observe(&retry(LlmErrorKind::Timeout), gone);
         assert_eq!(s.waits.reason(gone).as_deref(), Some("retrying (gemini)"));
         let fallback = Event::Fallback {
@@ -430,7 +445,10 @@ mod tests {
             pages: 2,
         };
         s.observe(&fallback, gone);
-        assert_eq!(s.waits.reason(gone).as_deref(), Some("falling back from gemini"));
+        assert_eq!(
+            s.waits.reason(gone).as_deref(),
+            Some("falling back from gemini")
+        );
     }
 
     #[test]
@@ -452,9 +470,18 @@ mod tests {
             pages: 1,
         };
         s.observe(&fallback, now);
-        assert_eq!(s.waits.reason(now).as_deref(), Some("falling back from gemini"));
+        assert_eq!(
+            s.waits.reason(now).as_deref(),
+            Some("falling back from gemini")
+        );
         s.observe(&down, now);
-        s.observe(&Event::Answered { provider: "gemini", ok: true }, now);
+        s.observe(
+            &Event::Answered {
+                provider: "gemini",
+                ok: true,
+            },
+            now,
+        );
         assert_eq!(s.waits.reason(now + STICKY), None);
     }
 
@@ -463,7 +490,10 @@ mod tests {
         let p = Progress::new();
         p.observe(&Event::Sent { provider: "gemini" });
         p.observe(&Event::Sent { provider: "gemini" });
-        p.observe(&Event::Answered { provider: "gemini", ok: false });
+        p.observe(&Event::Answered {
+            provider: "gemini",
+            ok: false,
+        });
         assert_eq!(p.requests_in_flight(), 1);
         // Hidden bar: redrawing and suspending are harmless.
         p.refresh();

@@ -112,8 +112,14 @@ impl<P: Provider> Governed<P> {
         chars: usize,
         now: Instant,
     ) {
-        core.pacer
-            .on_success(sent_at, tokens, chars, answer.usage, &answer.rate_limits, now);
+        core.pacer.on_success(
+            sent_at,
+            tokens,
+            chars,
+            answer.usage,
+            &answer.rate_limits,
+            now,
+        );
         core.circuit.on_success();
         core.stats.successes += 1;
         if let Some(u) = answer.usage {
