@@ -202,7 +202,7 @@ async fn execute<S: PageSource>(
     run_report.set_providers(
         chain
             .stats()
-            .iter()
+            .into_iter()
             .map(|s| provider_metrics(s, config))
             .collect(),
     );
@@ -260,38 +260,12 @@ async fn execute<S: PageSource>(
     }
 }
 
-/// The governor's figures for one provider, as the reports show them.
-fn provider_metrics(s: &ProviderStats, config: &Config) -> ProviderMetrics {
+/// The governor's figures for one provider, with the model it was asked for.
+fn provider_metrics(s: ProviderStats, config: &Config) -> ProviderMetrics {
     let model = match s.provider {
         "gemini" => config.gemini.as_ref().map(|p| p.model.clone()),
         "openai" => config.openai.as_ref().map(|p| p.model.clone()),
         _ => None,
     };
-    let mut m = ProviderMetrics::new(s.provider, model);
-    m.calls = s.calls;
-    m.successes = s.successes;
-    m.failures = s
-        .failures
-        .iter()
-        .map(|(k, v)| (k.to_string(), *v))
-        .collect();
-    m.rate_limited = s.rate_limited;
-    m.retries = s.retries;
-    m.budget_exhausted = s.budget_exhausted;
-    m.splits = s.splits;
-    m.fallbacks = s.fallbacks;
-    m.skipped = s.skipped;
-    m.tokens_in = s.tokens_in;
-    m.tokens_out = s.tokens_out;
-    m.tokens_cached = s.tokens_cached;
-    m.concurrency_limit = s.concurrency_limit;
-    m.paced_rpm = s.paced_rpm;
-    m.unavailable = s.unavailable.clone();
-    m.set_latencies(&s.latencies);
-    for (reason, w) in &s.waits {
-        if let Ok(wait) = reason.as_str().parse() {
-            m.add_wait(wait, w.count, w.total);
-        }
-    }
-    m
+    ProviderMetrics::from_stats(s, model)
 }

@@ -273,19 +273,20 @@ fn write_providers(out: &mut impl Write, r: &RunReport) -> io::Result<()> {
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )?;
     for p in r.providers() {
+        let (s, latency) = (&p.stats, p.stats.latency());
         writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
-            escape(&p.provider),
+            escape(s.provider),
             p.model.as_deref().map_or_else(|| NONE.to_string(), escape),
-            units::count(p.calls),
-            units::percent(p.success_rate()),
-            units::count(p.rate_limited),
-            units::count(p.fallbacks),
-            units::opt_duration(p.latency.p50),
-            units::opt_duration(p.latency.p95),
-            units::count(p.tokens_in),
-            units::count(p.tokens_out),
+            units::count(s.calls),
+            units::percent(s.success_rate()),
+            units::count(s.rate_limited),
+            units::count(s.fallbacks),
+            units::opt_duration(latency.p50),
+            units::opt_duration(latency.p95),
+            units::count(s.tokens_in),
+            units::count(s.tokens_out),
             units::usd(r.prices().cost(p)),
         )?;
     }

@@ -7,8 +7,11 @@
 pub mod json;
 pub mod logging;
 pub mod markdown;
+mod metrics;
 pub mod model;
+mod prices;
 pub mod progress;
+mod settings;
 pub mod table;
 mod units;
 
