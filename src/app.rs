@@ -142,50 +142,20 @@ async fn execute<S: PageSource>(
 ) -> anyhow::Result<RunReport> {
     let progress = &session.progress;
     let started = Instant::now();
-    // Every page of a request repeats every tag in the schema; keep the schema inside what
-    // providers accept.
-    let schema_cap = crate::llm::prompt::max_pages_per_request(taxonomy);
-    if config.batch_size > schema_cap {
-        report::warning_line(&format!(
-            "batch size {} lowered to {schema_cap}: with {} tags a larger request's schema is too big for the providers",
-            config.batch_size,
-            taxonomy.tag_names().count()
-        ));
-    }
     let state = state::open(config, taxonomy)?;
     // Stopped by Ctrl-C (through the session's token) or by a total LLM outage (this one).
     let stop = session.cancel.child_token();
     let llm = OutageWatch::new(chain, stop.clone());
     let opts = RunOptions {
         state: state.clone(),
-        sync: config.sync,
-        space: config.space.clone(),
-        dry_run: config.dry_run,
-        limit: config.limit,
-        batch_size: config.batch_size.min(schema_cap),
-        max_batch_chars: MAX_BATCH_CHARS,
-        max_page_chars: config.max_page_chars,
-        // Twice the governor's ceiling: the governor, not the pipeline, limits requests.
-        max_in_flight: config.max_concurrency * 2,
-        grace: INTERRUPT_GRACE,
+        batch_size: batch_size(config, taxonomy),
         cancel: stop,
         // The pipeline and the providers tell one stream; the bar and the report follow it.
         events: chain.events().clone(),
+        ..run_options(config)
     };
     let mut events = opts.events.subscribe();
-    let mut run_report = RunReport::new(
-        RunInfo::new(
-            &config.space,
-            if config.sync { Mode::Sync } else { Mode::Add },
-            config.dry_run,
-            SystemTime::now(),
-        ),
-        report_settings(config, taxonomy.fingerprint()),
-    );
-    if config.reports.is_empty() && config.format == OutputFormat::Table {
-        // Only the table is wanted: keep counts, not a record per page.
-        run_report = run_report.counts_only();
-    }
+    let mut run_report = new_report(config, taxonomy);
     let page_lines = config.format == OutputFormat::Table;
     progress.start(!config.log.quiet, !config.no_color);
     let run = pipeline::run(source, &llm, taxonomy, &opts, |outcome| {
@@ -232,22 +202,7 @@ async fn execute<S: PageSource>(
     let written = write_reports(config.format, config.no_color, &config.reports, &run_report);
     let failure = failure.or(written.err());
     if let Some(state) = &state {
-        let end = match &failure {
-            Some(e) => RunEnd {
-                status: cache::RunStatus::Failed,
-                error: Some(one_line(e)),
-                exit_code: 2,
-            },
-            None => RunEnd {
-                status: match status {
-                    RunStatus::Interrupted => cache::RunStatus::Interrupted,
-                    _ => cache::RunStatus::Finished,
-                },
-                error: None,
-                exit_code: exit_code(status, run_report.counts().failed),
-            },
-        };
-        record_end(state, &end);
+        record_end(state, &run_end(failure.as_ref(), &run_report));
     }
     if session.cancel.is_cancelled() {
         report::warning_line(
@@ -257,6 +212,75 @@ async fn execute<S: PageSource>(
     match failure {
         Some(e) => Err(e),
         None => Ok(run_report),
+    }
+}
+
+/// The batch size: the configured one, lowered (with a warning) so that a request's schema
+/// stays inside what providers accept (every page of a request repeats every tag in it).
+fn batch_size(config: &Config, taxonomy: &Taxonomy) -> usize {
+    let schema_cap = crate::llm::prompt::max_pages_per_request(taxonomy);
+    if config.batch_size > schema_cap {
+        report::warning_line(&format!(
+            "batch size {} lowered to {schema_cap}: with {} tags a larger request's schema is too big for the providers",
+            config.batch_size,
+            taxonomy.tag_names().count()
+        ));
+    }
+    config.batch_size.min(schema_cap)
+}
+
+/// What the configuration says of the run; the caller adds the state, the batch size, the
+/// cancellation token and the event sink.
+fn run_options(config: &Config) -> RunOptions {
+    RunOptions {
+        sync: config.sync,
+        space: config.space.clone(),
+        dry_run: config.dry_run,
+        limit: config.limit,
+        max_batch_chars: MAX_BATCH_CHARS,
+        max_page_chars: config.max_page_chars,
+        // Twice the governor's ceiling: the governor, not the pipeline, limits requests.
+        max_in_flight: config.max_concurrency * 2,
+        grace: INTERRUPT_GRACE,
+        ..RunOptions::default()
+    }
+}
+
+/// The report of a run starting now.
+fn new_report(config: &Config, taxonomy: &Taxonomy) -> RunReport {
+    let run_report = RunReport::new(
+        RunInfo::new(
+            &config.space,
+            if config.sync { Mode::Sync } else { Mode::Add },
+            config.dry_run,
+            SystemTime::now(),
+        ),
+        report_settings(config, taxonomy.fingerprint()),
+    );
+    if config.reports.is_empty() && config.format == OutputFormat::Table {
+        // Only the table is wanted: keep counts, not a record per page.
+        return run_report.counts_only();
+    }
+    run_report
+}
+
+/// How the run ended, for the state file's run history.
+fn run_end(failure: Option<&anyhow::Error>, run_report: &RunReport) -> RunEnd {
+    let status = run_report.run().status;
+    match failure {
+        Some(e) => RunEnd {
+            status: cache::RunStatus::Failed,
+            error: Some(one_line(e)),
+            exit_code: 2,
+        },
+        None => RunEnd {
+            status: match status {
+                RunStatus::Interrupted => cache::RunStatus::Interrupted,
+                _ => cache::RunStatus::Finished,
+            },
+            error: None,
+            exit_code: exit_code(status, run_report.counts().failed),
+        },
     }
 }
 

@@ -262,3 +262,94 @@ async fn sleep_until_or_never(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testkit::{Kit, labelled};
+    use super::*;
+    use crate::pipeline::Status;
+
+    fn pages(n: usize) -> Vec<Page> {
+        (1..=n).map(|i| labelled(&i.to_string(), &[])).collect()
+    }
+
+    fn drain(events: &mut mpsc::UnboundedReceiver<Event>) -> Vec<Event> {
+        std::iter::from_fn(|| events.try_recv().ok()).collect()
+    }
+
+    #[tokio::test]
+    async fn the_limit_ends_reading_and_the_events_tell_the_total_then_the_end() {
+        let mut kit = Kit::new(pages(6));
+        kit.opts.limit = Some(2);
+        kit.opts.batch_size = 5;
+        let mut events = kit.opts.events.subscribe();
+        let mut out = Vec::new();
+        let ctx = kit.ctx();
+        drive(&ctx, |o| out.push(o)).await.unwrap();
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|o| o.status == Status::Tagged));
+        assert_eq!(
+            kit.calls(),
+            vec![2],
+            "the last partial batch is sent once reading ends"
+        );
+        let kinds: Vec<String> = drain(&mut events)
+            .iter()
+            .map(|e| match e {
+                Event::Listed { taken } => format!("listed {taken}"),
+                Event::Classifying { id } => format!("classifying {id}"),
+                Event::ListingEnded { total } => format!("ended {total}"),
+                Event::Page(o) => format!("page {}", o.id),
+                Event::Finished { taken, done } => format!("finished {taken} {done}"),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "listed 1",
+                "classifying 1",
+                "listed 2",
+                "classifying 2",
+                "ended 2",
+                "page 1",
+                "page 2",
+                "finished 2 2"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_run_drains_for_the_grace_then_abandons_what_is_in_flight() {
+        let mut kit = Kit::new(pages(6)).slow(Duration::from_secs(60));
+        kit.opts.batch_size = 1;
+        kit.opts.grace = Duration::from_secs(5);
+        let mut events = kit.opts.events.subscribe();
+        let cancel = kit.opts.cancel.clone();
+        let mut out = Vec::new();
+        let start = Instant::now();
+        let ctx = kit.ctx();
+        let stop = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cancel.cancel();
+        };
+        let (listed, ()) = tokio::join!(drive(&ctx, |o| out.push(o)), stop);
+        assert!(listed.is_ok(), "{listed:?}");
+        assert!(out.is_empty(), "nothing finished within the grace");
+        assert_eq!(start.elapsed(), Duration::from_secs(6));
+        // Two batches went out (max_in_flight), then reading waited and was stopped.
+        assert_eq!(kit.calls(), vec![1, 1]);
+        let events = drain(&mut events);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::ListingEnded { .. }))
+        );
+        assert!(matches!(
+            events.last(),
+            Some(Event::Finished { taken: 2, done: 0 })
+        ));
+    }
+}

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::{Ctx, RunOptions, RunState};
 use crate::cache::{RunMode, Setup, Store, StoreOptions};
@@ -36,6 +37,8 @@ pub struct Script {
     answer_as: &'static str,
     leave_out: Option<String>,
     fail: bool,
+    /// How long each call takes (tokio time).
+    delay: Duration,
     calls: Mutex<Vec<usize>>,
 }
 
@@ -46,6 +49,7 @@ impl Provider for Script {
 
     async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
         self.calls.lock().unwrap().push(batch.len());
+        tokio::time::sleep(self.delay).await;
         if self.fail {
             let kind = LlmErrorKind::Overloaded { retry_after: None };
             return Err(LlmError::new("scripted", kind, Some(503), "overloaded"));
@@ -83,6 +87,7 @@ impl Kit {
                 answer_as: "scripted",
                 leave_out: None,
                 fail: false,
+                delay: Duration::ZERO,
                 calls: Mutex::new(Vec::new()),
             },
             taxonomy,
@@ -123,6 +128,11 @@ impl Kit {
 
     pub fn failing(mut self) -> Self {
         self.provider.fail = true;
+        self
+    }
+
+    pub fn slow(mut self, delay: Duration) -> Self {
+        self.provider.delay = delay;
         self
     }
 
