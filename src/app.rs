@@ -154,21 +154,17 @@ async fn execute<S: PageSource>(
         events: chain.events().clone(),
         ..run_options(config)
     };
-    let mut events = opts.events.subscribe();
     let mut run_report = new_report(config, taxonomy);
-    let page_lines = config.format == OutputFormat::Table;
-    progress.start(!config.log.quiet, !config.no_color);
-    let run = pipeline::run(source, &llm, taxonomy, &opts, |outcome| {
-        run_report.record(&outcome);
-        if page_lines && (!config.log.quiet || outcome.status == pipeline::Status::Failed) {
-            report::print_page_line(&outcome, config.dry_run);
-        }
-    });
-    let listed = tokio::select! {
-        listed = run => listed,
-        never = progress.follow(&mut events) => match never {},
-    };
-    progress.drain(&mut events);
+    let listed = follow_run(
+        config,
+        source,
+        &llm,
+        taxonomy,
+        &opts,
+        progress,
+        &mut run_report,
+    )
+    .await;
     run_report.set_providers(
         chain
             .stats()
@@ -177,22 +173,7 @@ async fn execute<S: PageSource>(
             .collect(),
     );
     run_report.set_pages_listed(progress.pages_taken());
-    // The user's stop wins (exit 130): what failed after it may be the stop's doing.
-    let failure: Option<anyhow::Error> = if session.cancel.is_cancelled() {
-        None
-    } else if let Err(e) = listed {
-        Some(
-            anyhow::Error::new(e)
-                .context(format!("the run over space {} stopped early", config.space)),
-        )
-    } else {
-        llm.outage().map(|o| anyhow::anyhow!("{}", o.lines()))
-    };
-    let status = match (&failure, session.cancel.is_cancelled()) {
-        (_, true) => RunStatus::Interrupted,
-        (Some(_), false) => RunStatus::Failed,
-        (None, false) => RunStatus::Finished,
-    };
+    let (failure, status) = ending(session.cancel.is_cancelled(), listed, &llm, &config.space);
     run_report.set_end(status, failure.as_ref().map(one_line));
     if let Some(state) = &state {
         run_report.set_cache(state::metrics(state));
@@ -213,6 +194,57 @@ async fn execute<S: PageSource>(
         Some(e) => Err(e),
         None => Ok(run_report),
     }
+}
+
+/// Why the run failed, if it did, and how it ended. The user's stop wins (exit 130): what
+/// failed after it may be the stop's doing.
+fn ending(
+    cancelled: bool,
+    listed: Result<u64, crate::confluence::ConfluenceError>,
+    llm: &OutageWatch<'_, AnyProvider>,
+    space: &str,
+) -> (Option<anyhow::Error>, RunStatus) {
+    let failure: Option<anyhow::Error> = if cancelled {
+        None
+    } else if let Err(e) = listed {
+        Some(anyhow::Error::new(e).context(format!("the run over space {space} stopped early")))
+    } else {
+        llm.outage().map(|o| anyhow::anyhow!("{}", o.lines()))
+    };
+    let status = match (&failure, cancelled) {
+        (_, true) => RunStatus::Interrupted,
+        (Some(_), false) => RunStatus::Failed,
+        (None, false) => RunStatus::Finished,
+    };
+    (failure, status)
+}
+
+/// Runs the pipeline: each outcome goes into the report (and, for the table, a page line);
+/// the progress bar follows the run's events meanwhile, and has seen all of them after.
+async fn follow_run<S: PageSource>(
+    config: &Config,
+    source: &S,
+    llm: &OutageWatch<'_, AnyProvider>,
+    taxonomy: &Taxonomy,
+    opts: &RunOptions,
+    progress: &Progress,
+    run_report: &mut RunReport,
+) -> Result<u64, crate::confluence::ConfluenceError> {
+    let mut events = opts.events.subscribe();
+    let page_lines = config.format == OutputFormat::Table;
+    progress.start(!config.log.quiet, !config.no_color);
+    let run = pipeline::run(source, llm, taxonomy, opts, |outcome| {
+        run_report.record(&outcome);
+        if page_lines && (!config.log.quiet || outcome.status == pipeline::Status::Failed) {
+            report::print_page_line(&outcome, config.dry_run);
+        }
+    });
+    let listed = tokio::select! {
+        listed = run => listed,
+        never = progress.follow(&mut events) => match never {},
+    };
+    progress.drain(&mut events);
+    listed
 }
 
 /// The batch size: the configured one, lowered (with a warning) so that a request's schema

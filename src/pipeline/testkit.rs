@@ -107,7 +107,7 @@ impl Kit {
     pub fn with_state(pages: Vec<Page>) -> Self {
         let mut kit = Self::new(pages);
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state.db"), StoreOptions::default()).unwrap();
+        let store = Store::open(dir.path().join("state.db"), StoreOptions::default()).unwrap();
         kit.opts.state = Some(RunState {
             run: store.begin_run("ENG", RunMode::Add, false).unwrap(),
             store: Arc::new(store),
