@@ -31,6 +31,7 @@ use crate::taxonomy::Taxonomy;
 mod cache_cmd;
 mod jobs_cmd;
 mod lock;
+mod serve;
 mod settings;
 mod space;
 mod state;
@@ -38,6 +39,7 @@ mod statedir;
 
 pub use cache_cmd::cache_command;
 pub use jobs_cmd::jobs_command;
+pub use serve::{PipelineRunner, serve_command};
 pub use settings::report_settings;
 
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so

@@ -29,6 +29,12 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         };
     }
+    if let Some(Command::Serve(cmd)) = &args.command {
+        return match app::serve_command(&args, cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
     let progress = Progress::new();
     progress.install();
     // Before the rest of the configuration, whose errors then come in the chosen format.

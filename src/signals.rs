@@ -61,7 +61,7 @@ impl Signals {
     }
 
     /// The name of the next signal received.
-    async fn next(&mut self) -> &'static str {
+    pub async fn next(&mut self) -> &'static str {
         #[cfg(unix)]
         {
             tokio::select! {

@@ -11,7 +11,7 @@ mod cache;
 mod confluence;
 mod providers;
 mod reports;
-mod serve;
+pub mod serve;
 mod sources;
 #[cfg(test)]
 mod tests;

@@ -129,6 +129,17 @@ pub fn warning_line(message: &str) {
     });
 }
 
+/// A line of information on stderr (e.g. where `tag-space serve` listens).
+pub fn notice_line(message: &str) {
+    if logging::json_logs() {
+        tracing::info!("{message}");
+        return;
+    }
+    progress::suspend(|| {
+        let _ = writeln!(io::stderr().lock(), "tag-space: {message}");
+    });
+}
+
 /// Writes a page line on stdout, ignoring a closed pipe (`| head`).
 /// Written with the progress bar cleared, so that the line does not tear it.
 pub fn print_page_line(o: &PageOutcome, dry_run: bool) {
