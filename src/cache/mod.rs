@@ -66,8 +66,8 @@ pub use key::{CacheKey, ContentHash, Setup, SetupHash};
 pub use schema::{SCHEMA_VERSION, prepare_dir};
 pub use settings::CacheSettings;
 pub use show::{write_cleared, write_stats};
-pub use tasks::TaskRow;
 pub use store::{
     Classification, Cleared, Run, RunCounters, RunEnd, RunMode, RunRecord, RunStatus, SpaceStats,
     Stats, Store, StoreOptions, default_path,
 };
+pub use tasks::TaskRow;

@@ -111,15 +111,24 @@ mod tests {
         let store = Store::open(dir.path().join("s.db"), StoreOptions::default()).unwrap();
         store.save_task(&row("a", "finished", 1, Some(2))).unwrap();
         store.save_task(&row("b", "running", 3, None)).unwrap();
-        store.save_task(&row("c", "finished", 4, Some(100))).unwrap();
+        store
+            .save_task(&row("c", "finished", 4, Some(100)))
+            .unwrap();
         // An update keeps the row, changes its status.
         store.save_task(&row("c", "stopped", 4, Some(100))).unwrap();
         let ids: Vec<_> = store.tasks().unwrap().into_iter().map(|t| t.id).collect();
         assert_eq!(ids, ["c", "b", "a"]);
         assert_eq!(store.interrupt_tasks(50).unwrap(), 1);
-        assert_eq!(store.prune_tasks(60).unwrap(), 2, "a (2) and b (50) ended before 60");
+        assert_eq!(
+            store.prune_tasks(60).unwrap(),
+            2,
+            "a (2) and b (50) ended before 60"
+        );
         let left = store.tasks().unwrap();
         assert_eq!(left.len(), 1);
-        assert_eq!((left[0].id.as_str(), left[0].status.as_str()), ("c", "stopped"));
+        assert_eq!(
+            (left[0].id.as_str(), left[0].status.as_str()),
+            ("c", "stopped")
+        );
     }
 }

@@ -94,7 +94,10 @@ async fn healthz() -> axum::Json<serde_json::Value> {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint: see docs/serve.openapi.yaml")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint: see docs/serve.openapi.yaml",
+    )
 }
 
 /// The body of a start request; every field optional.
@@ -171,12 +174,18 @@ fn start_request(space: String, body: &[u8]) -> Result<TaskRequest, ApiError> {
     }
     let body = parse_body(body)?;
     if body.limit == Some(0) {
-        return Err(ApiError::field("limit", "limit must be at least 1 (use dry_run to look without writing)"));
+        return Err(ApiError::field(
+            "limit",
+            "limit must be at least 1 (use dry_run to look without writing)",
+        ));
     }
     if let Some(n) = body.batch_size
         && !(1..=100).contains(&n)
     {
-        return Err(ApiError::field("batch_size", "batch_size must be from 1 to 100"));
+        return Err(ApiError::field(
+            "batch_size",
+            "batch_size must be from 1 to 100",
+        ));
     }
     Ok(TaskRequest {
         space,
@@ -194,7 +203,10 @@ fn parse_body(body: &[u8]) -> Result<StartBody, ApiError> {
     }
     // serde would also take the fields in order from an array.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::field("body", "the body must be a JSON object, e.g. {\"dry_run\": true}"));
+        return Err(ApiError::field(
+            "body",
+            "the body must be a JSON object, e.g. {\"dry_run\": true}",
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -221,13 +233,19 @@ fn flag(query: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
     match query.get(name).map(String::as_str) {
         None | Some("false" | "0") => Ok(false),
         Some("true" | "1" | "") => Ok(true),
-        Some(_) => Err(ApiError::field(name, format!("{name} must be true or false"))),
+        Some(_) => Err(ApiError::field(
+            name,
+            format!("{name} must be true or false"),
+        )),
     }
 }
 
 fn find(service: &Service, id: &str) -> Result<Arc<Task>, ApiError> {
     service.get(id).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, format!("no task {id}: see GET /bulk/tasks"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no task {id}: see GET /bulk/tasks"),
+        )
     })
 }
 
@@ -247,7 +265,10 @@ async fn list(
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::field(name, format!("{name} must be a whole number from 1 to {max}"))),
+            _ => Err(ApiError::field(
+                name,
+                format!("{name} must be a whole number from 1 to {max}"),
+            )),
         },
     };
     let page = number("page", 1, usize::MAX)?;
@@ -274,7 +295,10 @@ async fn stop(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let task = service.stop(&id).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, format!("no task {id}: see GET /bulk/tasks"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no task {id}: see GET /bulk/tasks"),
+        )
     })?;
     Ok((
         StatusCode::ACCEPTED,
@@ -312,7 +336,9 @@ async fn events(
                 let batch = task.events_from(next);
                 if !batch.is_empty() {
                     let n = batch.len();
-                    let ended = batch.iter().any(|e| matches!(**e, super::task::TaskEvent::End { .. }));
+                    let ended = batch
+                        .iter()
+                        .any(|e| matches!(**e, super::task::TaskEvent::End { .. }));
                     let items: Vec<Result<Event, Infallible>> = batch
                         .iter()
                         .enumerate()

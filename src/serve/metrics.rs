@@ -14,7 +14,10 @@ use super::task::TaskStatus;
 
 pub async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         render(&service),
     )
 }
@@ -40,7 +43,9 @@ pub fn render(service: &Service) -> String {
     for (status, n) in &by_status {
         let _ = writeln!(out, "tag_space_tasks{{status=\"{status}\"}} {n}");
     }
-    out.push_str("# HELP tag_space_pages_total Pages with an outcome, by outcome, over the tasks listed.\n");
+    out.push_str(
+        "# HELP tag_space_pages_total Pages with an outcome, by outcome, over the tasks listed.\n",
+    );
     out.push_str("# TYPE tag_space_pages_total counter\n");
     for (outcome, n) in &pages {
         let _ = writeln!(out, "tag_space_pages_total{{outcome=\"{outcome}\"}} {n}");
@@ -49,27 +54,60 @@ pub fn render(service: &Service) -> String {
     out
 }
 
+/// Reads one counter of a provider's figures.
+type Counter = fn(&crate::governor::ProviderStats) -> u64;
+
 /// Latency histogram buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
 /// The shared providers' counters since the service started.
 pub fn providers(stats: &[crate::governor::ProviderStats]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, fn(&crate::governor::ProviderStats) -> u64); 6] = [
-        ("provider_calls_total", "Requests sent to the provider.", |s| s.calls),
-        ("provider_successes_total", "Requests answered with a usable answer.", |s| s.successes),
-        ("provider_rate_limited_total", "Requests answered 429.", |s| s.rate_limited),
-        ("provider_retries_total", "Requests tried again.", |s| s.retries),
-        ("provider_fallbacks_total", "Batches handed to the next provider.", |s| s.fallbacks),
-        ("provider_tokens_in_total", "Prompt tokens charged.", |s| s.tokens_in),
+    let counters: [(&str, &str, Counter); 6] = [
+        (
+            "provider_calls_total",
+            "Requests sent to the provider.",
+            |s| s.calls,
+        ),
+        (
+            "provider_successes_total",
+            "Requests answered with a usable answer.",
+            |s| s.successes,
+        ),
+        (
+            "provider_rate_limited_total",
+            "Requests answered 429.",
+            |s| s.rate_limited,
+        ),
+        ("provider_retries_total", "Requests tried again.", |s| {
+            s.retries
+        }),
+        (
+            "provider_fallbacks_total",
+            "Batches handed to the next provider.",
+            |s| s.fallbacks,
+        ),
+        ("provider_tokens_in_total", "Prompt tokens charged.", |s| {
+            s.tokens_in
+        }),
     ];
     for (name, help, get) in counters {
-        let _ = writeln!(out, "# HELP tag_space_{name} {help}\n# TYPE tag_space_{name} counter");
+        let _ = writeln!(
+            out,
+            "# HELP tag_space_{name} {help}\n# TYPE tag_space_{name} counter"
+        );
         for s in stats {
-            let _ = writeln!(out, "tag_space_{name}{{provider=\"{}\"}} {}", s.provider, get(s));
+            let _ = writeln!(
+                out,
+                "tag_space_{name}{{provider=\"{}\"}} {}",
+                s.provider,
+                get(s)
+            );
         }
     }
-    out.push_str("# HELP tag_space_waits_total Requests that waited before being sent, by reason.\n");
+    out.push_str(
+        "# HELP tag_space_waits_total Requests that waited before being sent, by reason.\n",
+    );
     out.push_str("# TYPE tag_space_waits_total counter\n");
     let mut seconds = String::new();
     for s in stats {
@@ -98,10 +136,21 @@ fn histogram(out: &mut String, provider: &str, latencies: &[std::time::Duration]
     let name = "tag_space_provider_latency_seconds";
     for le in BUCKETS {
         let n = latencies.iter().filter(|d| d.as_secs_f64() <= le).count();
-        let _ = writeln!(out, "{name}_bucket{{provider=\"{provider}\",le=\"{le}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{provider=\"{provider}\",le=\"{le}\"}} {n}"
+        );
     }
     let sum: f64 = latencies.iter().map(|d| d.as_secs_f64()).sum();
-    let _ = writeln!(out, "{name}_bucket{{provider=\"{provider}\",le=\"+Inf\"}} {}", latencies.len());
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{provider=\"{provider}\",le=\"+Inf\"}} {}",
+        latencies.len()
+    );
     let _ = writeln!(out, "{name}_sum{{provider=\"{provider}\"}} {sum}");
-    let _ = writeln!(out, "{name}_count{{provider=\"{provider}\"}} {}", latencies.len());
+    let _ = writeln!(
+        out,
+        "{name}_count{{provider=\"{provider}\"}} {}",
+        latencies.len()
+    );
 }

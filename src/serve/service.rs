@@ -71,7 +71,9 @@ impl Service {
                         cancel: CancellationToken::new(),
                         stop_requested: AtomicBool::new(false),
                     })),
-                    None => tracing::warn!(task = %row.id, "a recorded task cannot be read: not listed"),
+                    None => {
+                        tracing::warn!(task = %row.id, "a recorded task cannot be read: not listed")
+                    }
                 }
             }
         }
@@ -226,7 +228,9 @@ impl Service {
             .await
             .is_err()
         {
-            tracing::warn!("some tasks did not stop within the grace: recording them as interrupted");
+            tracing::warn!(
+                "some tasks did not stop within the grace: recording them as interrupted"
+            );
             for e in lock(&self.entries).iter() {
                 if !e.task.status().is_over() {
                     e.task.end(TaskStatus::Interrupted, None, None);

@@ -55,3 +55,6 @@ mod causes;
 // `tag-space serve` over real sockets on 127.0.0.1:0, with a fake runner: life cycle, events,
 // errors, stop, restart.
 mod serve;
+// `tag-space serve` with the real pipeline: two spaces under one quota, the real binary's
+// SIGTERM, restart and refusal.
+mod servecli;

@@ -10,11 +10,11 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use tag_space::cache::{Store, StoreOptions};
+use tag_space::secret::Secret;
 use tag_space::serve::{
     self, PageDetail, RunEnd, Service, ServiceSettings, TaskEvent, TaskEvents, TaskRequest,
     TaskRunner,
 };
-use tag_space::secret::Secret;
 use tokio_util::sync::CancellationToken;
 
 /// Emits `pages` pages, one every `delay`; space `BROKEN` fails after its first page.
@@ -189,17 +189,29 @@ async fn a_task_starts_streams_its_events_and_ends_with_its_summary() {
     assert_eq!(status, 202, "{started}");
     let id = started["task_id"].as_str().unwrap().to_string();
     assert_eq!(started["space"], "ENG");
-    assert!(matches!(started["status"].as_str(), Some("queued" | "running")));
-    assert_eq!(started["links"]["events"], format!("/bulk/tasks/{id}/events"));
+    assert!(matches!(
+        started["status"].as_str(),
+        Some("queued" | "running")
+    ));
+    assert_eq!(
+        started["links"]["events"],
+        format!("/bulk/tasks/{id}/events")
+    );
     assert_eq!(started["links"]["stop"], format!("/bulk/tasks/{id}/stop"));
 
     let events = read_events(&s.base, &id).await;
     let ids: Vec<u64> = events.iter().map(|e| e.0).collect();
-    assert_eq!(ids, (0..events.len() as u64).collect::<Vec<_>>(), "no event lost");
+    assert_eq!(
+        ids,
+        (0..events.len() as u64).collect::<Vec<_>>(),
+        "no event lost"
+    );
     let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
     assert_eq!(
         names,
-        ["listed", "page", "listed", "page", "listed", "page", "total", "end"]
+        [
+            "listed", "page", "listed", "page", "listed", "page", "total", "end"
+        ]
     );
     assert_eq!(events[1].2["title"], "Page 1");
     assert_eq!(events[7].2["status"], "finished");
@@ -207,12 +219,21 @@ async fn a_task_starts_streams_its_events_and_ends_with_its_summary() {
     let t = until_over(&s.base, &id).await;
     assert_eq!(t["status"], "finished");
     assert_eq!(t["task_id"], id.as_str());
-    assert_eq!((t["total"].as_u64(), t["processed"].as_u64()), (Some(3), Some(3)));
-    assert_eq!((t["success"].as_u64(), t["skipped"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (t["total"].as_u64(), t["processed"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(
+        (t["success"].as_u64(), t["skipped"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(t["errors"], 0);
     assert_eq!(t["skipped_by_whitelist"], 0);
     assert_eq!(t["whitelist_enabled"], true);
-    assert_eq!((t["dry_run"].as_bool(), t["mode"].as_str()), (Some(true), Some("add")));
+    assert_eq!(
+        (t["dry_run"].as_bool(), t["mode"].as_str()),
+        (Some(true), Some("add"))
+    );
     let d = &t["details"][0];
     assert_eq!(d["labels_before"], json!(["person-label"]));
     assert_eq!(d["proposed"], json!(["type-howto-1"]));
@@ -251,8 +272,14 @@ async fn wait_true_answers_the_final_summary() {
     assert_eq!(status, 200, "{t}");
     assert_eq!(t["status"], "finished");
     assert_eq!(t["processed"], 2);
-    assert_eq!((t["mode"].as_str(), t["dry_run"].as_bool()), (Some("sync"), Some(false)));
-    assert_eq!((t["limit"].as_u64(), t["batch_size"].as_u64()), (Some(5), Some(2)));
+    assert_eq!(
+        (t["mode"].as_str(), t["dry_run"].as_bool()),
+        (Some("sync"), Some(false))
+    );
+    assert_eq!(
+        (t["limit"].as_u64(), t["batch_size"].as_u64()),
+        (Some(5), Some(2))
+    );
     assert_eq!(t["details"][0]["added"], json!(["type-howto-1"]));
 }
 
@@ -333,7 +360,12 @@ async fn with_a_token_every_endpoint_but_healthz_needs_it() {
         ("POST", "/bulk/tasks/x/stop"),
         ("GET", "/metrics"),
     ] {
-        for auth in [None, Some("Bearer wrong"), Some(token), Some("Basic czNjcmV0")] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some(token),
+            Some("Basic czNjcmV0"),
+        ] {
             let mut req = c.request(method.parse().unwrap(), format!("{}{path}", s.base));
             if let Some(a) = auth {
                 req = req.header("authorization", a);
@@ -406,10 +438,22 @@ async fn metrics_count_tasks_by_status_and_pages_by_outcome() {
             .starts_with("text/plain; version=0.0.4")
     );
     let text = r.text().await.unwrap();
-    assert!(text.contains("tag_space_tasks{status=\"finished\"} 1\n"), "{text}");
-    assert!(text.contains("tag_space_tasks{status=\"running\"} 0\n"), "{text}");
-    assert!(text.contains("tag_space_pages_total{outcome=\"tagged\"} 2\n"), "{text}");
-    assert!(text.contains("tag_space_pages_total{outcome=\"skipped\"} 1\n"), "{text}");
+    assert!(
+        text.contains("tag_space_tasks{status=\"finished\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tag_space_tasks{status=\"running\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tag_space_pages_total{outcome=\"tagged\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tag_space_pages_total{outcome=\"skipped\"} 1\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -495,9 +539,10 @@ async fn a_non_loopback_address_without_a_token_is_refused() {
         .await
         .unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("0.0.0.0:0") && msg.contains("TAG_SPACE_SERVE_TOKEN"), "{msg}");
-    assert!(serve::check_bind("[::1]:8080".parse().unwrap(), None).is_ok());
     assert!(
-        serve::check_bind("10.0.0.1:8080".parse().unwrap(), Some(&Secret::new("t"))).is_ok()
+        msg.contains("0.0.0.0:0") && msg.contains("TAG_SPACE_SERVE_TOKEN"),
+        "{msg}"
     );
+    assert!(serve::check_bind("[::1]:8080".parse().unwrap(), None).is_ok());
+    assert!(serve::check_bind("10.0.0.1:8080".parse().unwrap(), Some(&Secret::new("t"))).is_ok());
 }

@@ -77,7 +77,7 @@ async fn run(settings: ServeConfig) -> anyhow::Result<()> {
         .await
         .context("the service stopped")?;
     watch.abort();
-    report::notice_line("stopped: running tasks were recorded as interrupted");
+    report::notice_line("stopped (tasks that were running are recorded as interrupted)");
     Ok(())
 }
 

@@ -207,7 +207,9 @@ impl TaskRun<'_> {
         let mut own_rx = own.subscribe();
         let mut shared_rx = self.chain.events().subscribe();
         let mut run_report = new_report(config, self.taxonomy);
-        let run = pipeline::run(source, &llm, self.taxonomy, &opts, |o| run_report.record(&o));
+        let run = pipeline::run(source, &llm, self.taxonomy, &opts, |o| {
+            run_report.record(&o)
+        });
         let listed = tokio::select! {
             listed = run => listed,
             never = self.forward(&mut own_rx, &mut shared_rx) => match never {},
