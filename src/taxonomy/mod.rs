@@ -11,6 +11,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 mod aliases;
+pub mod draft;
+pub mod render;
 
 /// The default taxonomy, compiled in.
 const EMBEDDED: &str = include_str!("../../config/taxonomy.toml");
