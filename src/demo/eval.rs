@@ -70,9 +70,18 @@ mod tests {
             .flat_map(|p| p.labels.clone().unwrap_or_default())
             .map(|l| l.name)
             .collect();
-        assert!(labels.iter().any(|l| tax.aliases().contains_key(l)), "aliases");
-        assert!(labels.iter().any(|l| tax.canonical(l).is_none()), "outside the taxonomy");
-        assert!(labels.iter().any(|l| check_label(l).is_err()), "a bad label");
+        assert!(
+            labels.iter().any(|l| tax.aliases().contains_key(l)),
+            "aliases"
+        );
+        assert!(
+            labels.iter().any(|l| tax.canonical(l).is_none()),
+            "outside the taxonomy"
+        );
+        assert!(
+            labels.iter().any(|l| check_label(l).is_err()),
+            "a bad label"
+        );
         let without = pages.iter().filter(|p| {
             let names: Vec<&str> = p.labels.iter().flatten().map(|l| l.name.as_str()).collect();
             tax.tags_carried(names).is_empty()

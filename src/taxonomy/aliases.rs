@@ -23,7 +23,9 @@ impl Taxonomy {
         };
         for (tag, list) in aliases {
             if !self.contains(&tag) {
-                return Err(invalid(format!("aliases given for '{tag}', which is no tag")));
+                return Err(invalid(format!(
+                    "aliases given for '{tag}', which is no tag"
+                )));
             }
             for alias in list {
                 if let Err(why) = check_label(&alias) {
@@ -88,8 +90,10 @@ impl Taxonomy {
     /// Whether a page with `labels` carries `tag` through one of its aliases: then adding the
     /// tag would put a second label for one concept on it.
     pub fn carried_by_alias(&self, tag: &str, labels: &[String]) -> bool {
-        labels
-            .iter()
-            .any(|l| self.aliases.get(&l.to_lowercase()).is_some_and(|t| t == tag))
+        labels.iter().any(|l| {
+            self.aliases
+                .get(&l.to_lowercase())
+                .is_some_and(|t| t == tag)
+        })
     }
 }

@@ -66,7 +66,11 @@ pub fn draft(space: &str, pages: &[PageLabels], min_pages: u64) -> Draft {
         for l in &p.labels {
             match check_label(l) {
                 Ok(()) => usage.entry(l.clone()).or_default().insert(p.id.clone()),
-                Err(why) => rejected.entry(l.clone()).or_insert((why, BTreeSet::new())).1.insert(p.id.clone()),
+                Err(why) => rejected
+                    .entry(l.clone())
+                    .or_insert((why, BTreeSet::new()))
+                    .1
+                    .insert(p.id.clone()),
             };
         }
     }
@@ -98,7 +102,10 @@ pub fn draft(space: &str, pages: &[PageLabels], min_pages: u64) -> Draft {
             .into_iter()
             .map(|(l, (why, p))| (l, why, p.len() as u64))
             .collect(),
-        below: below.into_iter().map(|t| (t.name, t.pages.len() as u64)).collect(),
+        below: below
+            .into_iter()
+            .map(|t| (t.name, t.pages.len() as u64))
+            .collect(),
         max_labels_per_page,
     }
 }
@@ -151,7 +158,10 @@ fn stem(label: &str) -> String {
 }
 
 /// Spellings of one concept, grouped (see the module docs).
-fn group(usage: &BTreeMap<String, BTreeSet<String>>, prefixes: &BTreeSet<String>) -> Vec<Vec<String>> {
+fn group(
+    usage: &BTreeMap<String, BTreeSet<String>>,
+    prefixes: &BTreeSet<String>,
+) -> Vec<Vec<String>> {
     let mut by_stem: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for l in usage.keys() {
         by_stem.entry(stem(l)).or_default().push(l.clone());
@@ -190,16 +200,26 @@ fn make_tag(
         .max_by(|a, b| {
             count(a)
                 .cmp(&count(b))
-                .then(prefix_of(a, prefixes).is_some().cmp(&prefix_of(b, prefixes).is_some()))
+                .then(
+                    prefix_of(a, prefixes)
+                        .is_some()
+                        .cmp(&prefix_of(b, prefixes).is_some()),
+                )
                 .then(b.len().cmp(&a.len()))
                 .then(b.cmp(a))
         })
         .expect("a group has a spelling")
         .clone();
-    let pages = spellings.iter().flat_map(|l| usage[l].iter().cloned()).collect();
+    let pages = spellings
+        .iter()
+        .flat_map(|l| usage[l].iter().cloned())
+        .collect();
     DraftTag {
         aliases: spellings.iter().filter(|l| **l != name).cloned().collect(),
-        spellings: spellings.iter().map(|l| (l.clone(), count(l) as u64)).collect(),
+        spellings: spellings
+            .iter()
+            .map(|l| (l.clone(), count(l) as u64))
+            .collect(),
         name,
         pages,
     }

@@ -35,13 +35,21 @@ fn stems_ignore_case_separators_and_plurals() {
 #[test]
 fn near_duplicates_become_aliases_of_the_most_used_spelling() {
     let d = draft("ENG", &space(), 2);
-    let tag = |n: &str| d.tags().find(|t| t.name == n).unwrap_or_else(|| panic!("{n}: {d:?}"));
+    let tag = |n: &str| {
+        d.tags()
+            .find(|t| t.name == n)
+            .unwrap_or_else(|| panic!("{n}: {d:?}"))
+    };
     assert_eq!(tag("tool-kubernetes").aliases, ["kubernetes"]);
     assert_eq!(tag("tool-kubernetes").pages.len(), 4);
     // how-to / howto / how_to: one page each; the tie goes to the shortest, then by name.
     assert_eq!(tag("howto").aliases, ["how-to", "how_to"]);
     assert_eq!(tag("runbook").aliases, ["runbooks"]);
-    assert_eq!(tag("release-note").aliases, ["release-notes"], "a tie: the shortest");
+    assert_eq!(
+        tag("release-note").aliases,
+        ["release-notes"],
+        "a tie: the shortest"
+    );
     // `k8s` shares no stem: a person has to say it is kubernetes.
     assert!(d.below.contains(&("k8s".to_string(), 1)));
 }
@@ -53,7 +61,10 @@ fn bad_labels_are_listed_and_left_out_and_thresholds_apply() {
     assert_eq!(rejected, ["Bad Label", "c#"]);
     assert!(d.rejected[0].1.contains("whitespace"));
     let names: Vec<&str> = d.tags().map(|t| t.name.as_str()).collect();
-    assert!(!names.contains(&"fun") && !names.contains(&"c#"), "{names:?}");
+    assert!(
+        !names.contains(&"fun") && !names.contains(&"c#"),
+        "{names:?}"
+    );
     assert!(d.below.contains(&("fun".to_string(), 1)));
     let strict = draft("ENG", &space(), 4);
     let names: Vec<&str> = strict.tags().map(|t| t.name.as_str()).collect();
@@ -79,9 +90,18 @@ fn the_file_loads_as_a_taxonomy_with_aliases_and_counts_as_comments() {
     assert_eq!(t.canonical("kubernetes"), Some("tool-kubernetes"));
     assert_eq!(t.canonical("how_to"), Some("howto"));
     assert_eq!(t.tag_names().count(), d.tags().count());
-    assert!(text.contains("# on 4 pages; often with howto (2), runbook (2), tool-jira (2)"), "{text}");
-    assert!(text.contains("# spellings (pages): kubernetes (1), tool-kubernetes (3)"), "{text}");
-    assert!(text.contains("\"Bad Label\" (on 1 pages) contains whitespace"), "{text}");
+    assert!(
+        text.contains("# on 4 pages; often with howto (2), runbook (2), tool-jira (2)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# spellings (pages): kubernetes (1), tool-kubernetes (3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"Bad Label\" (on 1 pages) contains whitespace"),
+        "{text}"
+    );
     assert!(text.contains("#   fun (1)"), "{text}");
     assert_eq!(t.max_labels_per_page(), 3);
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 mod aliases;
 pub mod draft;
+pub mod read;
 pub mod render;
 
 /// The default taxonomy, compiled in.

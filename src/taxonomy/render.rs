@@ -28,7 +28,8 @@ pub fn render(draft: &Draft) -> String {
     let all: Vec<&DraftTag> = draft.tags().collect();
     for (category, tags) in &draft.categories {
         let description = if category == UNPREFIXED {
-            "Labels without a shared prefix. TODO: describe, or move them into categories.".to_string()
+            "Labels without a shared prefix. TODO: describe, or move them into categories."
+                .to_string()
         } else {
             format!("Labels starting with {category}-. TODO: describe what this category is for.")
         };

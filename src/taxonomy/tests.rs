@@ -238,9 +238,15 @@ fn bad_aliases_are_named() {
     let e = bad("\"k8s\"", "\"K8s\"");
     assert!(e.contains("alias 'K8s'") && e.contains("use 'k8s'"), "{e}");
     let e = bad("\"k8s\"", "\"k 8s\"");
-    assert!(e.contains("alias 'k 8s'") && e.contains("whitespace"), "{e}");
+    assert!(
+        e.contains("alias 'k 8s'") && e.contains("whitespace"),
+        "{e}"
+    );
     let e = bad("\"k8s\"", "\"tool-jira\"");
-    assert!(e.contains("'tool-jira'") && e.contains("is itself a tag"), "{e}");
+    assert!(
+        e.contains("'tool-jira'") && e.contains("is itself a tag"),
+        "{e}"
+    );
     let e = bad("\"k8s\"", "\" \"");
     assert!(e.contains("'tool-kubernetes' has an empty alias"), "{e}");
     let twice = WITH_ALIASES.replace(
