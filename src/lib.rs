@@ -26,6 +26,7 @@ pub mod demo;
 pub mod ending;
 pub mod envfile;
 pub mod eval;
+pub mod events;
 pub mod governor;
 pub mod http;
 pub mod llm;

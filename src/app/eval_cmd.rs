@@ -39,7 +39,7 @@ pub fn eval_command(args: &Args, cmd: &EvalArgs) -> anyhow::Result<u8> {
     a.env_file.clone_from(&cmd.env_file);
     a.batch_size = cmd.batch_size;
     a.dry_run = true;
-    crate::report::logging::init(&crate::config::log_settings(&a), None);
+    crate::report::logging::init(&crate::config::log_settings(&a));
     let mut config = Config::load(&a)?;
     if config.demo {
         config.space = demo::eval::SPACE_KEY.to_string();
