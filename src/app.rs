@@ -29,6 +29,7 @@ use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
 mod cache_cmd;
+mod eval_cmd;
 mod jobs_cmd;
 mod lock;
 mod serve;
@@ -36,11 +37,14 @@ mod settings;
 mod space;
 mod state;
 mod statedir;
+mod taxonomy_cmd;
 
 pub use cache_cmd::cache_command;
+pub use eval_cmd::eval_command;
 pub use jobs_cmd::jobs_command;
 pub use serve::{PipelineRunner, serve_command};
 pub use settings::report_settings;
+pub use taxonomy_cmd::{taxonomy_command, taxonomy_init};
 
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so
 /// that one request stays well inside every provider's context window.

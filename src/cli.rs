@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod tools;
+
+pub use tools::{EvalArgs, TaxonomyCommand, TaxonomyInitArgs};
+
 const ENV_HELP: &str = "\
 ENVIRONMENT (also read from ./.env, or from the file named by --env-file or
 TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
@@ -78,6 +82,8 @@ EXAMPLES:
   tag-space cache clear --space ENG     classify every page of ENG again on the next run
   tag-space jobs                        the providers' batch jobs: state, counts, age
   tag-space jobs cancel 3               cancel batch job 3 (its finished part is kept)
+  tag-space eval --demo                 precision/recall/F1 against human labels, offline
+  tag-space taxonomy init --space ENG -o taxonomy.toml   draft a taxonomy from ENG's labels
   tag-space serve --demo                the bulk-tagging HTTP service (tag-space serve --help)";
 
 /// Label every page of a Confluence space from a controlled taxonomy, with an LLM
@@ -217,6 +223,12 @@ pub enum Command {
     /// The providers' batch jobs (backfills at half price): list them with their state,
     /// request counts and age, or cancel one.
     Jobs(JobsArgs),
+    /// Measure the labels against the ones people already put on the space's pages:
+    /// precision, recall and F1 per label. Writes nothing to Confluence.
+    Eval(EvalArgs),
+    /// Work on taxonomy files.
+    #[command(subcommand)]
+    Taxonomy(TaxonomyCommand),
     /// Run the bulk-tagging HTTP service: POST /bulk/tag-space/{space} starts a task, GET
     /// /bulk/tasks/{id} follows it (docs/serve.openapi.yaml). Every task shares one
     /// governor per provider, so several spaces share one quota.

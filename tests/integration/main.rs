@@ -52,6 +52,8 @@ mod batchcrash;
 mod batchcli;
 // Real failures through the binary print each cause of their chain once.
 mod causes;
+// `taxonomy init` and `eval` against fakes that record writes; aliases in the pipeline.
+mod evaltax;
 // `tag-space serve` over real sockets on 127.0.0.1:0, with a fake runner: life cycle, events,
 // errors, stop, restart.
 mod serve;
