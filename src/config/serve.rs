@@ -88,3 +88,54 @@ pub fn from_sources(
         run,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn serve_args(extra: &[&str]) -> (Args, ServeArgs) {
+        let args = Args::parse_from(["tag-space", "serve", "--demo"].iter().chain(extra));
+        let Some(crate::cli::Command::Serve(s)) = args.command.clone() else {
+            panic!("not serve")
+        };
+        (args, s)
+    }
+
+    #[test]
+    fn the_service_settings_default_and_are_checked() {
+        let (args, s) = serve_args(&[]);
+        let c = from_sources(&run_args(&args, &s), &s, |_| None).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!((c.tasks, c.retention.as_secs()), (2, 30 * 86_400));
+        assert!(c.token.is_none() && c.run.demo);
+        let env = |k: &str| match k {
+            "TAG_SPACE_SERVE_TOKEN" => Some("made-up-token".to_string()),
+            "TAG_SPACE_SERVE_RETENTION_DAYS" => Some("7".to_string()),
+            _ => None,
+        };
+        let (args, s) = serve_args(&["--tasks", "5", "--bind", "0.0.0.0:9000"]);
+        let c = from_sources(&run_args(&args, &s), &s, env).unwrap();
+        assert_eq!((c.tasks, c.retention.as_secs()), (5, 7 * 86_400));
+        assert!(
+            !format!("{c:?}").contains("made-up-token"),
+            "the token shows in Debug"
+        );
+        let e = from_sources(&run_args(&args, &s), &s, |k| {
+            (k == "TAG_SPACE_SERVE_TASKS").then(|| "many".to_string())
+        });
+        // --tasks wins over the variable.
+        assert!(e.is_ok());
+        let (args, s) = serve_args(&[]);
+        let e = from_sources(&run_args(&args, &s), &s, |k| {
+            (k == "TAG_SPACE_SERVE_TASKS").then(|| "many".to_string())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("TAG_SPACE_SERVE_TASKS=\"many\" is invalid"),
+            "{e}"
+        );
+    }
+}
