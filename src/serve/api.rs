@@ -333,7 +333,7 @@ async fn events(
             }
             loop {
                 rx.borrow_and_update();
-                let batch = task.events_from(next);
+                let (next, batch) = task.events_from(next);
                 if !batch.is_empty() {
                     let n = batch.len();
                     let ended = batch

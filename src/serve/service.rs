@@ -13,6 +13,9 @@ use super::runner::{TaskRequest, TaskRunner};
 use super::task::{Summary, Task, TaskEvents, TaskStatus, now_ms};
 use crate::cache::{Store, TaskRow};
 
+/// Ended tasks whose whole event stream is kept; older ones keep their end only.
+const EVENTS_KEPT: usize = 16;
+
 /// How the service runs its tasks.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -157,6 +160,20 @@ impl Service {
         self.save(&task);
         tracing::info!(task = %task.id, status = status.as_str(), "task over");
         self.prune();
+        self.compact();
+    }
+
+    /// Keeps the events of the most recently ended tasks only (see [`Task::compact`]).
+    fn compact(&self) {
+        let mut ended: Vec<Arc<Task>> = lock(&self.entries)
+            .iter()
+            .filter(|e| e.task.status().is_over())
+            .map(|e| e.task.clone())
+            .collect();
+        ended.sort_by_key(|t| std::cmp::Reverse(t.finished_ms()));
+        for t in ended.iter().skip(EVENTS_KEPT) {
+            t.compact();
+        }
     }
 
     /// Awaits the run, recording the task's summary now and then so that a crash loses

@@ -171,7 +171,9 @@ pub struct Summary {
 struct State {
     summary: Summary,
     finished_ms: Option<i64>,
+    /// The events from the `first`-th on (earlier ones were let go with [`Task::compact`]).
     events: Vec<Arc<TaskEvent>>,
+    first: usize,
 }
 
 /// A task of this service (or, after a restart, one recorded by an earlier one).
@@ -252,6 +254,7 @@ impl Task {
                 summary,
                 finished_ms,
                 events: Vec::new(),
+                first: 0,
             }),
             seen: watch::channel(0).0,
         }
@@ -303,10 +306,23 @@ impl Task {
         self.push(TaskEvent::End { status, error });
     }
 
-    /// Events from the `from`-th on, and whether the last of them ends the stream.
-    pub fn events_from(&self, from: usize) -> Vec<Arc<TaskEvent>> {
+    /// The id of the first event kept from the `from`-th on, and the events from it.
+    pub fn events_from(&self, from: usize) -> (usize, Vec<Arc<TaskEvent>>) {
         let s = self.lock();
-        s.events.get(from..).map(<[_]>::to_vec).unwrap_or_default()
+        let start = from.max(s.first);
+        let kept = s.events.get(start - s.first..).map(<[_]>::to_vec);
+        (start, kept.unwrap_or_default())
+    }
+
+    /// Lets go of an ended task's events but its end (which keeps its id), so that the
+    /// memory of old tasks stays bounded; a follower then gets the end alone.
+    pub fn compact(&self) {
+        let mut s = self.lock();
+        if s.summary.status.is_over() && s.events.len() > 1 {
+            let n = s.events.len();
+            s.events.drain(..n - 1);
+            s.first += n - 1;
+        }
     }
 
     /// Wakes when events were added.
@@ -333,7 +349,7 @@ impl Task {
                 _ => {}
             }
             s.events.push(Arc::new(event));
-            s.events.len()
+            s.first + s.events.len()
         };
         self.seen.send_replace(n);
     }
@@ -375,4 +391,35 @@ pub fn now_ms() -> i64 {
 fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compacted_task_keeps_its_end_under_the_same_id() {
+        let request = TaskRequest {
+            space: "ENG".into(),
+            dry_run: true,
+            mode: Mode::Add,
+            limit: None,
+            batch_size: None,
+        };
+        let task = Task::new("t".into(), request);
+        let events = TaskEvents(Arc::new(task));
+        for taken in 1..=3 {
+            events.emit(TaskEvent::Listed { taken });
+        }
+        let task = events.0;
+        task.compact(); // still running: nothing is let go
+        assert_eq!(task.events_from(0).1.len(), 3);
+        task.end(TaskStatus::Finished, None, None);
+        task.compact();
+        let (first, kept) = task.events_from(0);
+        assert_eq!((first, kept.len()), (3, 1));
+        assert!(matches!(*kept[0], TaskEvent::End { .. }));
+        assert_eq!(task.events_from(4).1.len(), 0);
+        assert_eq!(task.summary().processed, 0);
+    }
 }
