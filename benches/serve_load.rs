@@ -4,8 +4,9 @@
 //! ids are 0..n without a gap and end with `end`, n being the task's event count), and
 //! reports requests, events and the process's peak RSS. 127.0.0.1 only.
 //!
-//! `cargo bench --bench serve_load` (results in BENCHMARKS.md). The tasks are a fake runner
-//! emitting a page event every millisecond, so that the HTTP side is what is measured.
+//! `cargo bench --bench serve_load` (results in BENCHMARKS.md; `--profile dev` reuses the
+//! debug build). The tasks are a fake runner emitting a page event every millisecond, so
+//! that the HTTP side is what is measured.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +21,7 @@ use tag_space::serve::{
 use tokio_util::sync::CancellationToken;
 
 const TASKS: usize = 4;
-const PAGES: u64 = 3_000;
+const PAGES: u64 = 200;
 const CLIENTS: usize = 50;
 
 struct Pages;
@@ -186,7 +187,7 @@ async fn run() {
                 if over == ids.len() {
                     return Ok(());
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }));
     }
@@ -200,7 +201,22 @@ async fn run() {
                 }
             }
         }
-        Err(_) => errors.push("not done within 120 s".into()),
+        Err(_) => {
+            for id in &ids {
+                let t: serde_json::Value = c
+                    .get(format!("{base}/bulk/tasks/{id}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                errors.push(format!(
+                    "not done within 120 s: {id} {} {}",
+                    t["status"], t["processed"]
+                ));
+            }
+        }
     }
     let wall = started.elapsed();
     shutdown.cancel();

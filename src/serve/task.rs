@@ -274,10 +274,18 @@ impl Task {
 
     /// The summary without `details`, for the task list.
     pub fn brief(&self) -> Summary {
-        let s = self.lock();
+        // Without cloning the details first: a long run has many.
+        let s = &self.lock().summary;
         Summary {
+            task_id: s.task_id.clone(),
+            space: s.space.clone(),
             details: Vec::new(),
-            ..s.summary.clone()
+            metrics: s.metrics.clone(),
+            error: s.error.clone(),
+            created_at: s.created_at.clone(),
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone(),
+            ..*s
         }
     }
 
