@@ -185,9 +185,19 @@ async fn execute<S: PageSource>(
             report::print_page_line(&outcome, config.dry_run);
         }
     });
+    // The site stopped the run's Confluence work (a quota spent, a wait above the ceiling):
+    // stop taking pages, as on an LLM outage.
+    let halt_watch = async {
+        if let Some(halted) = source.halt_token() {
+            halted.cancelled().await;
+            opts.cancel.cancel();
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
     let listed = tokio::select! {
         listed = run => listed,
         never = tick_progress(progress, chain) => match never {},
+        never = halt_watch => match never {},
     };
     run_report.set_providers(
         chain
@@ -205,6 +215,11 @@ async fn execute<S: PageSource>(
             anyhow::Error::new(e)
                 .context(format!("the run over space {} stopped early", config.space)),
         )
+    } else if let Some(halt) = source.halted() {
+        Some(anyhow::anyhow!(
+            "the run over space {} stopped early: {halt}",
+            config.space
+        ))
     } else {
         llm.outage().map(|o| anyhow::anyhow!("{}", o.lines()))
     };

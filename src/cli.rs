@@ -32,7 +32,10 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
     TAG_SPACE_GEMINI_TPM          Gemini tokens per minute quota (default: unknown)
     TAG_SPACE_OPENAI_RPM          OpenAI requests per minute quota (default: unknown)
     TAG_SPACE_OPENAI_TPM          OpenAI tokens per minute quota (default: unknown)
-    TAG_SPACE_MAX_COOLDOWN_SECS   longest server-requested wait slept through (default 60)
+    TAG_SPACE_MAX_COOLDOWN_SECS   longest server-requested wait slept through (default 60);
+                                  a longer one from Confluence stops the run (exit 2)
+    TAG_SPACE_CONFLUENCE_CONCURRENCY
+                                  Confluence requests in flight at most (default 4)
     TAG_SPACE_MAX_PAGE_CHARS      text budget per page sent to the LLM (default 8000)
     TAG_SPACE_TAXONOMY            taxonomy file (default: the built-in one)
     TAG_SPACE_CACHE_ENABLED       true | false (default true)

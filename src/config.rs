@@ -102,6 +102,7 @@ pub const VARIABLES: &[&str] = &[
     "TAG_SPACE_OPENAI_RPM",
     "TAG_SPACE_OPENAI_TPM",
     "TAG_SPACE_MAX_COOLDOWN_SECS",
+    "TAG_SPACE_CONFLUENCE_CONCURRENCY",
     "TAG_SPACE_MAX_PAGE_CHARS",
     "TAG_SPACE_TAXONOMY",
     "TAG_SPACE_CACHE_ENABLED",
@@ -280,8 +281,11 @@ pub struct Config {
     pub batch_size: usize,
     pub concurrency: usize,
     pub max_concurrency: usize,
-    /// A server-requested wait longer than this marks the provider unavailable for the run.
+    /// A server-requested wait longer than this marks the provider unavailable for the run,
+    /// and stops the run's Confluence work.
     pub max_cooldown: Duration,
+    /// `TAG_SPACE_CONFLUENCE_CONCURRENCY`: Confluence requests in flight at most.
+    pub confluence_concurrency: usize,
     /// Characters of a page's text sent to the LLM.
     pub max_page_chars: usize,
     pub taxonomy_path: Option<PathBuf>,
@@ -374,6 +378,16 @@ impl Config {
             86_400,
             "60",
         )?;
+        let confluence_concurrency: usize = setting(
+            None,
+            "",
+            "TAG_SPACE_CONFLUENCE_CONCURRENCY",
+            &get,
+            4,
+            1,
+            64,
+            "4",
+        )?;
         let max_page_chars: usize = setting(
             None,
             "",
@@ -459,6 +473,7 @@ impl Config {
             concurrency,
             max_concurrency,
             max_cooldown: Duration::from_secs(max_cooldown_secs),
+            confluence_concurrency,
             max_page_chars,
             taxonomy_path,
             cache,

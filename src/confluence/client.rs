@@ -8,28 +8,34 @@
 //!   `start += results.len()` until `_links.next` is absent (servers cap `limit`), and expands
 //!   labels inline.
 //!
-//! Every request is retried on 429, 5xx and transport failures (timeouts included) after the
-//! server's `Retry-After` or capped exponential backoff with full jitter, at most
-//! `max_retries` times; other statuses fail at once with a message that says what to do.
+//! Every request passes through the site's governor ([`super::pace`]): a bounded number in
+//! flight, a 429 pauses all of them, the site's rate-limit headers pace them. Each request is
+//! retried on 429, 5xx and transport failures (timeouts included) at most `max_retries` times;
+//! other statuses fail at once with a message that says what to do.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::pace::{PaceConfig, SiteGovernor, Throttle};
+use super::ratelimit::RateHeaders;
 use super::wire::{
     DcContent, DcList, DcSpace, ErrorBody, LabelCreate, Links, V2List, V2Page, V2Space, WireLabel,
 };
 use super::{ConfluenceError, Flavor, LABEL_PREFIX, Label, Page, PageSource};
 use crate::config::{ConfluenceAuth, ConfluenceSettings};
-use crate::http::{retry_after, snippet};
+use crate::http::snippet;
 use crate::retry::Backoff;
 
+mod bodies;
+mod credentials;
 mod spaces;
 
 /// How long connecting may take, within the total `settings.timeout`.
@@ -37,8 +43,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default retry schedule: up to 0.5 s, 1 s, 2 s, … capped at 30 s, with full jitter.
 pub const DEFAULT_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-/// A `Retry-After` longer than this is not slept through: the request fails instead.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// Items per listing request: the v2 maximum.
 pub const DEFAULT_PAGE_LIMIT: u32 = 250;
 
@@ -52,8 +56,8 @@ pub struct ConfluenceClient {
     flavor: Flavor,
     auth: ConfluenceAuth,
     max_retries: u32,
-    backoff: Backoff,
-    max_retry_after: Duration,
+    /// Every request to the site passes through it; shared by clones.
+    gov: Arc<SiteGovernor>,
     pub(super) page_limit: u32,
     /// Cloud space ids already resolved by the census, by key (see `census.rs`).
     pub(super) space_ids:
@@ -108,8 +112,7 @@ impl ConfluenceClient {
             flavor: settings.flavor,
             auth: settings.auth,
             max_retries: settings.max_retries,
-            backoff: DEFAULT_BACKOFF,
-            max_retry_after: MAX_RETRY_AFTER,
+            gov: Arc::new(SiteGovernor::new(PaceConfig::default())),
             page_limit: DEFAULT_PAGE_LIMIT,
             space_ids: Default::default(),
             spaces: Arc::default(),
@@ -128,10 +131,25 @@ impl ConfluenceClient {
         Ok(client)
     }
 
-    /// Replaces the retry schedule (tests use a base of about 1 ms).
-    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+    /// Replaces the retry schedule (tests use a base of about 1 ms): the pause after a 429
+    /// without a wait, and a request's own wait after a 5xx or a transport failure.
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        let config = PaceConfig {
+            backoff,
+            ..self.gov.config().clone()
+        };
+        self.with_pace(config)
+    }
+
+    /// Governs the site with `config` (a fresh governor: call before cloning the client).
+    pub fn with_pace(mut self, config: PaceConfig) -> Self {
+        self.gov = Arc::new(SiteGovernor::new(config));
         self
+    }
+
+    /// The site's governor (shared by every clone of this client).
+    pub fn governor(&self) -> &SiteGovernor {
+        &self.gov
     }
 
     /// Replaces the number of items asked for per listing request (default 250; at least 1,
@@ -239,26 +257,35 @@ impl ConfluenceClient {
         url: &Url,
         json: Option<&[u8]>,
     ) -> Result<(String, Option<String>), ConfluenceError> {
+        let halted = |halt| ConfluenceError::Halted {
+            what,
+            page_id: page_id.map(str::to_string),
+            halt,
+        };
         let mut attempt: u32 = 0;
         loop {
+            let ticket = self.gov.admit().await.map_err(halted)?;
             let mut req = self.request(method.clone(), url.clone());
             if let Some(body) = json {
                 req = req
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.to_vec());
             }
-            let (status, hint, err) = match req.send().await {
+            let (status, limits, err) = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
                     let content_type = content_type(resp.headers());
+                    let limits = RateHeaders::parse(resp.headers(), SystemTime::now());
                     if status.is_success() {
                         match resp.text().await {
-                            Ok(text) => return Ok((text, content_type)),
+                            Ok(text) => {
+                                self.gov.on_answer(ticket, &limits);
+                                return Ok((text, content_type));
+                            }
                             // The body broke off (reset, timeout): as retryable as a failed send.
-                            Err(source) => (None, None, self.transport(what, url, source)),
+                            Err(source) => (None, limits, self.transport(what, url, source)),
                         }
                     } else {
-                        let hint = retry_after(resp.headers());
                         let text = resp.text().await.unwrap_or_default();
                         let err = self.status_error(
                             what,
@@ -268,41 +295,41 @@ impl ConfluenceClient {
                             content_type.as_deref(),
                         );
                         if !retryable(status) {
+                            self.gov.on_answer(ticket, &limits);
                             return Err(err);
                         }
-                        (Some(status), hint, err)
+                        (Some(status), limits, err)
                     }
                 }
                 Err(source) if source.is_builder() => return Err(self.transport(what, url, source)),
-                Err(source) => (None, None, self.transport(what, url, source)),
+                Err(source) => (
+                    None,
+                    RateHeaders::default(),
+                    self.transport(what, url, source),
+                ),
+            };
+            let code = status.map(|s| s.as_u16());
+            let wait = match self.gov.on_throttle(ticket, code, &limits, attempt) {
+                Throttle::Halt(halt) => return Err(halted(halt)),
+                Throttle::Retry(wait) => wait,
             };
             if attempt >= self.max_retries {
                 return Err(err);
             }
-            if let (Some(status), Some(wait)) = (status, hint) {
-                if wait > self.max_retry_after {
-                    return Err(ConfluenceError::RetryAfterTooLong {
-                        what,
-                        status: status.as_u16(),
-                        page_id: page_id.map(str::to_string),
-                        wait,
-                        limit: self.max_retry_after,
-                    });
-                }
-            }
-            let wait = self.backoff.delay(attempt, hint, rand::random::<f64>());
             attempt += 1;
             tracing::warn!(
                 what,
                 page_id,
-                status = status.map(|s| s.as_u16()),
+                status = code,
                 wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                 attempt,
                 max_retries = self.max_retries,
                 error = %err,
                 "confluence request failed; retrying"
             );
-            tokio::time::sleep(wait).await;
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
     }
 
@@ -433,10 +460,13 @@ impl ConfluenceClient {
         }
     }
 
+    /// The space's pages into `tx`; without `bodies`, ids, titles and versions only (the
+    /// listing then leaves out `body-format`, and each page's `body` is empty).
     async fn cloud_stream(
         &self,
         key: &str,
         tx: &mpsc::Sender<Page>,
+        bodies: bool,
     ) -> Result<u64, ConfluenceError> {
         const WHAT: &str = "list pages";
         let space_id = match self.remembered_space(key)?.and_then(|s| s.id) {
@@ -444,14 +474,11 @@ impl ConfluenceClient {
             None => self.cloud_space_id(key).await?,
         };
         let limit = self.page_limit.to_string();
-        let mut url = self.api(
-            &["wiki", "api", "v2", "spaces", &space_id, "pages"],
-            &[
-                ("body-format", "storage"),
-                ("status", "current"),
-                ("limit", &limit),
-            ],
-        );
+        let mut query = vec![("status", "current"), ("limit", limit.as_str())];
+        if bodies {
+            query.insert(0, ("body-format", "storage"));
+        }
+        let mut url = self.api(&["wiki", "api", "v2", "spaces", &space_id, "pages"], &query);
         let mut sent = 0;
         loop {
             if tx.is_closed() {
@@ -459,18 +486,7 @@ impl ConfluenceClient {
             }
             let list: V2List<V2Page> = self.get_json(WHAT, None, &url).await?;
             for p in list.results {
-                let page = Page {
-                    id: p.id,
-                    title: p.title,
-                    version: p.version.and_then(|v| v.number),
-                    body: p
-                        .body
-                        .and_then(|b| b.storage)
-                        .map(|s| s.value)
-                        .unwrap_or_default(),
-                    labels: None,
-                    url: self.web_url(p.links.webui),
-                };
+                let page = self.cloud_page(p);
                 if tx.send(page).await.is_err() {
                     return Ok(sent);
                 }
@@ -480,6 +496,21 @@ impl ConfluenceClient {
                 Some(next) => url = next,
                 None => return Ok(sent),
             }
+        }
+    }
+
+    pub(super) fn cloud_page(&self, p: V2Page) -> Page {
+        Page {
+            id: p.id,
+            title: p.title,
+            version: p.version.and_then(|v| v.number),
+            body: p
+                .body
+                .and_then(|b| b.storage)
+                .map(|s| s.value)
+                .unwrap_or_default(),
+            labels: None,
+            url: self.web_url(p.links.webui),
         }
     }
 
@@ -526,7 +557,13 @@ impl ConfluenceClient {
 
     // ---- Data Center ------------------------------------------------------------------------
 
-    async fn dc_stream(&self, key: &str, tx: &mpsc::Sender<Page>) -> Result<u64, ConfluenceError> {
+    /// As [`Self::cloud_stream`]; without `bodies` the listing does not expand `body.storage`.
+    async fn dc_stream(
+        &self,
+        key: &str,
+        tx: &mpsc::Sender<Page>,
+        bodies: bool,
+    ) -> Result<u64, ConfluenceError> {
         const WHAT: &str = "list pages";
         if self.remembered_space(key)?.is_none() {
             let url = self.api(&["rest", "api", "space", key], &[]);
@@ -546,7 +583,14 @@ impl ConfluenceClient {
                     ("spaceKey", key),
                     ("type", "page"),
                     ("status", "current"),
-                    ("expand", "body.storage,version,metadata.labels"),
+                    (
+                        "expand",
+                        if bodies {
+                            "body.storage,version,metadata.labels"
+                        } else {
+                            "version,metadata.labels"
+                        },
+                    ),
                     ("start", &start_s),
                     ("limit", &limit),
                 ],
@@ -554,24 +598,7 @@ impl ConfluenceClient {
             let list: DcList<DcContent> = self.get_json(WHAT, None, &url).await?;
             let got = list.results.len() as u64;
             for c in list.results {
-                // Inline labels are complete only when their own list has no next page.
-                let labels = c
-                    .metadata
-                    .and_then(|m| m.labels)
-                    .filter(|l| l.links.next.is_none())
-                    .map(|l| l.results.into_iter().map(Label::from).collect());
-                let page = Page {
-                    id: c.id,
-                    title: c.title,
-                    version: c.version.and_then(|v| v.number),
-                    body: c
-                        .body
-                        .and_then(|b| b.storage)
-                        .map(|s| s.value)
-                        .unwrap_or_default(),
-                    labels,
-                    url: self.web_url(c.links.webui),
-                };
+                let page = self.dc_page(c);
                 if tx.send(page).await.is_err() {
                     return Ok(sent);
                 }
@@ -581,6 +608,27 @@ impl ConfluenceClient {
                 return Ok(sent);
             }
             start = next_start(WHAT, start, got, list.size)?;
+        }
+    }
+
+    pub(super) fn dc_page(&self, c: DcContent) -> Page {
+        // Inline labels are complete only when their own list has no next page.
+        let labels = c
+            .metadata
+            .and_then(|m| m.labels)
+            .filter(|l| l.links.next.is_none())
+            .map(|l| l.results.into_iter().map(Label::from).collect());
+        Page {
+            id: c.id,
+            title: c.title,
+            version: c.version.and_then(|v| v.number),
+            body: c
+                .body
+                .and_then(|b| b.storage)
+                .map(|s| s.value)
+                .unwrap_or_default(),
+            labels,
+            url: self.web_url(c.links.webui),
         }
     }
 
@@ -613,9 +661,35 @@ impl PageSource for ConfluenceClient {
         tx: mpsc::Sender<Page>,
     ) -> Result<u64, ConfluenceError> {
         match self.flavor {
-            Flavor::Cloud => self.cloud_stream(space_key, &tx).await,
-            Flavor::DataCenter => self.dc_stream(space_key, &tx).await,
+            Flavor::Cloud => self.cloud_stream(space_key, &tx, true).await,
+            Flavor::DataCenter => self.dc_stream(space_key, &tx, true).await,
         }
+    }
+
+    async fn stream_metadata(
+        &self,
+        space_key: &str,
+        tx: mpsc::Sender<Page>,
+    ) -> Result<u64, ConfluenceError> {
+        match self.flavor {
+            Flavor::Cloud => self.cloud_stream(space_key, &tx, false).await,
+            Flavor::DataCenter => self.dc_stream(space_key, &tx, false).await,
+        }
+    }
+
+    async fn bodies(&self, ids: &[String]) -> Result<HashMap<String, String>, ConfluenceError> {
+        match self.flavor {
+            Flavor::Cloud => self.cloud_bodies(ids).await,
+            Flavor::DataCenter => self.dc_bodies(ids).await,
+        }
+    }
+
+    fn halted(&self) -> Option<String> {
+        self.gov.halted().map(|h| h.to_string())
+    }
+
+    fn halt_token(&self) -> Option<CancellationToken> {
+        Some(self.gov.halt_token())
     }
 
     async fn labels(&self, page_id: &str) -> Result<Vec<Label>, ConfluenceError> {
