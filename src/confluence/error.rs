@@ -107,6 +107,7 @@ impl ConfluenceError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Status { status, .. } | Self::RetryAfterTooLong { status, .. } => Some(*status),
+            Self::Halted { halt, .. } => Some(halt.status()),
             _ => None,
         }
     }

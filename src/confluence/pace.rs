@@ -81,6 +81,16 @@ pub enum Halt {
     },
 }
 
+impl Halt {
+    /// The HTTP status that stopped the work.
+    pub fn status(&self) -> u16 {
+        match self {
+            Halt::Quota { .. } => 429,
+            Halt::TooLong { status, .. } => *status,
+        }
+    }
+}
+
 impl fmt::Display for Halt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -337,7 +347,9 @@ impl SiteGovernor {
         let now = Instant::now();
         let wall = SystemTime::now();
         let sent_at = ticket.sent_at;
-        drop(ticket);
+        // The slot is given back only after the pause is set (the guard below drops first):
+        // a request waiting for it must find the pause.
+        let _slot = ticket;
         let mut core = self.lock();
         if let Some(halt) = &core.halt {
             return Throttle::Halt(halt.clone());

@@ -50,3 +50,6 @@ mod batchfake;
 mod batchcrash;
 // `tag-space jobs` and `jobs cancel` through the binary.
 mod batchcli;
+
+// The Confluence site governor, credential check, metadata-first listing (issue 11).
+mod pacing;
