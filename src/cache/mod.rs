@@ -51,6 +51,7 @@ mod error;
 mod jobs;
 mod key;
 mod schema;
+mod settings;
 mod show;
 mod store;
 
@@ -62,6 +63,7 @@ pub use error::CacheError;
 pub use jobs::{JobRecord, JobSpec, RequestRecord};
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
 pub use schema::{SCHEMA_VERSION, prepare_dir};
+pub use settings::CacheSettings;
 pub use show::{write_cleared, write_stats};
 pub use store::{
     Classification, Cleared, Run, RunCounters, RunEnd, RunMode, RunRecord, RunStatus, SpaceStats,

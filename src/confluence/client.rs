@@ -29,8 +29,8 @@ use super::ratelimit::RateHeaders;
 use super::wire::{
     DcContent, DcList, DcSpace, ErrorBody, LabelCreate, Links, V2List, V2Page, V2Space, WireLabel,
 };
+use super::{ConfluenceAuth, ConfluenceSettings};
 use super::{ConfluenceError, Flavor, LABEL_PREFIX, Label, Page, PageSource};
-use crate::config::{ConfluenceAuth, ConfluenceSettings};
 use crate::http::snippet;
 use crate::retry::Backoff;
 
@@ -340,7 +340,7 @@ impl ConfluenceClient {
         ConfluenceError::Transport {
             what,
             url: shown.to_string(),
-            source: source.without_url(),
+            reason: crate::http::transport_causes(&source.without_url()),
         }
     }
 
@@ -861,7 +861,7 @@ fn hint(status: u16, flavor: Flavor) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     fn settings(root: &str, flavor: Flavor) -> ConfluenceSettings {
         ConfluenceSettings {

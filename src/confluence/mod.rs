@@ -12,6 +12,7 @@ pub mod pace;
 mod probe;
 pub mod ratelimit;
 pub mod resolve;
+mod settings;
 mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +25,7 @@ pub use client::ConfluenceClient;
 pub use error::ConfluenceError;
 pub use memory::MemorySource;
 pub use resolve::ResolvedSpace;
+pub use settings::{ConfluenceAuth, ConfluenceSettings};
 
 /// The prefix tag-space writes its labels under (the one the Confluence UI uses).
 pub const LABEL_PREFIX: &str = "global";

@@ -50,6 +50,7 @@ mod batchfake;
 mod batchcrash;
 // `tag-space jobs` and `jobs cancel` through the binary.
 mod batchcli;
-
+// Real failures through the binary print each cause of their chain once.
+mod causes;
 // The Confluence site governor, credential check, metadata-first listing (issue 11).
 mod pacing;

@@ -130,7 +130,11 @@ async fn ten_percent_429s_every_page_labelled_and_no_request_inside_a_window() {
         assert_eq!(o.status, Status::Tagged, "{o:?}");
     }
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.writes.len() as u64, PAGES, "one answered write per page");
+    assert_eq!(
+        seen.writes.len() as u64,
+        PAGES,
+        "one answered write per page"
+    );
     assert!(seen.windows.len() >= 10, "{} windows", seen.windows.len());
     let inside: Vec<Duration> = seen
         .arrivals
@@ -147,7 +151,10 @@ async fn ten_percent_429s_every_page_labelled_and_no_request_inside_a_window() {
         "{} requests arrived inside an announced window, at {inside:?} into it",
         inside.len()
     );
-    assert_eq!(source.governor().stats().throttled, seen.windows.len() as u64);
+    assert_eq!(
+        source.governor().stats().throttled,
+        seen.windows.len() as u64
+    );
 }
 
 // ---- Credentials ------------------------------------------------------------------------------
@@ -209,7 +216,10 @@ async fn dc_anonymous_current_user_is_a_refused_pat() {
         .check_credentials()
         .await
         .unwrap_err();
-    assert!(matches!(err, ConfluenceError::Credentials { .. }), "{err:?}");
+    assert!(
+        matches!(err, ConfluenceError::Credentials { .. }),
+        "{err:?}"
+    );
     let text = err.to_string();
     assert!(
         text.contains("answered as the anonymous user") && text.contains("check CONFLUENCE_PAT"),
@@ -322,9 +332,11 @@ async fn cloud_metadata_listing_asks_for_no_body_and_bodies_come_250_ids_a_reque
     let answer = |from: usize, to: usize| {
         let results: Vec<Value> = (from..=to)
             .filter(|i| i % 100 != 0) // pages 100, 200 and 300 were deleted meanwhile
-            .map(|i| json!({"id": i.to_string(), "status": "current", "title": format!("P{i}"),
+            .map(|i| {
+                json!({"id": i.to_string(), "status": "current", "title": format!("P{i}"),
                 "version": {"number": 1},
-                "body": {"storage": {"representation": "storage", "value": format!("<p>{i}</p>")}}}))
+                "body": {"storage": {"representation": "storage", "value": format!("<p>{i}</p>")}}})
+            })
             .collect();
         ResponseTemplate::new(200).set_body_json(json!({"results": results, "_links": {}}))
     };
@@ -349,7 +361,9 @@ async fn dc_metadata_listing_expands_no_body_and_bodies_come_by_id() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/rest/api/space/ENG"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 9, "key": "ENG", "name": "Eng"})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": 9, "key": "ENG", "name": "Eng"})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -416,7 +430,14 @@ impl Respond for LongWait {
 
 fn run_bin(dir: &std::path::Path, root: &str) -> Output {
     Command::new(BIN)
-        .args(["--space", "ENG", "--fallback", "rules", "--report", "run.json"])
+        .args([
+            "--space",
+            "ENG",
+            "--fallback",
+            "rules",
+            "--report",
+            "run.json",
+        ])
         .current_dir(dir)
         .env_clear()
         .env("NO_COLOR", "1")
@@ -447,7 +468,9 @@ async fn a_wait_above_the_ceiling_ends_the_run_with_exit_2_after_reporting_the_p
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("Confluence asked to wait 3600s, longer than TAG_SPACE_MAX_COOLDOWN_SECS (60s)"),
+        stderr.contains(
+            "Confluence asked to wait 3600s, longer than TAG_SPACE_MAX_COOLDOWN_SECS (60s)"
+        ),
         "{stderr}"
     );
     let report: Value =
@@ -456,7 +479,10 @@ async fn a_wait_above_the_ceiling_ends_the_run_with_exit_2_after_reporting_the_p
     assert_eq!(report["run"]["status"], "failed", "{report:#}");
     let pages = report["pages"].as_array().unwrap();
     let tagged = pages.iter().filter(|p| p["status"] == "tagged").count();
-    assert_eq!(tagged, 3, "the pages whose writes went through are reported");
+    assert_eq!(
+        tagged, 3,
+        "the pages whose writes went through are reported"
+    );
     // The writes stopped at the first 429: no request was sent to the site after it.
     let posts = server
         .received_requests()
