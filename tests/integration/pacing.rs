@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tag_space::config::{ConfluenceAuth, ConfluenceSettings, Secret};
+use tag_space::confluence::{ConfluenceAuth, ConfluenceSettings};
 use tag_space::confluence::{ConfluenceClient, ConfluenceError, Flavor, Page, PageSource};
 use tag_space::governor::{Chain, Governed, GovernorConfig};
 use tag_space::llm::AnyProvider;
 use tag_space::llm::rules::RulesProvider;
 use tag_space::pipeline::{RunOptions, Status, run};
 use tag_space::retry::Backoff;
+use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
 use tokio::sync::mpsc;
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
