@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod tools;
+
+pub use tools::{EvalArgs, TaxonomyCommand, TaxonomyInitArgs};
+
 const ENV_HELP: &str = "\
 ENVIRONMENT (also read from ./.env, or from the file named by --env-file or
 TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
@@ -76,7 +80,9 @@ EXAMPLES:
   tag-space cache stats                 what the state file holds, hit rate of the last runs
   tag-space cache clear --space ENG     classify every page of ENG again on the next run
   tag-space jobs                        the providers' batch jobs: state, counts, age
-  tag-space jobs cancel 3               cancel batch job 3 (its finished part is kept)";
+  tag-space jobs cancel 3               cancel batch job 3 (its finished part is kept)
+  tag-space eval --demo                 precision/recall/F1 against human labels, offline
+  tag-space taxonomy init --space ENG -o taxonomy.toml   draft a taxonomy from ENG's labels";
 
 /// Label every page of a Confluence space from a controlled taxonomy, with an LLM
 /// (Gemini first, OpenAI as fallback) paced to the provider's quota.
@@ -215,6 +221,12 @@ pub enum Command {
     /// The providers' batch jobs (backfills at half price): list them with their state,
     /// request counts and age, or cancel one.
     Jobs(JobsArgs),
+    /// Measure the labels against the ones people already put on the space's pages:
+    /// precision, recall and F1 per label. Writes nothing to Confluence.
+    Eval(EvalArgs),
+    /// Work on taxonomy files.
+    #[command(subcommand)]
+    Taxonomy(TaxonomyCommand),
 }
 
 /// `tag-space jobs [cancel ID]`

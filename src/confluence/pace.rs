@@ -137,6 +137,8 @@ pub struct SiteStats {
     pub cooldown_wait: Duration,
     pub pacing_wait: Duration,
     pub slot_wait: Duration,
+    /// The most requests in flight at once.
+    pub peak_in_flight: usize,
 }
 
 /// A request admitted by the governor: it holds a slot until it is answered.
@@ -269,7 +271,14 @@ impl SiteGovernor {
             }
         }
         let sent_at = Instant::now();
-        self.lock().stats.requests += 1;
+        let busy = self
+            .limiter
+            .limit()
+            .saturating_sub(self.limiter.available());
+        let mut core = self.lock();
+        core.stats.requests += 1;
+        core.stats.peak_in_flight = core.stats.peak_in_flight.max(busy);
+        drop(core);
         Ok(Ticket {
             _permit: permit,
             sent_at,

@@ -494,3 +494,51 @@ async fn a_wait_above_the_ceiling_ends_the_run_with_exit_2_after_reporting_the_p
         .count();
     assert_eq!(posts, 4, "three writes and the refused one, never retried");
 }
+
+// ---- A batch's label calls at once ----------------------------------------------------------
+
+/// The generated site, each answer 200 ms late.
+struct Late(CloudSite);
+
+impl Respond for Late {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        self.0.respond(req).set_delay(Duration::from_millis(200))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_reads_and_writes_its_pages_labels_at_once_within_the_site_concurrency() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(Late(CloudSite {
+            pages: 8,
+            per_page: 250,
+        }))
+        .mount(&server)
+        .await;
+    let source = client(server.uri(), Flavor::Cloud);
+    let tax = Arc::new(Taxonomy::embedded());
+    let chain = Chain::new(vec![Governed::new(
+        AnyProvider::Rules(RulesProvider::new(tax.clone())),
+        GovernorConfig::default(),
+    )]);
+    // One batch of 8 at a time: any overlap of Confluence calls is within the batch.
+    let opts = RunOptions {
+        space: "ENG".into(),
+        batch_size: 8,
+        max_batch_chars: 60_000,
+        max_page_chars: 4_000,
+        max_in_flight: 1,
+        grace: Duration::from_secs(1),
+        ..RunOptions::default()
+    };
+    let mut tagged = 0;
+    run(&source, &chain, &tax, &opts, |o| {
+        tagged += usize::from(o.status == Status::Tagged)
+    })
+    .await
+    .unwrap();
+    assert_eq!(tagged, 8);
+    // Four at once (the default TAG_SPACE_CONFLUENCE_CONCURRENCY), never more.
+    assert_eq!(source.governor().stats().peak_in_flight, 4);
+}
