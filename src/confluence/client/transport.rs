@@ -15,6 +15,18 @@ use super::super::{ConfluenceAuth, ConfluenceError, Flavor};
 use super::ConfluenceClient;
 use crate::http::snippet;
 
+/// What one try of a request came to.
+enum Try {
+    /// A 2xx body with its content type, or a failure not worth another try; with the
+    /// answer's rate-limit headers when an answer came (the governor hears of it).
+    Done(
+        Result<(String, Option<String>), ConfluenceError>,
+        Option<RateHeaders>,
+    ),
+    /// A failure worth another try (429, 5xx, transport), with the status when there was one.
+    Again(Option<StatusCode>, RateHeaders, ConfluenceError),
+}
+
 impl ConfluenceClient {
     pub(in crate::confluence) fn request(
         &self,
@@ -61,48 +73,15 @@ impl ConfluenceClient {
         let mut attempt: u32 = 0;
         loop {
             let ticket = self.gov.admit().await.map_err(halted)?;
-            let mut req = self.request(method.clone(), url.clone());
-            if let Some(body) = json {
-                req = req
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.to_vec());
-            }
-            let (status, limits, err) = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let content_type = content_type(resp.headers());
-                    let limits = RateHeaders::parse(resp.headers(), SystemTime::now());
-                    if status.is_success() {
-                        match resp.text().await {
-                            Ok(text) => {
-                                self.gov.on_answer(ticket, &limits);
-                                return Ok((text, content_type));
-                            }
-                            // The body broke off (reset, timeout): as retryable as a failed send.
-                            Err(source) => (None, limits, self.transport(what, url, source)),
-                        }
-                    } else {
-                        let text = resp.text().await.unwrap_or_default();
-                        let err = self.status_error(
-                            what,
-                            status,
-                            page_id,
-                            &text,
-                            content_type.as_deref(),
-                        );
-                        if !retryable(status) {
-                            self.gov.on_answer(ticket, &limits);
-                            return Err(err);
-                        }
-                        (Some(status), limits, err)
+            let (status, limits, err) = match self.try_once(what, page_id, &method, url, json).await
+            {
+                Try::Done(result, limits) => {
+                    if let Some(limits) = limits {
+                        self.gov.on_answer(ticket, &limits);
                     }
+                    return result;
                 }
-                Err(source) if source.is_builder() => return Err(self.transport(what, url, source)),
-                Err(source) => (
-                    None,
-                    RateHeaders::default(),
-                    self.transport(what, url, source),
-                ),
+                Try::Again(status, limits, err) => (status, limits, err),
             };
             let code = status.map(|s| s.as_u16());
             let wait = match self.gov.on_throttle(ticket, code, &limits, attempt) {
@@ -126,6 +105,50 @@ impl ConfluenceClient {
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
+        }
+    }
+
+    /// One try of a request: its answer, or why another try is worth it.
+    async fn try_once(
+        &self,
+        what: &'static str,
+        page_id: Option<&str>,
+        method: &Method,
+        url: &Url,
+        json: Option<&[u8]>,
+    ) -> Try {
+        let mut req = self.request(method.clone(), url.clone());
+        if let Some(body) = json {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(source) if source.is_builder() => {
+                return Try::Done(Err(self.transport(what, url, source)), None);
+            }
+            Err(source) => {
+                let err = self.transport(what, url, source);
+                return Try::Again(None, RateHeaders::default(), err);
+            }
+        };
+        let status = resp.status();
+        let content_type = content_type(resp.headers());
+        let limits = RateHeaders::parse(resp.headers(), SystemTime::now());
+        if status.is_success() {
+            return match resp.text().await {
+                Ok(text) => Try::Done(Ok((text, content_type)), Some(limits)),
+                // The body broke off (reset, timeout): as retryable as a failed send.
+                Err(source) => Try::Again(None, limits, self.transport(what, url, source)),
+            };
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let err = self.status_error(what, status, page_id, &text, content_type.as_deref());
+        if retryable(status) {
+            Try::Again(Some(status), limits, err)
+        } else {
+            Try::Done(Err(err), Some(limits))
         }
     }
 
