@@ -393,29 +393,43 @@ impl SiteGovernor {
             (Some(status @ 429), hint) | (Some(status @ 503), hint @ Some(_)) => {
                 let wait =
                     hint.unwrap_or_else(|| core.cooldown.unhinted_wait(&self.config.backoff, unit));
-                let extended = core.cooldown.extend(wait, now);
-                if core.last_cut.is_none_or(|c| sent_at > c) {
-                    self.cut(&mut core, now);
-                }
-                if extended {
-                    let until = now + wait;
-                    if let Some(b) = core.pace.as_mut() {
-                        b.empty_at(until, now);
-                    }
-                    tracing::warn!(
-                        status,
-                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        concurrency = core.aimd.limit(),
-                        reason = h.reason.as_deref(),
-                        "Confluence is rate limiting: pausing every request to it"
-                    );
-                }
+                self.pause_all(&mut core, status, wait, sent_at, h, now);
                 Throttle::Retry(Duration::ZERO)
             }
             (_, hint) => Throttle::Retry(
                 hint.unwrap_or_else(|| self.config.backoff.full_jitter(attempt, unit)),
             ),
         }
+    }
+
+    /// Pauses every request for `wait` (a later end wins), and cuts the concurrency once per
+    /// throttled wave: only for a request sent after the last cut.
+    fn pause_all(
+        &self,
+        core: &mut Core,
+        status: u16,
+        wait: Duration,
+        sent_at: Instant,
+        h: &RateHeaders,
+        now: Instant,
+    ) {
+        let extended = core.cooldown.extend(wait, now);
+        if core.last_cut.is_none_or(|c| sent_at > c) {
+            self.cut(core, now);
+        }
+        if !extended {
+            return;
+        }
+        if let Some(b) = core.pace.as_mut() {
+            b.empty_at(now + wait, now);
+        }
+        tracing::warn!(
+            status,
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            concurrency = core.aimd.limit(),
+            reason = h.reason.as_deref(),
+            "Confluence is rate limiting: pausing every request to it"
+        );
     }
 
     fn cut(&self, core: &mut Core, now: Instant) {
