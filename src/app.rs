@@ -111,7 +111,8 @@ fn build_chain(
     }
     if let Some(s) = &config.openai {
         let p = OpenAiProvider::new(s.clone(), taxonomy.clone())
-            .context("cannot set up the OpenAI client")?;
+            .context("cannot set up the OpenAI client")?
+            .with_structured(config.openai_structured);
         providers.push(governed(AnyProvider::OpenAi(p), Some(s)));
     }
     if config.rules {
@@ -144,6 +145,9 @@ async fn execute<S: PageSource>(
         ));
     }
     let state = open_state(config, taxonomy)?;
+    if let Some(state) = &state {
+        resume_rungs(chain, state);
+    }
     // Stopped by Ctrl-C (through the session's token) or by a total LLM outage (this one).
     let stop = session.cancel.child_token();
     let llm = OutageWatch::new(chain, stop.clone());
@@ -189,11 +193,18 @@ async fn execute<S: PageSource>(
         listed = run => listed,
         never = tick_progress(progress, chain) => match never {},
     };
+    if let Some(state) = &state {
+        remember_rungs(chain, state);
+    }
     run_report.set_providers(
         chain
-            .stats()
+            .providers()
             .iter()
-            .map(|s| provider_metrics(s, config))
+            .map(|p| {
+                let mut m = provider_metrics(&p.stats(), config);
+                m.structured_output = p.inner().ladder().map(|l| l.current_name().to_string());
+                m
+            })
             .collect(),
     );
     run_report.set_pages_listed(opts.listed.load(std::sync::atomic::Ordering::Relaxed));
@@ -248,6 +259,45 @@ async fn execute<S: PageSource>(
         Some(e) => Err(e),
         None => Ok(run_report),
     }
+}
+
+/// Each HTTP provider starts at the structured-output rung an earlier run found working for
+/// its base URL and model (unless `TAG_SPACE_OPENAI_STRUCTURED` forces one).
+fn resume_rungs(chain: &Chain<AnyProvider>, state: &RunState) {
+    for p in chain.providers() {
+        let (Some(ladder), Some(at)) = (p.inner().ladder(), endpoint(p.inner())) else {
+            continue;
+        };
+        match state.store.structured_rung(at) {
+            Ok(Some(rung)) => ladder.resume_at(&rung),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the structured-output rung"),
+        }
+    }
+}
+
+/// Records the rung each HTTP provider ended on, when an answer there followed the schema.
+fn remember_rungs(chain: &Chain<AnyProvider>, state: &RunState) {
+    for p in chain.providers() {
+        let (Some(ladder), Some(at)) = (p.inner().ladder(), endpoint(p.inner())) else {
+            continue;
+        };
+        if !ladder.is_trusted() {
+            continue;
+        }
+        if let Err(e) = state.store.remember_rung(at, ladder.current_name()) {
+            tracing::warn!(error = %e, "cannot record the structured-output rung");
+        }
+    }
+}
+
+fn endpoint(p: &AnyProvider) -> Option<cache::Endpoint<'_>> {
+    let s = p.settings()?;
+    Some(cache::Endpoint {
+        provider: crate::llm::Provider::name(p),
+        base_url: &s.base_url,
+        model: &s.model,
+    })
 }
 
 /// The governor's figures for one provider, as the reports show them.
@@ -349,7 +399,14 @@ fn primary_model(config: &Config) -> String {
     if let Some(g) = &config.gemini {
         format!("gemini/{}", g.model)
     } else if let Some(o) = &config.openai {
-        format!("openai/{}", o.model)
+        // Two servers with the same model name must not share answers (issue 14); OpenAI's
+        // own API keeps its old key, so that its cache stays valid.
+        let base = o.base_url.trim_end_matches('/');
+        if base == crate::config::DEFAULT_OPENAI_BASE_URL {
+            format!("openai/{}", o.model)
+        } else {
+            format!("openai/{}@{base}", o.model)
+        }
     } else {
         pipeline::RULES_MODEL.to_string()
     }

@@ -101,6 +101,8 @@ pub const VARIABLES: &[&str] = &[
     "TAG_SPACE_GEMINI_TPM",
     "TAG_SPACE_OPENAI_RPM",
     "TAG_SPACE_OPENAI_TPM",
+    "TAG_SPACE_OPENAI_TIMEOUT_SECS",
+    "TAG_SPACE_OPENAI_STRUCTURED",
     "TAG_SPACE_MAX_COOLDOWN_SECS",
     "TAG_SPACE_MAX_PAGE_CHARS",
     "TAG_SPACE_TAXONOMY",
@@ -272,6 +274,8 @@ pub struct Config {
     pub confluence: Option<ConfluenceSettings>,
     pub gemini: Option<ProviderSettings>,
     pub openai: Option<ProviderSettings>,
+    /// `TAG_SPACE_OPENAI_STRUCTURED`: how the OpenAI-compatible server is asked for JSON.
+    pub openai_structured: crate::llm::structured::StructuredMode,
     /// Use the offline keyword rules provider: alone (demo) or as the last fallback.
     pub rules: bool,
     pub demo: bool,
@@ -439,11 +443,34 @@ impl Config {
             })?;
             let confluence = confluence_settings(&get, &mut warnings)?;
             let gemini = gemini_settings(&get, gemini_quota, &mut warnings)?;
-            let openai = openai_settings(&get, openai_quota, &mut warnings)?;
+            let mut openai = openai_settings(&get, openai_quota, &mut warnings)?;
+            if let Some(o) = &mut openai {
+                let secs = setting(
+                    None,
+                    "",
+                    "TAG_SPACE_OPENAI_TIMEOUT_SECS",
+                    &get,
+                    120,
+                    1,
+                    86_400,
+                    "600",
+                )?;
+                o.timeout = Duration::from_secs(secs);
+            }
             if gemini.is_none() && openai.is_none() && !rules {
                 return Err(ConfigError::NoProvider);
             }
             (space, Some(confluence), gemini, openai)
+        };
+
+        let openai_structured = match get("TAG_SPACE_OPENAI_STRUCTURED") {
+            None => Default::default(),
+            Some(raw) => raw.parse().map_err(|reason| ConfigError::Invalid {
+                name: "TAG_SPACE_OPENAI_STRUCTURED".into(),
+                value: raw,
+                reason,
+                example: "auto",
+            })?,
         };
 
         Ok(Config {
@@ -451,6 +478,7 @@ impl Config {
             confluence,
             gemini,
             openai,
+            openai_structured,
             rules,
             demo,
             dry_run: args.dry_run,

@@ -50,6 +50,7 @@ mod decide;
 mod error;
 mod jobs;
 mod key;
+mod rungs;
 mod schema;
 mod show;
 mod store;
@@ -61,6 +62,7 @@ pub use decide::{
 pub use error::CacheError;
 pub use jobs::{JobRecord, JobSpec, RequestRecord};
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
+pub use rungs::Endpoint;
 pub use schema::{SCHEMA_VERSION, prepare_dir};
 pub use show::{write_cleared, write_stats};
 pub use store::{

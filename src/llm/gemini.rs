@@ -33,6 +33,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::schema::{SchemaForm, response_schema};
+use super::structured::{self, GEMINI_RUNGS, Ladder};
 use super::wire::{self, wait_in_message};
 use super::{
     Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
@@ -52,7 +53,9 @@ pub struct GeminiProvider {
     taxonomy: Arc<Taxonomy>,
     system: String,
     url: String,
-    schema_field: SchemaField,
+    /// `responseJsonSchema`, falling back to `responseSchema` for an endpoint that refuses it
+    /// ([`GEMINI_RUNGS`], [`super::structured`]).
+    ladder: Arc<Ladder>,
 }
 
 /// Which `generationConfig` field carries the answer's schema.
@@ -76,6 +79,24 @@ pub fn schema_field(model: &str) -> SchemaField {
     }
 }
 
+impl SchemaField {
+    /// Its rung in [`GEMINI_RUNGS`].
+    fn rung(self) -> usize {
+        match self {
+            Self::JsonSchema => 0,
+            Self::OpenApi => 1,
+        }
+    }
+
+    fn of_rung(rung: usize) -> Self {
+        if rung == 0 {
+            Self::JsonSchema
+        } else {
+            Self::OpenApi
+        }
+    }
+}
+
 impl GeminiProvider {
     /// Fails without an API key (Gemini always needs one) or if the HTTP client cannot be built.
     pub fn new(settings: ProviderSettings, taxonomy: Arc<Taxonomy>) -> Result<Self, LlmError> {
@@ -93,7 +114,11 @@ impl GeminiProvider {
             settings.base_url.trim_end_matches('/')
         );
         let system = prompt::system_instruction(&taxonomy);
-        let schema_field = schema_field(&settings.model);
+        let ladder = Arc::new(Ladder::new(
+            GEMINI_RUNGS,
+            schema_field(&settings.model).rung(),
+            false,
+        ));
         Ok(Self {
             http,
             settings,
@@ -101,19 +126,34 @@ impl GeminiProvider {
             taxonomy,
             system,
             url,
-            schema_field,
+            ladder,
         })
+    }
+
+    /// Where this endpoint stands on the structured-output ladder.
+    pub fn ladder(&self) -> &Ladder {
+        &self.ladder
+    }
+
+    /// The settings this client was built with.
+    pub fn settings(&self) -> &ProviderSettings {
+        &self.settings
     }
 
     /// The JSON body of a `generateContent` request for this batch, asking for at most
     /// `max_output_tokens`.
     pub(crate) fn request_body(&self, batch: &[PageText], max_output_tokens: u32) -> Value {
+        self.request_body_at(batch, max_output_tokens, self.ladder.current())
+    }
+
+    /// [`Self::request_body`] with the schema in the field of `rung` ([`GEMINI_RUNGS`]).
+    fn request_body_at(&self, batch: &[PageText], max_output_tokens: u32, rung: usize) -> Value {
         let mut generation = json!({
             "temperature": 0.0,
             "maxOutputTokens": max_output_tokens,
             "responseMimeType": "application/json",
         });
-        match self.schema_field {
+        match SchemaField::of_rung(rung) {
             SchemaField::JsonSchema => {
                 generation["responseJsonSchema"] =
                     response_schema(batch, &self.taxonomy, SchemaForm::Defs);
@@ -165,11 +205,35 @@ impl Provider for GeminiProvider {
         if batch.is_empty() {
             return Ok(answer(BTreeMap::new(), None));
         }
+        let send = |rung| self.send(batch, max_output_tokens, rung);
+        let (text, usage) =
+            structured::ask(&self.ladder, NAME, batch, &self.taxonomy, send).await?;
+        let labels = prompt::parse_answer(&text).map_err(|e| {
+            wire::error(
+                NAME,
+                LlmErrorKind::BadAnswer,
+                Some(200),
+                &e.to_string(),
+                Some(&self.key),
+            )
+        })?;
+        Ok(answer(labels, usage))
+    }
+}
+
+impl GeminiProvider {
+    /// One request at `rung`: the answer's text and its usage.
+    async fn send(
+        &self,
+        batch: &[PageText],
+        max_output_tokens: u32,
+        rung: usize,
+    ) -> Result<(String, Option<Usage>), LlmError> {
         let response = self
             .http
             .post(&self.url)
             .header("x-goog-api-key", self.key.expose())
-            .json(&self.request_body(batch, max_output_tokens))
+            .json(&self.request_body_at(batch, max_output_tokens, rung))
             .send()
             .await
             .map_err(|e| wire::transport_error(NAME, &e))?;
@@ -182,8 +246,7 @@ impl Provider for GeminiProvider {
         if !(200..300).contains(&status) {
             return Err(classify_error(status, &headers, &body, Some(&self.key)));
         }
-        let (labels, usage) = parse_response(&body, Some(&self.key))?;
-        Ok(answer(labels, usage))
+        response_text(&body, Some(&self.key))
     }
 }
 
@@ -321,6 +384,21 @@ struct UsageMetadata {
 /// Reads a 200 body: the labels of `candidates[0]`, and the usage. Output tokens include
 /// thinking tokens, which are billed as output and count against `maxOutputTokens`.
 pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
+    let (text, usage) = response_text(body, key)?;
+    let labels = prompt::parse_answer(&text).map_err(|e| {
+        wire::error(
+            NAME,
+            LlmErrorKind::BadAnswer,
+            Some(200),
+            &e.to_string(),
+            key,
+        )
+    })?;
+    Ok((labels, usage))
+}
+
+/// Reads a 200 body: the answer's text (thoughts left out), not empty, and the usage.
+fn response_text(body: &str, key: Option<&Secret>) -> Result<(String, Option<Usage>), LlmError> {
     let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
     let response: GenerateResponse = serde_json::from_str(body).map_err(|e| {
         bad(&format!(
@@ -381,8 +459,7 @@ pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::P
     if text.trim().is_empty() {
         return Err(bad("empty answer"));
     }
-    let labels = prompt::parse_answer(&text).map_err(|e| bad(&e.to_string()))?;
-    Ok((labels, usage))
+    Ok((text, usage))
 }
 
 #[derive(Deserialize)]

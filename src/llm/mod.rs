@@ -14,6 +14,7 @@ pub mod openai;
 pub mod prompt;
 pub mod rules;
 pub mod schema;
+pub mod structured;
 pub mod validate;
 mod wire;
 

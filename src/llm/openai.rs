@@ -44,6 +44,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::schema::{SchemaForm, response_schema};
+use super::structured::{self, Ladder, OPENAI_RUNGS, StructuredMode};
 use super::wire::{self, parse_go_duration, wait_in_message};
 use super::{
     Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
@@ -84,7 +85,13 @@ pub struct OpenAiProvider {
     cap_field: &'static str,
     schema_form: SchemaForm,
     last_rate_limits: Mutex<RateLimitHints>,
+    /// How this server is asked for JSON ([`super::structured`]).
+    ladder: Ladder,
 }
+
+/// The rungs of [`OPENAI_RUNGS`], by index.
+const JSON_SCHEMA: usize = 0;
+const JSON_OBJECT: usize = 1;
 
 /// The schema form a server gets: the expanded one for Gemini's OpenAI-compatible endpoint
 /// (how it translates `$ref` is not documented), `$defs` for everything else.
@@ -122,7 +129,28 @@ impl OpenAiProvider {
             cap_field,
             schema_form,
             last_rate_limits: Mutex::default(),
+            ladder: Ladder::new(OPENAI_RUNGS, JSON_SCHEMA, false),
         })
+    }
+
+    /// Uses `mode` for structured output (`TAG_SPACE_OPENAI_STRUCTURED`).
+    pub fn with_structured(mut self, mode: StructuredMode) -> Self {
+        self.ladder = match mode {
+            StructuredMode::Auto => Ladder::new(OPENAI_RUNGS, JSON_SCHEMA, false),
+            StructuredMode::Forced(rung) => Ladder::new(OPENAI_RUNGS, rung, true),
+        };
+        self
+    }
+
+    /// Where this endpoint stands on the structured-output ladder.
+    pub fn ladder(&self) -> &Ladder {
+        &self.ladder
+    }
+
+    /// The settings this client was built with (base URL and model name the ladder's rung is
+    /// remembered under).
+    pub fn settings(&self) -> &ProviderSettings {
+        &self.settings
     }
 
     /// The `x-ratelimit-*` hints of the latest response, success or error (all `None` for
@@ -135,75 +163,70 @@ impl OpenAiProvider {
     }
 
     /// The JSON body of a chat completion request for this batch, asking for at most
-    /// `max_output_tokens`.
+    /// `max_output_tokens`, at the ladder's current rung.
     pub(crate) fn request_body(&self, batch: &[PageText], max_output_tokens: u32) -> Value {
-        let mut body = json!({
-            "model": self.settings.model,
-            "messages": [
-                {"role": "system", "content": self.system},
-                {"role": "user", "content": prompt::user_content(batch)},
-            ],
-            "response_format": {
+        self.request_body_at(batch, max_output_tokens, self.ladder.current())
+    }
+
+    /// [`Self::request_body`] at `rung` of [`OPENAI_RUNGS`]: `json_schema` (strict), then
+    /// `json_object` with the schema beside it (llama-cpp-python reads it there; servers that
+    /// do not, drop it), then no `response_format` and the schema in the prompt.
+    fn request_body_at(&self, batch: &[PageText], max_output_tokens: u32, rung: usize) -> Value {
+        let mut user = prompt::user_content(batch);
+        let response_format = match rung {
+            JSON_SCHEMA => Some(json!({
                 "type": "json_schema",
                 "json_schema": {
                     "name": SCHEMA_NAME,
                     "strict": true,
                     "schema": response_schema(batch, &self.taxonomy, self.schema_form),
                 },
-            },
+            })),
+            // The expanded form: the servers reached here resolve `$ref` least reliably.
+            JSON_OBJECT => Some(json!({
+                "type": "json_object",
+                "schema": response_schema(batch, &self.taxonomy, SchemaForm::Expanded),
+            })),
+            _ => {
+                let schema = response_schema(batch, &self.taxonomy, SchemaForm::Defs);
+                user.push_str(&format!(
+                    "\nAnswer with one JSON object that follows this JSON Schema, and nothing else:\n{schema}\n"
+                ));
+                None
+            }
+        };
+        let mut body = json!({
+            "model": self.settings.model,
+            "messages": [
+                {"role": "system", "content": self.system},
+                {"role": "user", "content": user},
+            ],
         });
+        if let Some(format) = response_format {
+            body["response_format"] = format;
+        }
         body[self.cap_field] = json!(max_output_tokens);
         if is_reasoning_model(&self.settings.model) {
             body["reasoning_effort"] = json!("low");
         } else {
+            // Explicit: some servers default to 1.0 when none is sent (Ollama).
             body["temperature"] = json!(0);
         }
         body
     }
-}
 
-impl Provider for OpenAiProvider {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
-        let mut tokens = budget::answer_tokens(batch, &self.taxonomy);
-        if is_reasoning_model(&self.settings.model) {
-            tokens = tokens.saturating_add(REASONING_ALLOWANCE);
-        }
-        Some(OutputBudget::new(tokens, self.settings.max_output_tokens))
-    }
-
-    async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
-        let cap = self.output_budget(batch).map_or(1, |b| b.tokens);
-        self.classify_capped(batch, cap).await
-    }
-
-    async fn classify_capped(
+    /// One request at `rung`: the answer's text, its usage and the rate-limit hints.
+    async fn send(
         &self,
         batch: &[PageText],
         max_output_tokens: u32,
-    ) -> Result<Answer, LlmError> {
-        let answer = |labels, usage, rate_limits| Answer {
-            provider: NAME,
-            model: self.settings.model.clone(),
-            labels,
-            usage,
-            rate_limits,
-        };
-        if batch.is_empty() {
-            return Ok(answer(BTreeMap::new(), None, RateLimitHints::default()));
-        }
-        let key = self
-            .settings
-            .api_key
-            .as_ref()
-            .filter(|k| !k.expose().is_empty());
-        let mut request = self
-            .http
-            .post(&self.url)
-            .json(&self.request_body(batch, max_output_tokens));
+        rung: usize,
+    ) -> Result<(String, Option<Usage>, RateLimitHints), LlmError> {
+        let key = self.key();
+        let mut request =
+            self.http
+                .post(&self.url)
+                .json(&self.request_body_at(batch, max_output_tokens, rung));
         if let Some(key) = key {
             request = request.bearer_auth(key.expose());
         }
@@ -225,8 +248,79 @@ impl Provider for OpenAiProvider {
         if !(200..300).contains(&status) {
             return Err(classify_error(status, &headers, &body, key));
         }
-        let (labels, usage) = parse_response(&body, key)?;
-        Ok(answer(labels, usage, hints))
+        let (content, usage) = response_content(&body, key)?;
+        Ok((content, usage, hints))
+    }
+
+    fn key(&self) -> Option<&Secret> {
+        self.settings
+            .api_key
+            .as_ref()
+            .filter(|k| !k.expose().is_empty())
+    }
+}
+
+impl Provider for OpenAiProvider {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
+        let mut tokens = budget::answer_tokens(batch, &self.taxonomy);
+        if is_reasoning_model(&self.settings.model) {
+            tokens = tokens.saturating_add(REASONING_ALLOWANCE);
+        }
+        Some(OutputBudget::new(tokens, self.settings.max_output_tokens))
+    }
+
+    async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+        let cap = self.output_budget(batch).map_or(1, |b| b.tokens);
+        self.classify_capped(batch, cap).await
+    }
+
+    /// Asks at the ladder's rung; steps down and asks again when the server refused the
+    /// format or ignored the schema (see [`super::structured`]). At most one request per rung.
+    async fn classify_capped(
+        &self,
+        batch: &[PageText],
+        max_output_tokens: u32,
+    ) -> Result<Answer, LlmError> {
+        if batch.is_empty() {
+            return Ok(self.answer(BTreeMap::new(), None, RateLimitHints::default()));
+        }
+        let send = |rung| async move {
+            let (content, usage, hints) = self.send(batch, max_output_tokens, rung).await?;
+            Ok((content, (usage, hints)))
+        };
+        let (content, (usage, hints)) =
+            structured::ask(&self.ladder, NAME, batch, &self.taxonomy, send).await?;
+        let labels = prompt::parse_answer(&content).map_err(|e| {
+            wire::error(
+                NAME,
+                LlmErrorKind::BadAnswer,
+                Some(200),
+                &e.to_string(),
+                self.key(),
+            )
+        })?;
+        Ok(self.answer(labels, usage, hints))
+    }
+}
+
+impl OpenAiProvider {
+    fn answer(
+        &self,
+        labels: BTreeMap<String, Vec<String>>,
+        usage: Option<Usage>,
+        rate_limits: RateLimitHints,
+    ) -> Answer {
+        Answer {
+            provider: NAME,
+            model: self.settings.model.clone(),
+            labels,
+            usage,
+            rate_limits,
+        }
     }
 }
 
@@ -310,6 +404,24 @@ struct PromptTokensDetails {
 
 /// Reads a 200 body: the labels in `choices[0].message.content`, and the usage.
 pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
+    let (content, usage) = response_content(body, key)?;
+    let labels = prompt::parse_answer(&content).map_err(|e| {
+        wire::error(
+            NAME,
+            LlmErrorKind::BadAnswer,
+            Some(200),
+            &e.to_string(),
+            key,
+        )
+    })?;
+    Ok((labels, usage))
+}
+
+/// Reads a 200 body: the text of `choices[0].message.content`, not empty, and the usage.
+pub(crate) fn response_content(
+    body: &str,
+    key: Option<&Secret>,
+) -> Result<(String, Option<Usage>), LlmError> {
     let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
     let response: ChatResponse = serde_json::from_str(body).map_err(|e| {
         bad(&format!(
@@ -356,8 +468,7 @@ pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::P
     if content.trim().is_empty() {
         return Err(bad("empty answer"));
     }
-    let labels = prompt::parse_answer(&content).map_err(|e| bad(&e.to_string()))?;
-    Ok((labels, usage))
+    Ok((content, usage))
 }
 
 /// Classifies a non-2xx answer (see the module table).

@@ -417,6 +417,10 @@ pub struct ProviderMetrics {
     /// Requests answered by a batch job, and the pages they covered.
     pub batch_requests: u64,
     pub batch_pages: u64,
+    /// How the provider was asked for JSON at the end of the run (its structured-output rung:
+    /// `json_schema`, `json_object`, `prompt`, `response_json_schema`, `response_schema`);
+    /// `None` for `rules`.
+    pub structured_output: Option<String>,
 }
 
 impl ProviderMetrics {

@@ -88,6 +88,13 @@ pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> 
         t.add_row(row("model", &|p| {
             p.model.as_deref().map_or_else(|| NONE.to_string(), plain)
         }));
+        if providers.iter().any(|p| p.structured_output.is_some()) {
+            t.add_row(row("JSON asked by", &|p| {
+                p.structured_output
+                    .as_deref()
+                    .map_or_else(|| NONE.to_string(), plain)
+            }));
+        }
         t.add_row(row("calls", &|p| units::count(p.calls)));
         t.add_row(row("success", &|p| units::percent(p.success_rate())));
         t.add_row(row("429s", &|p| units::count(p.rate_limited)));

@@ -222,7 +222,10 @@ async fn gemini_large_input_is_uploaded_as_a_file_and_the_results_file_downloade
         // The same request as the interactive path: the $defs schema for a current model,
         // and an output cap.
         let generation = &first["request"]["generationConfig"];
-        assert!(generation["responseJsonSchema"]["$defs"].is_object(), "{generation}");
+        assert!(
+            generation["responseJsonSchema"]["$defs"].is_object(),
+            "{generation}"
+        );
         assert!(generation["maxOutputTokens"].as_u64().unwrap() > 0);
     }
     let c = h.collect_all(&svc).await;
