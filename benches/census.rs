@@ -15,8 +15,9 @@ mod livesite;
 use std::time::{Duration, Instant};
 
 use livesite::{Flavor, LiveSite};
-use tag_space::config::{ConfluenceAuth, ConfluenceSettings, Secret};
+use tag_space::confluence::{ConfluenceAuth, ConfluenceSettings};
 use tag_space::confluence::{ConfluenceClient, Flavor as ClientFlavor, PageSource};
+use tag_space::secret::Secret;
 
 const PAGES: u64 = 10_000;
 

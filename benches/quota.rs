@@ -28,12 +28,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tag_space::config::{ProviderSettings, Quota, Secret};
 use tag_space::confluence::{MemorySource, Page};
+use tag_space::governor::Quota;
 use tag_space::governor::{Chain, Governed, GovernorConfig, ProviderStats, WaitReason};
+use tag_space::llm::ProviderSettings;
 use tag_space::llm::openai::OpenAiProvider;
 use tag_space::llm::{Answer, LlmError, LlmErrorKind, PageText, Provider};
 use tag_space::pipeline::{self, RunOptions};
+use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
 use tokio::sync::Semaphore;
 use wiremock::matchers::{method, path};
@@ -184,7 +186,6 @@ fn client(base: &str, taxonomy: &Arc<Taxonomy>) -> OpenAiProvider {
         api_key: Some(Secret::new("sim-key")),
         model: "sim-1".into(),
         base_url: format!("{base}/v1"),
-        quota: Quota::default(),
         timeout: Duration::from_secs(30),
         max_output_tokens: MAX_OUTPUT_TOKENS,
     };

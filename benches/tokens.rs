@@ -35,11 +35,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tag_space::config::{ProviderSettings, Quota, Secret};
 use tag_space::confluence::{MemorySource, Page};
+use tag_space::governor::Quota;
 use tag_space::governor::{Governed, GovernorConfig};
+use tag_space::llm::ProviderSettings;
 use tag_space::llm::openai::OpenAiProvider;
 use tag_space::pipeline::{self, RunOptions, Status};
+use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -309,7 +311,6 @@ async fn scenario(name: &str, tpm: f64, schema_max: bool, pages: usize) -> Row {
         api_key: Some(Secret::new("sim-key")),
         model: "sim-1".into(),
         base_url: format!("{}/v1", server.uri()),
-        quota: Quota::default(),
         timeout: Duration::from_secs(30),
         max_output_tokens: MAX_OUTPUT_TOKENS,
     };

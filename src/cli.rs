@@ -166,7 +166,7 @@ pub struct Args {
     /// What to print on stdout at the end: a metrics table for people, or the JSON report
     /// for scripts (then no per-page lines are printed).
     #[arg(long, value_name = "FORMAT", default_value = "table")]
-    pub format: OutputFormat,
+    pub format: FormatArg,
 
     /// Print only errors and the final table.
     #[arg(short, long, conflicts_with = "verbose")]
@@ -178,7 +178,7 @@ pub struct Args {
 
     /// Log lines on stderr as text for people, or JSON lines for a log shipper.
     #[arg(long, value_name = "FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
+    pub log_format: LogFormatArg,
 
     /// If another run holds this space's lock, wait for it instead of exiting with 2.
     #[arg(long)]
@@ -199,7 +199,7 @@ fn parse_limit(s: &str) -> Result<u64, String> {
 
 /// How log lines are written on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub enum LogFormatArg {
     /// One readable line per event.
     Text,
     /// One JSON object per line (timestamp, level, fields, message).
@@ -269,7 +269,7 @@ pub enum CacheCommand {
 
 /// What the run prints on stdout at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+pub enum FormatArg {
     /// Per-page lines and a metrics table.
     Table,
     /// The JSON report only.

@@ -15,10 +15,10 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::RunEnd;
-use crate::config::Config;
 use crate::pipeline::RunState;
 use crate::report;
 use crate::report::model::RunReport;
+use crate::report::{OutputFormat, ReportFile};
 
 use crate::governor::Chain;
 use crate::llm::{Answer, LlmError, PageText, Provider};
@@ -107,13 +107,17 @@ impl<P: Provider> Provider for OutageWatch<'_, P> {
 
 /// The end-of-run output and the `--report` files. A run that stopped before its first page
 /// (space not found, bad credentials) has nothing to report: the error line says it all.
-pub fn write_reports(config: &Config, run_report: &RunReport) -> anyhow::Result<()> {
+pub fn write_reports(
+    format: OutputFormat,
+    no_color: bool,
+    files: &[ReportFile],
+    run_report: &RunReport,
+) -> anyhow::Result<()> {
     if run_report.run().status == RunStatus::Failed && run_report.counts().seen == 0 {
         return Ok(());
     }
-    report::print_final(run_report, config.format, config.no_color)
-        .context("cannot write to stdout")?;
-    for file in &config.reports {
+    report::print_final(run_report, format, no_color).context("cannot write to stdout")?;
+    for file in files {
         report::write_report_file(file, run_report)
             .with_context(|| format!("cannot write the report {}", file.path.display()))?;
     }

@@ -7,6 +7,31 @@ use reqwest::header::HeaderMap;
 /// The longest piece of a response body an error message carries.
 pub const SNIPPET_CHARS: usize = 200;
 
+/// Why a request got no HTTP answer, short: reqwest's own message ("error sending request
+/// for url (...)") hides the cause and the layers below repeat one another ("client error
+/// (Connect)", "tcp connect error: Connection refused", "Connection refused"), so this keeps
+/// the causes that add something, once each. Kept as text by the errors that carry it, so
+/// that their message names the cause once and no `source()` repeats it.
+pub fn transport_causes(err: &reqwest::Error) -> String {
+    let causes: Vec<String> = std::iter::successors(std::error::Error::source(err), |e| e.source())
+        .map(|e| e.to_string())
+        .collect();
+    let mut kept: Vec<&str> = Vec::new();
+    for (i, c) in causes.iter().enumerate() {
+        let repeated = kept.iter().any(|k| k.contains(c.as_str()));
+        // A wrapper that only names its layer, when a cause below says more.
+        let wrapper = c.starts_with("client error (") && i + 1 < causes.len();
+        if !repeated && !wrapper && !c.is_empty() {
+            kept.push(c);
+        }
+    }
+    if kept.is_empty() {
+        err.to_string()
+    } else {
+        kept.join(": ")
+    }
+}
+
 /// One line of at most [`SNIPPET_CHARS`] characters from a response body, for error messages.
 ///
 /// Whitespace runs (newlines included) collapse to one space so that a message stays one line.

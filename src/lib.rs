@@ -12,7 +12,8 @@
 //! [`confluence::PageSource`] (Confluence Cloud, Data Center, or the bundled demo space) and
 //! [`llm::Provider`] (Gemini, OpenAI-compatible, the keyword `rules` provider, and the
 //! wrappers that add pacing and fallback). Only `report` and `main.rs` write to the terminal;
-//! only `config` reads the environment.
+//! only `config` reads the environment, and only the composition root (`app`, with
+//! `main.rs`) reads the resolved [`config::Config`]: every other module owns its settings type.
 
 pub mod app;
 pub mod backfill;
@@ -32,5 +33,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod report;
 pub mod retry;
+pub mod secret;
+pub mod signals;
 pub mod taxonomy;
 pub mod text;

@@ -5,7 +5,7 @@
 //! An OS advisory lock (`flock` on Unix, `LockFileEx` on Windows) on
 //! `<lock dir>/<SPACE>-<hash>.lock`, the hash taken over the normalised base URL and the
 //! space key ([`lock_path`]); the lock dir is `TAG_SPACE_LOCK_DIR` or the user's cache
-//! directory (see [`crate::config::Config::lock_dir`]). The OS releases the lock when the
+//! directory's `tag-space/locks` (chosen by `config`). The OS releases the lock when the
 //! holder exits, however it exits, so a killed run never leaves a stale lock behind. The
 //! file's content is only informative: the holder's pid, for the message the second run
 //! prints.

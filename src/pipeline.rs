@@ -69,7 +69,7 @@ pub struct RunState {
 /// The model name the `rules` provider is keyed under.
 pub const RULES_MODEL: &str = "rules/keywords";
 
-/// What a run does; see [`crate::config::Config`] for where each value comes from.
+/// What a run does; `config` says where each value comes from.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub space: String,

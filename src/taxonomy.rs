@@ -119,7 +119,8 @@ pub struct Taxonomy {
 /// A taxonomy that cannot be used; the message names the file and the offending tag.
 #[derive(Debug, thiserror::Error)]
 pub enum TaxonomyError {
-    #[error("cannot read taxonomy {path}: {source}")]
+    /// The cause is the `source()`: printed after this by `{e:#}`, once.
+    #[error("cannot read taxonomy {path}")]
     Read {
         path: String,
         #[source]

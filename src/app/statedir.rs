@@ -26,8 +26,8 @@ pub(super) fn check(config: &mut Config) -> anyhow::Result<()> {
             config.lock_dir = None;
             Ok(())
         }
-        // The message alone: it names the file, what was tried and what to do, on one line.
-        Err(e) => Err(anyhow::anyhow!("{e}")),
+        // It names the file, what was tried and what to do, on one line.
+        Err(e) => Err(e.into()),
     }
 }
 

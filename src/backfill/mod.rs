@@ -19,7 +19,6 @@
 //! again ([`reconcile`]), so a crash never makes two jobs. Pages already covered by an open
 //! job are not submitted again.
 
-mod command;
 mod plan;
 mod show;
 
@@ -32,7 +31,6 @@ use crate::llm::validate::validate;
 use crate::llm::{Answer, PageText};
 use crate::taxonomy::Taxonomy;
 
-pub use command::jobs_command;
 pub use plan::plan;
 pub use show::{cancel_job, write_jobs};
 

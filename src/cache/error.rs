@@ -18,15 +18,12 @@ pub enum CacheError {
         supported: u32,
     },
 
-    /// Not a SQLite database, or a damaged one.
+    /// Not a SQLite database, or a damaged one. `reason` is SQLite's message, kept as text
+    /// (not as the `source()`) so that the one line names it once, before what to do.
     #[error(
-        "cache {path} is damaged or is not a SQLite file ({source}): move it away, or run with --no-cache or another TAG_SPACE_CACHE_PATH to continue without it"
+        "cache {path} is damaged or is not a SQLite file ({reason}): move it away, or run with --no-cache or another TAG_SPACE_CACHE_PATH to continue without it"
     )]
-    Corrupt {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
+    Corrupt { path: PathBuf, reason: String },
 
     /// A SQLite database, but another program's.
     #[error(
@@ -46,13 +43,13 @@ pub enum CacheError {
     )]
     Busy { path: PathBuf, waited: Duration },
 
-    /// Anything else SQLite reported, with what the store was doing.
-    #[error("cache {path}: {op} failed: {source}")]
+    /// Anything else SQLite reported, with what the store was doing; `reason` is SQLite's
+    /// message (as text, like [`CacheError::Corrupt`]'s).
+    #[error("cache {path}: {op} failed: {reason}")]
     Sqlite {
         path: PathBuf,
         op: &'static str,
-        #[source]
-        source: rusqlite::Error,
+        reason: String,
     },
 }
 
@@ -68,7 +65,7 @@ impl CacheError {
             CacheError::NotOurs { .. } => "another program's SQLite database".into(),
             CacheError::Unwritable { reason, .. } => reason.clone(),
             CacheError::Busy { .. } => "locked by another process".into(),
-            CacheError::Sqlite { op, source, .. } => format!("{op} failed: {source}"),
+            CacheError::Sqlite { op, reason, .. } => format!("{op} failed: {reason}"),
         }
     }
 
@@ -94,7 +91,10 @@ impl CacheError {
         use rusqlite::ErrorCode as C;
         let path = path.to_path_buf();
         match source.sqlite_error_code() {
-            Some(C::NotADatabase | C::DatabaseCorrupt) => CacheError::Corrupt { path, source },
+            Some(C::NotADatabase | C::DatabaseCorrupt) => CacheError::Corrupt {
+                path,
+                reason: source.to_string(),
+            },
             Some(C::ReadOnly | C::CannotOpen | C::PermissionDenied | C::DiskFull) => {
                 CacheError::Unwritable {
                     path,
@@ -105,7 +105,11 @@ impl CacheError {
                 path,
                 waited: busy_timeout,
             },
-            _ => CacheError::Sqlite { path, op, source },
+            _ => CacheError::Sqlite {
+                path,
+                op,
+                reason: source.to_string(),
+            },
         }
     }
 }

@@ -52,6 +52,7 @@ mod jobs;
 mod key;
 mod rungs;
 mod schema;
+mod settings;
 mod show;
 mod store;
 
@@ -64,6 +65,7 @@ pub use jobs::{JobRecord, JobSpec, RequestRecord};
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
 pub use rungs::Endpoint;
 pub use schema::{SCHEMA_VERSION, prepare_dir};
+pub use settings::CacheSettings;
 pub use show::{write_cleared, write_stats};
 pub use store::{
     Classification, Cleared, Run, RunCounters, RunEnd, RunMode, RunRecord, RunStatus, SpaceStats,

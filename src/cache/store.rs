@@ -22,11 +22,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lru::LruCache;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::CacheSettings;
 use super::checkpoint::Checkpointer;
 use super::decide::{LabelPlan, LabelStatus, PageDone, PageLedger};
 use super::key::{CacheKey, ContentHash, SetupHash};
 use super::{CacheError, schema};
-use crate::config::CacheSettings;
 
 /// How to open the store.
 #[derive(Debug, Clone, PartialEq, Eq)]

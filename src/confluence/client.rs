@@ -25,8 +25,8 @@ use url::Url;
 use super::wire::{
     DcContent, DcList, DcSpace, ErrorBody, LabelCreate, Links, V2List, V2Page, V2Space, WireLabel,
 };
+use super::{ConfluenceAuth, ConfluenceSettings};
 use super::{ConfluenceError, Flavor, LABEL_PREFIX, Label, Page, PageSource};
-use crate::config::{ConfluenceAuth, ConfluenceSettings};
 use crate::http::{retry_after, snippet};
 use crate::retry::Backoff;
 
@@ -313,7 +313,7 @@ impl ConfluenceClient {
         ConfluenceError::Transport {
             what,
             url: shown.to_string(),
-            source: source.without_url(),
+            reason: crate::http::transport_causes(&source.without_url()),
         }
     }
 
@@ -787,7 +787,7 @@ fn hint(status: u16, flavor: Flavor) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     fn settings(root: &str, flavor: Flavor) -> ConfluenceSettings {
         ConfluenceSettings {

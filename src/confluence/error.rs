@@ -57,13 +57,15 @@ pub enum ConfluenceError {
         hint: &'static str,
     },
 
-    /// The request never got an HTTP answer (DNS, connect, TLS, timeout, reset).
-    #[error("confluence {what}: cannot reach {url}: {source}")]
+    /// The request never got an HTTP answer (DNS, connect, TLS, timeout, reset). `reason`
+    /// is the cause as text ([`crate::http::transport_causes`]), not the `source()`, so that a
+    /// page's failure line (which shows this message alone) says why, and a printed chain
+    /// says it once.
+    #[error("confluence {what}: cannot reach {url}: {reason}")]
     Transport {
         what: &'static str,
         url: String,
-        #[source]
-        source: reqwest::Error,
+        reason: String,
     },
 
     /// The server asked to wait longer (`Retry-After`) than tag-space is willing to sleep.

@@ -10,6 +10,7 @@ mod error;
 pub mod memory;
 mod probe;
 pub mod resolve;
+mod settings;
 mod wire;
 
 use std::collections::HashSet;
@@ -21,6 +22,7 @@ pub use client::ConfluenceClient;
 pub use error::ConfluenceError;
 pub use memory::MemorySource;
 pub use resolve::ResolvedSpace;
+pub use settings::{ConfluenceAuth, ConfluenceSettings};
 
 /// The prefix tag-space writes its labels under (the one the Confluence UI uses).
 pub const LABEL_PREFIX: &str = "global";

@@ -4,8 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Quota;
 use crate::retry::Backoff;
+
+/// Optional per-minute quotas of a provider; `None` means unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+}
 
 /// A source of random numbers in `[0, 1)` for backoff jitter; tests pass a constant.
 #[derive(Clone)]

@@ -34,6 +34,6 @@ mod stats;
 
 pub use chain::Chain;
 pub use circuit::Unavailable;
-pub use config::{GovernorConfig, Jitter};
+pub use config::{GovernorConfig, Jitter, Quota};
 pub use governed::Governed;
 pub use stats::{ProviderStats, WaitReason, WaitStats, kind_name};

@@ -61,7 +61,7 @@ impl AnyProvider {
     }
 
     /// The settings of an HTTP provider (base URL and model); `None` for `rules`.
-    pub fn settings(&self) -> Option<&crate::config::ProviderSettings> {
+    pub fn settings(&self) -> Option<&super::ProviderSettings> {
         match self {
             Self::Gemini(p) => Some(p.settings()),
             Self::OpenAi(p) => Some(p.settings()),

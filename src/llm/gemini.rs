@@ -32,6 +32,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::ProviderSettings;
 use super::schema::{SchemaForm, response_schema};
 use super::structured::{self, GEMINI_RUNGS, Ladder};
 use super::wire::{self, wait_in_message};
@@ -39,7 +40,7 @@ use super::{
     Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
     budget, prompt,
 };
-use crate::config::{ProviderSettings, Secret};
+use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
 
 const NAME: &str = "gemini";
@@ -788,7 +789,6 @@ mod tests {
             api_key: Some(Secret::new("k")),
             model: model.into(),
             base_url: "http://127.0.0.1:9".into(),
-            quota: crate::config::Quota::default(),
             timeout: Duration::from_secs(5),
             max_output_tokens: 4096,
         };

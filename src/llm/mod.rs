@@ -14,6 +14,7 @@ pub mod openai;
 pub mod prompt;
 pub mod rules;
 pub mod schema;
+mod settings;
 pub mod structured;
 pub mod validate;
 mod wire;
@@ -25,6 +26,7 @@ use std::time::Duration;
 pub use any::AnyProvider;
 pub use budget::OutputBudget;
 pub use error::{LlmError, LlmErrorKind};
+pub use settings::ProviderSettings;
 pub use wire::parse_go_duration;
 
 /// One page as the model sees it: id, title and extracted plain text.

@@ -43,6 +43,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::ProviderSettings;
 use super::schema::{SchemaForm, response_schema};
 use super::structured::{self, Ladder, OPENAI_RUNGS, StructuredMode};
 use super::wire::{self, parse_go_duration, wait_in_message};
@@ -50,7 +51,7 @@ use super::{
     Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
     budget, prompt,
 };
-use crate::config::{ProviderSettings, Secret};
+use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
 
 const NAME: &str = "openai";
@@ -799,7 +800,6 @@ mod tests {
             api_key: Some(Secret::new("k")),
             model: "gpt-5-mini".into(),
             base_url: "https://api.openai.com/v1/".into(),
-            quota: crate::config::Quota::default(),
             timeout: Duration::from_secs(5),
             max_output_tokens: 9000,
         };
@@ -859,7 +859,6 @@ mod tests {
             api_key: None,
             model: model.into(),
             base_url: base_url.into(),
-            quota: crate::config::Quota::default(),
             timeout: Duration::from_secs(5),
             max_output_tokens: 4096,
         };

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{LlmError, LlmErrorKind, Usage};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The `User-Agent` of every LLM request.
 pub(crate) const USER_AGENT: &str = concat!("tag-space/", env!("CARGO_PKG_VERSION"));
@@ -47,29 +47,11 @@ pub(crate) fn transport_error(provider: &'static str, err: &reqwest::Error) -> L
     LlmError::new(provider, kind, None, transport_detail(err))
 }
 
-/// What actually happened, short: reqwest's own message ("error sending request for url
-/// (...)") hides the cause and the layers below repeat one another ("client error
-/// (Connect)", "tcp connect error: Connection refused", "Connection refused"), so this keeps
-/// the causes that add something, once each, and names the host instead of the whole URL.
-/// Every page of a failed batch carries this line, so it has to stay short.
+/// What actually happened, short ([`crate::http::transport_causes`]), naming the host
+/// instead of the whole URL. Every page of a failed batch carries this line, so it has to
+/// stay short.
 fn transport_detail(err: &reqwest::Error) -> String {
-    let causes: Vec<String> = std::iter::successors(std::error::Error::source(err), |e| e.source())
-        .map(|e| e.to_string())
-        .collect();
-    let mut kept: Vec<&str> = Vec::new();
-    for (i, c) in causes.iter().enumerate() {
-        let repeated = kept.iter().any(|k| k.contains(c.as_str()));
-        // A wrapper that only names its layer, when a cause below says more.
-        let wrapper = c.starts_with("client error (") && i + 1 < causes.len();
-        if !repeated && !wrapper && !c.is_empty() {
-            kept.push(c);
-        }
-    }
-    let mut detail = if kept.is_empty() {
-        err.to_string()
-    } else {
-        kept.join(": ")
-    };
+    let mut detail = crate::http::transport_causes(err);
     if let Some(host) = err
         .url()
         .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))

@@ -14,6 +14,7 @@ use super::json::{to_json_value, write_json};
 use super::markdown::{MarkdownOptions, escape, link_target, write_markdown};
 use super::model::*;
 use super::table::write_metrics_table;
+use crate::app::report_settings;
 use crate::cli::Args;
 use crate::config::Config;
 use crate::pipeline::{PageOutcome, Status};
@@ -182,7 +183,7 @@ fn sample(dry_run: bool) -> RunReport {
     let mut run = RunInfo::new("ENG", Mode::Add, dry_run, at(STARTED));
     run.version = "0.0.0-test".into();
     let fingerprint = "3f2a9c0d1b7e4a5f".repeat(4);
-    let mut r = RunReport::new(run, Settings::from_config(&config(dry_run), &fingerprint));
+    let mut r = RunReport::new(run, report_settings(&config(dry_run), &fingerprint));
     for p in sample_pages() {
         r.record(&p);
     }
@@ -289,7 +290,7 @@ fn color_only_adds_bold_around_whole_lines() {
 fn table_shows_dashes_for_unknown_figures() {
     let mut run = RunInfo::new("X", Mode::Add, true, at(STARTED));
     run.version = "t".into();
-    let mut r = RunReport::new(run, Settings::from_config(&config(true), "fp"));
+    let mut r = RunReport::new(run, report_settings(&config(true), "fp"));
     let mut p = ProviderMetrics::new("openai", Some("local-llama".into()));
     p.calls = 3;
     p.successes = 3;
@@ -352,7 +353,7 @@ fn reports_validate_against_the_schema() {
     assert_valid(&serde_json::from_str(&render_json(&sample(true))).unwrap());
     // An unfinished run with nothing recorded, and a counts-only report.
     let run = RunInfo::new("E", Mode::Sync, false, at(STARTED));
-    let empty = RunReport::new(run, Settings::from_config(&config(false), "fp"));
+    let empty = RunReport::new(run, report_settings(&config(false), "fp"));
     assert_valid(&to_json_value(&empty));
     assert_valid(&to_json_value(&empty.clone().counts_only()));
 }
@@ -498,7 +499,7 @@ const HOSTILE: &[&str] = &[
 fn markdown_escapes_hostile_titles() {
     let mut run = RunInfo::new("EN|G*", Mode::Add, true, at(STARTED));
     run.version = "t".into();
-    let mut r = RunReport::new(run, Settings::from_config(&config(true), "fp"));
+    let mut r = RunReport::new(run, report_settings(&config(true), "fp"));
     for (i, t) in HOSTILE.iter().enumerate() {
         let id = (100 + i).to_string();
         r.record(&outcome(&id, t, Status::Tagged, &[], &["type-howto"], None));
@@ -569,7 +570,7 @@ fn unescaped_pipes(line: &str) -> usize {
 fn markdown_stays_bounded_for_a_huge_space() {
     let mut run = RunInfo::new("HUGE", Mode::Add, true, at(STARTED));
     run.version = "t".into();
-    let mut r = RunReport::new(run, Settings::from_config(&config(true), "fp"));
+    let mut r = RunReport::new(run, report_settings(&config(true), "fp"));
     let labels = ["type-howto", "type-reference", "tool-jira", "tool-jenkins"];
     let long_title = "A very long page title ".repeat(20);
     for i in 0..20_000 {
@@ -866,7 +867,7 @@ fn an_unfinished_run_says_so_first_in_every_report() {
 fn a_sync_report_lists_every_removal_however_many() {
     let mut run = RunInfo::new("ENG", Mode::Sync, true, at(STARTED));
     run.version = "0.0.0-test".into();
-    let mut r = RunReport::new(run, Settings::from_config(&config(true), "fp"));
+    let mut r = RunReport::new(run, report_settings(&config(true), "fp"));
     for i in 0..40 {
         let mut o = outcome(
             &i.to_string(),

@@ -12,7 +12,27 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::progress::{CooldownLayer, suspend};
-use crate::cli::LogFormat;
+
+/// How log lines are written on stderr (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, fields, message).
+    Json,
+}
+
+/// How much is logged and how (`-q`, `-v`/`-vv`, `--log-format`); `RUST_LOG` overrides the
+/// level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Only errors (and, from the app, the final table and failed pages).
+    pub quiet: bool,
+    /// `-v` (info) or `-vv` (debug).
+    pub verbose: u8,
+    pub format: LogFormat,
+}
 
 /// Set by [`init`] with `--log-format json`: then everything on stderr is a JSON line.
 static JSON_LOGS: AtomicBool = AtomicBool::new(false);
@@ -38,9 +58,10 @@ fn default_filter(quiet: bool, verbose: u8) -> String {
 /// Installs the global subscriber. Default level: warnings (one line per notable event:
 /// retry, cooldown, fallback, failure). `RUST_LOG` overrides the flags. `progress` (if any)
 /// sees every governor event whatever the filter, to count cooldowns down on the bar.
-pub fn init(quiet: bool, verbose: u8, format: LogFormat, progress: Option<CooldownLayer>) {
+pub fn init(settings: &LogSettings, progress: Option<CooldownLayer>) {
+    let format = settings.format;
     let filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(default_filter(quiet, verbose)));
+        .unwrap_or_else(|_| EnvFilter::new(default_filter(settings.quiet, settings.verbose)));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt::layer()

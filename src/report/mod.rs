@@ -17,11 +17,35 @@ mod golden_tests;
 
 use std::io::{self, IsTerminal, Write};
 
-use crate::cli::OutputFormat;
-use crate::config::{ReportFile, ReportKind};
+use std::path::PathBuf;
+
 use model::RunReport;
 
 use crate::pipeline::{PageOutcome, Status};
+
+/// What the run prints on stdout at the end (`--format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Per-page lines and a metrics table.
+    #[default]
+    Table,
+    /// The JSON report only.
+    Json,
+}
+
+/// The kind of a `--report` file, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    Json,
+    Markdown,
+}
+
+/// A report to write at the end of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportFile {
+    pub path: PathBuf,
+    pub kind: ReportKind,
+}
 
 /// One line for a page that changed, was skipped, failed or got no label; nothing for an
 /// unchanged page. A changed page shows every label added (`+label`) and removed (`-label`).

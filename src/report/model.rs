@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! run starts      RunReport::new(RunInfo::new(space, Mode::Add, dry_run, SystemTime::now()),
-//!                                Settings::from_config(&config, taxonomy.fingerprint()))
+//!                                app::report_settings(&config, taxonomy.fingerprint()))
 //!                 .counts_only()            // only if no JSON/Markdown report is wanted
 //!                 set_prices(..)            // only to override DEFAULT_PRICES
 //! every page      record(&outcome)          // in the pipeline's sink
@@ -29,8 +29,6 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::config::{Config, ConfluenceAuth};
-use crate::confluence::Flavor;
 use crate::pipeline::{PageOutcome, Status};
 
 /// The version of the JSON report's shape. Raised only when a field changes meaning or is
@@ -127,8 +125,8 @@ pub fn rfc3339(t: SystemTime) -> String {
 // ---------------------------------------------------------------------------------------------
 // Settings
 
-/// The settings a run used, as they appear in the JSON report. Built from [`Config`] by
-/// [`Settings::from_config`], which copies named fields only: no API key, token, personal
+/// The settings a run used, as they appear in the JSON report. Built from the run's
+/// configuration by `app::report_settings`, which copies named fields only: no API key, token, personal
 /// access token or account email can end up here, and base URLs lose any user, password,
 /// query or fragment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -180,72 +178,6 @@ pub struct TaxonomyInfo {
 pub struct CacheInfo {
     pub enabled: bool,
     pub size: usize,
-}
-
-impl Settings {
-    /// The settings in effect, without secrets. `taxonomy_fingerprint` is
-    /// [`crate::taxonomy::Taxonomy::fingerprint`] of the taxonomy actually loaded.
-    pub fn from_config(c: &Config, taxonomy_fingerprint: &str) -> Self {
-        let confluence = c.confluence.as_ref().map(|s| ConfluenceInfo {
-            base_url: public_url(&s.root),
-            flavor: match s.flavor {
-                Flavor::Cloud => "cloud",
-                Flavor::DataCenter => "datacenter",
-            },
-            auth: match s.auth {
-                ConfluenceAuth::Basic { .. } => "basic",
-                ConfluenceAuth::Bearer(_) => "bearer",
-            },
-        });
-        let llm = [("gemini", &c.gemini), ("openai", &c.openai)];
-        let mut providers: Vec<ProviderInfo> = llm
-            .into_iter()
-            .filter_map(|(name, p)| {
-                p.as_ref().map(|p| ProviderInfo {
-                    name: name.to_string(),
-                    model: Some(p.model.clone()),
-                    base_url: Some(public_url(&p.base_url)),
-                    rpm: p.quota.rpm,
-                    tpm: p.quota.tpm,
-                    timeout_seconds: Some(seconds(p.timeout)),
-                    max_output_tokens: Some(p.max_output_tokens),
-                })
-            })
-            .collect();
-        if c.rules {
-            providers.push(ProviderInfo {
-                name: "rules".into(),
-                model: None,
-                base_url: None,
-                rpm: None,
-                tpm: None,
-                timeout_seconds: None,
-                max_output_tokens: None,
-            });
-        }
-        Settings {
-            demo: c.demo,
-            limit: c.limit,
-            batch_size: c.batch_size,
-            concurrency: c.concurrency,
-            max_concurrency: c.max_concurrency,
-            max_page_chars: c.max_page_chars,
-            max_cooldown_seconds: seconds(c.max_cooldown),
-            confluence,
-            providers,
-            taxonomy: TaxonomyInfo {
-                source: c
-                    .taxonomy_path
-                    .as_ref()
-                    .map_or_else(|| "built-in".to_string(), |p| p.display().to_string()),
-                fingerprint: taxonomy_fingerprint.to_string(),
-            },
-            cache: CacheInfo {
-                enabled: c.cache.enabled,
-                size: c.cache.size,
-            },
-        }
-    }
 }
 
 /// A URL fit to publish: scheme, host, port and path only. Anything unparsable is replaced

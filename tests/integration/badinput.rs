@@ -9,14 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tag_space::config::{ConfluenceAuth, ConfluenceSettings, ProviderSettings, Quota, Secret};
+use tag_space::confluence::{ConfluenceAuth, ConfluenceSettings};
 use tag_space::confluence::{ConfluenceClient, Flavor, PageSource};
+use tag_space::llm::ProviderSettings;
 use tag_space::llm::gemini::GeminiProvider;
 use tag_space::llm::openai::OpenAiProvider;
 use tag_space::llm::validate::validate;
 use tag_space::llm::{LlmErrorKind, PageText, Provider};
 use tag_space::pipeline::{PageOutcome, RunOptions, Status, run};
 use tag_space::retry::Backoff;
+use tag_space::secret::Secret;
 use tokio::sync::mpsc;
 use wiremock::matchers::{any, method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -49,7 +51,6 @@ fn settings(base_url: String, model: &str) -> ProviderSettings {
         api_key: Some(Secret::new("llm-key")),
         model: model.into(),
         base_url,
-        quota: Quota::default(),
         timeout: Duration::from_secs(5),
         max_output_tokens: 512,
     }

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use tag_space::config::{ConfluenceAuth, ConfluenceSettings, Secret};
+use tag_space::confluence::{ConfluenceAuth, ConfluenceSettings};
 use tag_space::confluence::{ConfluenceClient, ConfluenceError, Flavor, PageSource};
+use tag_space::secret::Secret;
 use wiremock::matchers::{path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

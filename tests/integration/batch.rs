@@ -9,11 +9,12 @@ use std::time::Duration;
 use serde_json::Value;
 use tag_space::backfill::{self, BatchPage, Collected, JobsCtx};
 use tag_space::cache::{CacheKey, Run, RunMode, Setup, Store, StoreOptions};
-use tag_space::config::{ProviderSettings, Quota, Secret};
+use tag_space::llm::ProviderSettings;
 use tag_space::llm::batch::{BatchRequest, BatchService, GeminiBatch, Limits, OpenAiBatch};
 use tag_space::llm::gemini::GeminiProvider;
 use tag_space::llm::prompt::PROMPT_VERSION;
 use tag_space::llm::{PageText, Provider};
+use tag_space::secret::Secret;
 use tag_space::taxonomy::{Category, Tag, Taxonomy};
 
 use super::batchfake::{self, KEY, Script};
@@ -48,7 +49,6 @@ pub(super) fn settings(base_url: String, model: &str) -> ProviderSettings {
         api_key: Some(Secret::new(KEY)),
         model: model.into(),
         base_url,
-        quota: Quota::default(),
         timeout: Duration::from_secs(10),
         max_output_tokens: 512,
     }

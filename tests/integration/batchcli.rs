@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use tag_space::backfill::{self, BatchPage, JobsCtx};
 use tag_space::cache::{CacheKey, Setup, Store, StoreOptions};
-use tag_space::config::{ProviderSettings, Quota, Secret};
 use tag_space::llm::PageText;
+use tag_space::llm::ProviderSettings;
 use tag_space::llm::batch::GeminiBatch;
 use tag_space::llm::prompt::PROMPT_VERSION;
+use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
 
 use super::batchfake::{self, KEY, Script};
@@ -46,7 +47,6 @@ async fn jobs_lists_the_recorded_jobs_and_cancel_reaches_the_provider() {
             api_key: Some(Secret::new(KEY)),
             model: "gemini-2.5-flash".into(),
             base_url: server.uri(),
-            quota: Quota::default(),
             timeout: Duration::from_secs(10),
             max_output_tokens: 512,
         };

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use tag_space::config::Quota;
+use tag_space::governor::Quota;
 use tag_space::governor::{Governed, GovernorConfig, Jitter};
 use tag_space::llm::{
     Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints,

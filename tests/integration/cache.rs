@@ -609,8 +609,9 @@ async fn many_tasks_share_one_store() {
 // ---- label removal (only --sync calls it) ---------------------------------------------------
 
 mod remove_label {
-    use tag_space::config::{ConfluenceAuth, ConfluenceSettings, Secret};
+    use tag_space::confluence::{ConfluenceAuth, ConfluenceSettings};
     use tag_space::confluence::{ConfluenceClient, Flavor, Label, MemorySource, Page, PageSource};
+    use tag_space::secret::Secret;
     use wiremock::matchers::{header, method, path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use tag_space::config::{ConfluenceAuth, ConfluenceSettings, Secret};
+use tag_space::confluence::{ConfluenceAuth, ConfluenceSettings};
 use tag_space::confluence::{ConfluenceClient, ConfluenceError, Flavor, Label, Page, PageSource};
 use tag_space::retry::Backoff;
+use tag_space::secret::Secret;
 use tokio::sync::mpsc;
 use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -20,14 +20,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tag_space::config::{ConfluenceAuth, ConfluenceSettings, ProviderSettings, Quota, Secret};
+use tag_space::confluence::{ConfluenceAuth, ConfluenceSettings};
 use tag_space::confluence::{ConfluenceClient, Flavor};
 use tag_space::governor::{Chain, Governed, GovernorConfig};
 use tag_space::llm::AnyProvider;
+use tag_space::llm::ProviderSettings;
 use tag_space::llm::gemini::GeminiProvider;
 use tag_space::llm::openai::OpenAiProvider;
 use tag_space::pipeline::{PageOutcome, RunOptions, Status, run};
 use tag_space::retry::Backoff;
+use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -268,7 +270,6 @@ fn provider_settings(base_url: String, model: &str) -> ProviderSettings {
         api_key: Some(Secret::new("llm-key")),
         model: model.into(),
         base_url,
-        quota: Quota::default(),
         timeout: TIMEOUT,
         max_output_tokens: 512,
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tag_space::config::Quota;
+use tag_space::governor::Quota;
 use tag_space::governor::{Chain, Governed, GovernorConfig, Jitter, Unavailable, WaitReason};
 use tag_space::llm::{Answer, LlmError, LlmErrorKind, PageText, Provider, RateLimitHints, Usage};
 use tag_space::retry::Backoff;

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tag_space::config::{ProviderSettings, Quota, Secret};
+use tag_space::llm::ProviderSettings;
 use tag_space::llm::budget::answer_tokens;
 use tag_space::llm::gemini::GeminiProvider;
 use tag_space::llm::openai::OpenAiProvider;
 use tag_space::llm::schema::inline_refs;
 use tag_space::llm::validate::validate;
 use tag_space::llm::{LlmError, LlmErrorKind, PageText, Provider, RateLimitHints, Usage};
+use tag_space::secret::Secret;
 use tag_space::taxonomy::{Category, Tag, Taxonomy};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -87,7 +88,6 @@ fn settings(
         api_key: key.map(Secret::new),
         model: model.into(),
         base_url,
-        quota: Quota::default(),
         timeout,
         max_output_tokens: 2048,
     }

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tag_space::config::{ProviderSettings, Quota, Secret};
+use tag_space::llm::ProviderSettings;
 use tag_space::llm::gemini::GeminiProvider;
 use tag_space::llm::{PageText, Provider};
+use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -488,7 +489,6 @@ fn gemini(server: &MockServer, model: &str) -> GeminiProvider {
         api_key: Some(Secret::new("test-key-5f3a9c")),
         model: model.into(),
         base_url: server.uri(),
-        quota: Quota::default(),
         timeout: Duration::from_secs(5),
         max_output_tokens: 2048,
     };

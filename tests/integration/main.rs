@@ -52,3 +52,5 @@ mod batchfake;
 mod batchcrash;
 // `tag-space jobs` and `jobs cancel` through the binary.
 mod batchcli;
+// Real failures through the binary print each cause of their chain once.
+mod causes;

@@ -11,8 +11,9 @@ use std::collections::HashSet;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tag_space::config::{ConfluenceAuth, ConfluenceSettings, Secret};
+use tag_space::confluence::{ConfluenceAuth, ConfluenceSettings};
 use tag_space::confluence::{ConfluenceClient, Flavor as ClientFlavor, PageSource};
+use tag_space::secret::Secret;
 use wiremock::MockServer;
 
 use crate::livesite::{FirstTags, Flavor, LiveSite, Person};

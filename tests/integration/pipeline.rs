@@ -202,7 +202,7 @@ async fn dry_run_writes_nothing_and_reports_what_it_would_add() {
 
 #[tokio::test]
 async fn a_page_given_no_label_is_its_own_outcome_in_every_report() {
-    use tag_space::report::model::{Mode, RunInfo, RunReport, Settings};
+    use tag_space::report::model::{Mode, RunInfo, RunReport};
     let source = MemorySource::new(
         "ENG",
         vec![
@@ -232,7 +232,7 @@ async fn a_page_given_no_label_is_its_own_outcome_in_every_report() {
     let config = tag_space::config::Config::from_sources(&args, |_| None).unwrap();
     let mut report = RunReport::new(
         RunInfo::new("ENG", Mode::Add, false, std::time::SystemTime::UNIX_EPOCH),
-        Settings::from_config(&config, "fp"),
+        tag_space::app::report_settings(&config, "fp"),
     );
     for o in out.values() {
         report.record(o);

@@ -864,8 +864,9 @@ proptest! {
 /// ("the server asked to wait ... longer than tag-space waits").
 #[tokio::test]
 async fn confluence_retry_after_too_big_is_an_error_not_a_panic() {
-    use tag_space::config::{ConfluenceAuth, ConfluenceSettings, Secret};
+    use tag_space::confluence::{ConfluenceAuth, ConfluenceSettings};
     use tag_space::confluence::{ConfluenceClient, Flavor, PageSource};
+    use tag_space::secret::Secret;
     use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
 
     let server = MockServer::start().await;
@@ -898,9 +899,10 @@ async fn confluence_retry_after_too_big_is_an_error_not_a_panic() {
 #[tokio::test]
 async fn gemini_usage_counts_that_overflow_do_not_panic() {
     use std::sync::Arc;
-    use tag_space::config::{ProviderSettings, Quota, Secret};
     use tag_space::llm::Provider;
+    use tag_space::llm::ProviderSettings;
     use tag_space::llm::gemini::GeminiProvider;
+    use tag_space::secret::Secret;
     use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
 
     let body = json!({
@@ -925,7 +927,6 @@ async fn gemini_usage_counts_that_overflow_do_not_panic() {
             api_key: Some(Secret::new("key")),
             model: "gemini-2.5-flash".into(),
             base_url: server.uri(),
-            quota: Quota::default(),
             timeout: Duration::from_secs(5),
             max_output_tokens: 2048,
         },

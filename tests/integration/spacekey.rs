@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tag_space::config::{ConfluenceAuth, ConfluenceSettings, Secret};
 use tag_space::confluence::resolve::MAX_LISTED_KEYS;
+use tag_space::confluence::{ConfluenceAuth, ConfluenceSettings};
 use tag_space::confluence::{ConfluenceClient, ConfluenceError, Flavor, PageSource};
+use tag_space::secret::Secret;
 use tokio::sync::mpsc;
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

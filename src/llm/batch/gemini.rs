@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 use super::http::{self, jsonl};
 use super::{BatchError, BatchRequest, BatchService, JobResults, JobState, JobStatus, Limits};
 use super::{RequestCounts, int};
-use crate::config::{ProviderSettings, Secret};
+use crate::llm::ProviderSettings;
 use crate::llm::gemini::{self as interactive, GeminiProvider};
 use crate::llm::{Answer, LlmError, LlmErrorKind, RateLimitHints, wire};
+use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
 
 const NAME: &str = "gemini";

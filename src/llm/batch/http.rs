@@ -4,7 +4,7 @@
 use reqwest::header::HeaderMap;
 
 use super::super::{LlmError, wire};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The interactive client's classification of a non-2xx answer.
 pub(super) type Classify = fn(u16, &HeaderMap, &str, Option<&Secret>) -> LlmError;

@@ -1,14 +1,15 @@
-//! `tag-space jobs` and `tag-space jobs cancel ID`: the edge, so `anyhow` is fine here.
+//! `tag-space jobs` and `tag-space jobs cancel ID`: the edge (with the rest of `app`, the
+//! composition root), so `anyhow` is fine here.
 
 use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::{cancel_job, write_jobs};
+use crate::backfill::{cancel_job, unix_now, write_jobs};
 use crate::cache::{JobRecord, Store, StoreOptions};
 use crate::cli::{Args, JobsAction, JobsArgs};
-use crate::config::{CacheSettings, Config};
+use crate::config::Config;
 use crate::llm::batch::{GeminiBatch, OpenAiBatch};
 use crate::taxonomy::Taxonomy;
 
@@ -18,7 +19,7 @@ pub fn jobs_command(args: &Args, cmd: &JobsArgs) -> anyhow::Result<()> {
     if cmd.cache_path.is_some() {
         args.cache_path.clone_from(&cmd.cache_path);
     }
-    let settings = CacheSettings::load(&args)?;
+    let settings = crate::config::cache_settings(&args)?;
     let path = settings.path.clone().context(
         "no state file: set TAG_SPACE_CACHE_PATH (or --cache-path), XDG_CACHE_HOME or HOME",
     )?;
@@ -36,7 +37,7 @@ pub fn jobs_command(args: &Args, cmd: &JobsArgs) -> anyhow::Result<()> {
     match &cmd.action {
         None => {
             let jobs = store.jobs(cmd.space.as_deref()).map_err(one_line)?;
-            write_jobs(&mut out, &jobs, super::unix_now() as i64)?;
+            write_jobs(&mut out, &jobs, unix_now() as i64)?;
         }
         Some(JobsAction::Cancel { id }) => {
             let job = store.job(id).map_err(one_line)?.with_context(|| {

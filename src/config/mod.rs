@@ -1,0 +1,356 @@
+//! Settings from flags, the environment and an optional `.env` file (flag beats environment
+//! beats `.env` beats default). The only module that reads the process environment
+//! ([`sources`]).
+//!
+//! Each module owns its settings type ([`ConfluenceSettings`] in `confluence`,
+//! [`ProviderSettings`] in `llm`, [`Quota`] in `governor`, [`CacheSettings`] in `cache`,
+//! [`ReportFile`] in `report`); this module only builds them, and [`Config`] carries them
+//! down from the composition root (`app`). No client module imports this one.
+
+mod cache;
+mod confluence;
+mod providers;
+mod reports;
+mod sources;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cache::CacheSettings;
+use crate::cli::{Args, FallbackArg};
+use crate::confluence::ConfluenceSettings;
+use crate::governor::Quota;
+use crate::llm::ProviderSettings;
+use crate::llm::structured::StructuredMode;
+use crate::report::logging::LogSettings;
+use crate::report::{OutputFormat, ReportFile};
+
+pub use cache::DEMO_STATE_FILE;
+pub use providers::{
+    DEFAULT_GEMINI_BASE_URL, DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_BASE_URL, DEFAULT_OPENAI_MODEL,
+};
+use sources::setting;
+
+/// Every environment variable tag-space reads; `--help` and `.env.example` name each one.
+pub const VARIABLES: &[&str] = &[
+    "CONFLUENCE_BASE_URL",
+    "CONFLUENCE_EMAIL",
+    "CONFLUENCE_API_TOKEN",
+    "CONFLUENCE_PAT",
+    "CONFLUENCE_FLAVOR",
+    "GEMINI_API_KEY",
+    "GEMINI_MODEL",
+    "GEMINI_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_MODEL",
+    "OPENAI_BASE_URL",
+    "TAG_SPACE_AI_CONCURRENCY",
+    "TAG_SPACE_MAX_AI_CONCURRENCY",
+    "TAG_SPACE_BATCH_SIZE",
+    "TAG_SPACE_GEMINI_RPM",
+    "TAG_SPACE_GEMINI_TPM",
+    "TAG_SPACE_OPENAI_RPM",
+    "TAG_SPACE_OPENAI_TPM",
+    "TAG_SPACE_OPENAI_TIMEOUT_SECS",
+    "TAG_SPACE_OPENAI_STRUCTURED",
+    "TAG_SPACE_MAX_COOLDOWN_SECS",
+    "TAG_SPACE_MAX_PAGE_CHARS",
+    "TAG_SPACE_TAXONOMY",
+    "TAG_SPACE_CACHE_ENABLED",
+    "TAG_SPACE_CACHE_SIZE",
+    "TAG_SPACE_CACHE_PATH",
+];
+
+/// Names the env file to read instead of `./.env`; read from the process environment only.
+pub const ENV_FILE_VARIABLE: &str = "TAG_SPACE_ENV_FILE";
+
+/// Conventions tag-space honours that are not its own settings (documented, not in .env.example).
+pub const CONVENTIONS: &[&str] = &["NO_COLOR", "RUST_LOG", "XDG_CACHE_HOME", "HOME"];
+
+/// A setting that cannot be used. The message names the variable (or flag) and shows a valid
+/// example, so that one line tells a person what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not set: {hint}")]
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
+    #[error("{name}={value:?} is invalid: {reason} (e.g. {name}={example})")]
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+        example: &'static str,
+    },
+    #[error(
+        "no LLM provider is configured: set GEMINI_API_KEY and/or OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server), or try --demo"
+    )]
+    NoProvider,
+    /// The env file is broken or missing; the message never shows a value from it.
+    #[error(transparent)]
+    EnvFile(#[from] crate::envfile::EnvFileError),
+    #[error(
+        "Confluence credentials are not set: set CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN (Cloud) or CONFLUENCE_PAT (Data Center)"
+    )]
+    NoCredentials,
+}
+
+/// Everything a run needs, validated: the parts' settings, what the run does and how it
+/// shows it. `app` reads this, never the flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The space to label (`DEMO` in demo mode).
+    pub space: String,
+    /// `None` in demo mode: the bundled space stands in for Confluence.
+    pub confluence: Option<ConfluenceSettings>,
+    pub gemini: Option<ProviderSettings>,
+    pub openai: Option<ProviderSettings>,
+    /// The governor's quotas for Gemini and OpenAI; `None` fields are learnt from the
+    /// providers' answers.
+    pub gemini_quota: Quota,
+    pub openai_quota: Quota,
+    /// `TAG_SPACE_OPENAI_STRUCTURED`: how the OpenAI-compatible server is asked for JSON.
+    pub openai_structured: StructuredMode,
+    /// Use the offline keyword rules provider: alone (demo) or as the last fallback.
+    pub rules: bool,
+    pub demo: bool,
+    /// `--demo-edit`: demo pages "edited" by a person before this run.
+    pub demo_edit: usize,
+    /// `--demo-delay-ms`: how long each request to the demo's rules provider takes.
+    pub demo_delay: Duration,
+    pub dry_run: bool,
+    pub limit: Option<u64>,
+    pub batch_size: usize,
+    pub concurrency: usize,
+    pub max_concurrency: usize,
+    /// A server-requested wait longer than this marks the provider unavailable for the run.
+    pub max_cooldown: Duration,
+    /// Characters of a page's text sent to the LLM.
+    pub max_page_chars: usize,
+    pub taxonomy_path: Option<PathBuf>,
+    pub cache: CacheSettings,
+    /// `--sync`: also remove labels tag-space added that no longer apply.
+    pub sync: bool,
+    /// Reports to write at the end of the run.
+    pub reports: Vec<ReportFile>,
+    pub format: OutputFormat,
+    /// `NO_COLOR` is set: no colour even on a terminal.
+    pub no_color: bool,
+    /// `-q` (only errors, the final table and failed pages), `-v`/`-vv`, `--log-format`.
+    pub log: LogSettings,
+    /// `--wait-lock`: wait for another run's lock instead of exiting with 2.
+    pub wait_lock: bool,
+    /// Where run locks live: `TAG_SPACE_LOCK_DIR`, else the user's cache directory's
+    /// `tag-space/locks`; `None` when none of `TAG_SPACE_LOCK_DIR`, `XDG_CACHE_HOME` or
+    /// `HOME` is set. Never derived from the state file's path.
+    pub lock_dir: Option<PathBuf>,
+    /// Things worth a warning that do not stop the run (e.g. plain HTTP to a remote host).
+    pub warnings: Vec<String>,
+}
+
+/// The run's numeric limits, each flag > variable > default and range-checked.
+struct Limits {
+    batch_size: usize,
+    concurrency: usize,
+    max_concurrency: usize,
+    max_cooldown: Duration,
+    max_page_chars: usize,
+}
+
+/// What the run talks to: the space, Confluence and the LLM providers (none in the demo).
+struct Target {
+    space: String,
+    confluence: Option<ConfluenceSettings>,
+    gemini: Option<ProviderSettings>,
+    openai: Option<ProviderSettings>,
+}
+
+impl Config {
+    /// Reads the process environment and the env file (if present) under `args`.
+    pub fn load(args: &Args) -> Result<Self, ConfigError> {
+        Self::from_sources(args, sources::process(args)?)
+    }
+
+    /// Pure: builds the configuration from flags and a variable lookup (environment, then
+    /// `.env`). Tests pass a map instead of touching the real environment.
+    pub fn from_sources(
+        args: &Args,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let get = sources::trimmed(get);
+        let mut warnings = Vec::new();
+        let limits = Limits::read(args, &get)?;
+        let cache = cache::cache_settings(args, &get)?;
+        let (gemini_quota, openai_quota) = providers::quotas(&get)?;
+        let reports = reports::report_files(args)?;
+        let rules = args.demo || args.fallback == Some(FallbackArg::Rules);
+        let target = Target::read(args, &get, rules, &mut warnings)?;
+        Ok(Config {
+            space: target.space,
+            confluence: target.confluence,
+            gemini: target.gemini,
+            openai: target.openai,
+            gemini_quota,
+            openai_quota,
+            openai_structured: providers::structured_mode(&get)?,
+            rules,
+            demo: args.demo,
+            demo_edit: args.demo_edit.unwrap_or(0),
+            demo_delay: Duration::from_millis(args.demo_delay_ms.unwrap_or(0)),
+            dry_run: args.dry_run,
+            limit: args.limit,
+            batch_size: limits.batch_size,
+            concurrency: limits.concurrency,
+            max_concurrency: limits.max_concurrency,
+            max_cooldown: limits.max_cooldown,
+            max_page_chars: limits.max_page_chars,
+            taxonomy_path: args
+                .taxonomy
+                .clone()
+                .or_else(|| get("TAG_SPACE_TAXONOMY").map(PathBuf::from)),
+            cache,
+            sync: args.sync,
+            reports,
+            format: reports::output_format(args.format),
+            no_color: get("NO_COLOR").is_some(),
+            log: log_settings(args),
+            wait_lock: args.wait_lock,
+            lock_dir: cache::lock_dir(&get),
+            warnings,
+        })
+    }
+}
+
+/// The log settings alone: flags only, so that logging can start before the rest of the
+/// configuration is read (and report its errors in the chosen format).
+pub fn log_settings(args: &Args) -> LogSettings {
+    LogSettings {
+        quiet: args.quiet,
+        verbose: args.verbose,
+        format: reports::log_format(args.log_format),
+    }
+}
+
+/// Only the state file's settings, for `tag-space cache ...`: reads the environment and the
+/// env file like [`Config::load`], but needs no Confluence or provider settings.
+pub fn cache_settings(args: &Args) -> Result<CacheSettings, ConfigError> {
+    let get = sources::trimmed(sources::process(args)?);
+    cache::cache_settings(args, &get)
+}
+
+impl Limits {
+    fn read(args: &Args, get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let batch_size = setting(
+            args.batch_size,
+            "--batch-size",
+            "TAG_SPACE_BATCH_SIZE",
+            get,
+            5,
+            1,
+            100,
+            "5",
+        )?;
+        let (concurrency, max_concurrency) = concurrency(args, get)?;
+        let max_cooldown_secs: u64 = setting(
+            None,
+            "",
+            "TAG_SPACE_MAX_COOLDOWN_SECS",
+            get,
+            60,
+            1,
+            86_400,
+            "60",
+        )?;
+        let max_page_chars: usize = setting(
+            None,
+            "",
+            "TAG_SPACE_MAX_PAGE_CHARS",
+            get,
+            8000,
+            200,
+            1_000_000,
+            "8000",
+        )?;
+        Ok(Limits {
+            batch_size,
+            concurrency,
+            max_concurrency,
+            max_cooldown: Duration::from_secs(max_cooldown_secs),
+            max_page_chars,
+        })
+    }
+}
+
+/// The starting LLM concurrency and its ceiling, which may not be below it.
+fn concurrency(
+    args: &Args,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<(usize, usize), ConfigError> {
+    let concurrency = setting(
+        args.concurrency,
+        "--concurrency",
+        "TAG_SPACE_AI_CONCURRENCY",
+        get,
+        3,
+        1,
+        64,
+        "3",
+    )?;
+    let max_concurrency = setting(
+        args.max_concurrency,
+        "--max-concurrency",
+        "TAG_SPACE_MAX_AI_CONCURRENCY",
+        get,
+        6,
+        1,
+        64,
+        "6",
+    )?;
+    if max_concurrency < concurrency {
+        return Err(ConfigError::Invalid {
+            name: "TAG_SPACE_MAX_AI_CONCURRENCY".into(),
+            value: max_concurrency.to_string(),
+            reason: format!("it is below the starting concurrency {concurrency}"),
+            example: "6",
+        });
+    }
+    Ok((concurrency, max_concurrency))
+}
+
+impl Target {
+    fn read(
+        args: &Args,
+        get: &impl Fn(&str) -> Option<String>,
+        rules: bool,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        if args.demo {
+            // The demo is offline by design: it never reads credentials or opens a socket.
+            return Ok(Target {
+                space: crate::demo::SPACE_KEY.to_string(),
+                confluence: None,
+                gemini: None,
+                openai: None,
+            });
+        }
+        let space = args.space.clone().ok_or(ConfigError::Missing {
+            name: "--space",
+            hint: "name the space to label, e.g. --space ENG (or try --demo)",
+        })?;
+        let confluence = confluence::confluence_settings(get, warnings)?;
+        let gemini = providers::gemini_settings(get, warnings)?;
+        let openai = providers::openai_settings(get, warnings)?;
+        if gemini.is_none() && openai.is_none() && !rules {
+            return Err(ConfigError::NoProvider);
+        }
+        Ok(Target {
+            space,
+            confluence: Some(confluence),
+            gemini,
+            openai,
+        })
+    }
+}
