@@ -311,6 +311,27 @@ impl<P: Provider> Governed<P> {
                 }
                 None
             }
+            Action::SlowDown { hint } => {
+                if core.pacer.on_slow_down(sent_at, tokens, now) {
+                    let limit = core.aimd.on_congestion();
+                    self.limiter.set_limit(limit);
+                    core.last_cut = Some(now);
+                    tracing::warn!(
+                        provider = name,
+                        concurrency = limit,
+                        rpm = core
+                            .pacer
+                            .rate_per_minute()
+                            .map(|r| (r * 10.0).round() / 10.0),
+                        "asked to slow down: lowering the pace"
+                    );
+                }
+                Some(hint.unwrap_or_else(|| {
+                    self.config
+                        .backoff
+                        .full_jitter(attempt - 1, self.config.jitter.sample())
+                }))
+            }
             Action::Backoff { hint } => {
                 core.pacer.on_error(sent_at, tokens);
                 if matches!(

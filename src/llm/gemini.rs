@@ -5,7 +5,8 @@
 //!
 //! | answer | kind |
 //! |---|---|
-//! | 429 with a `QuotaFailure` whose `quotaId` has `PerDay`, or a message with `limit: 0` | `QuotaExhausted` |
+//! | 429 with a `QuotaFailure` whose `quotaId` has `PerDay` | `QuotaExhausted`, the message naming the reset (midnight Pacific) |
+//! | 429 with a message with `limit: 0` | `QuotaExhausted` |
 //! | other 429 | `RateLimited`, wait from `RetryInfo.retryDelay`, else "retry in Xs", else `Retry-After` |
 //! | 400 "input token count ... exceeds", 413 | `TooLarge` |
 //! | 5xx | `Overloaded` |
@@ -483,6 +484,17 @@ pub(crate) fn classify_error(
     body: &str,
     key: Option<&Secret>,
 ) -> LlmError {
+    classify_error_at(status, headers, body, key, std::time::SystemTime::now())
+}
+
+/// [`classify_error`] at `now` (a daily quota's message names when it resets).
+fn classify_error_at(
+    status: u16,
+    headers: &HeaderMap,
+    body: &str,
+    key: Option<&Secret>,
+    now: std::time::SystemTime,
+) -> LlmError {
     let api = serde_json::from_str::<ErrorEnvelope>(body)
         .map(|e| e.error)
         .unwrap_or_default();
@@ -506,14 +518,12 @@ pub(crate) fn classify_error(
     let lower = message.to_lowercase();
     let kind = match status {
         429 => {
-            let per_day = of_type("QuotaFailure")
+            let per_day_id = of_type("QuotaFailure")
                 .filter_map(|d| d.get("violations").and_then(Value::as_array))
                 .flatten()
-                .any(|v| {
-                    v.get("quotaId")
-                        .and_then(Value::as_str)
-                        .is_some_and(|id| id.contains("PerDay"))
-                });
+                .filter_map(|v| v.get("quotaId").and_then(Value::as_str))
+                .find(|id| id.contains("PerDay"));
+            let per_day = per_day_id.is_some();
             // Older bodies: ErrorInfo with metadata.quota_limit "...RequestsPerDay...".
             let per_day_info = of_type("ErrorInfo").any(|d| {
                 d.get("metadata")
@@ -523,7 +533,24 @@ pub(crate) fn classify_error(
                             .any(|v| v.as_str().is_some_and(|s| s.contains("PerDay")))
                     })
             });
-            if per_day || per_day_info || has_limit_zero(&message) {
+            if per_day || per_day_info {
+                let reset = super::pacific::next_midnight(now);
+                let left = reset.duration_since(now).unwrap_or_default().as_secs();
+                let detail = format!(
+                    "daily quota {}used up until it resets at midnight Pacific, {} (in {}h {:02}m): {detail}",
+                    per_day_id.map(|id| format!("{id} ")).unwrap_or_default(),
+                    super::pacific::utc_minute(reset),
+                    left / 3600,
+                    left % 3600 / 60,
+                );
+                return wire::error(
+                    NAME,
+                    LlmErrorKind::QuotaExhausted,
+                    Some(status),
+                    &detail,
+                    key,
+                );
+            } else if has_limit_zero(&message) {
                 LlmErrorKind::QuotaExhausted
             } else {
                 let retry_info = of_type("RetryInfo").find_map(|d| {
@@ -587,6 +614,25 @@ mod tests {
                 {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaId": quota_id}]},
                 {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}]}})
         .to_string()
+    }
+
+    #[test]
+    fn a_daily_quota_is_exhausted_until_midnight_pacific_and_says_when() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        // 2026-12-02 01:30 UTC: 17:30 on December 1 in Pacific standard time.
+        let now = UNIX_EPOCH + Duration::from_secs(1_796_175_000);
+        let body = quota_429("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "1s");
+        let e = classify_error_at(429, &HeaderMap::new(), &body, None, now);
+        assert_eq!(e.kind, LlmErrorKind::QuotaExhausted);
+        assert!(e.is_provider_dead());
+        assert_eq!(
+            e.detail,
+            "daily quota GenerateRequestsPerDayPerProjectPerModel-FreeTier used up until it resets at midnight Pacific, 2026-12-02 08:00 UTC (in 6h 30m): RESOURCE_EXHAUSTED: You exceeded your current quota."
+        );
+        // A per-minute quota in the same shape stays a short rate limit.
+        let body = quota_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "1s");
+        let e = classify_error_at(429, &HeaderMap::new(), &body, None, SystemTime::now());
+        assert!(matches!(e.kind, LlmErrorKind::RateLimited { .. }));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod budget;
 mod error;
 pub mod gemini;
 pub mod openai;
+mod pacific;
 pub mod prompt;
 pub mod rules;
 pub mod schema;

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `insufficient_quota` (type or code) or a billing code, 402 | `QuotaExhausted` |
 //! | message "Request too large…", code `context_length_exceeded`, 413 | `TooLarge` |
+//! | code `slow_down` (429 or 503: traffic ramped up too fast) | `SlowDown`: lower the pace |
 //! | other 429 | `RateLimited`, wait from `retry-after-ms` / `retry-after`, else "try again in Xs", else the matching `x-ratelimit-reset-*` |
 //! | 5xx | `Overloaded` |
 //! | 401, 403 | `Auth` |
@@ -347,7 +348,7 @@ fn is_reasoning_model(model: &str) -> bool {
 }
 
 /// Reads `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`; a missing or unreadable
-/// header is `None`.
+/// header is `None`, and so is a negative one, or a whole bucket whose limit is `0` or `-1`.
 pub fn parse_rate_limits(headers: &HeaderMap) -> RateLimitHints {
     let get = |name: &str| {
         headers
@@ -355,15 +356,32 @@ pub fn parse_rate_limits(headers: &HeaderMap) -> RateLimitHints {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+    let num = |name: &str| get(name).and_then(|v| v.parse::<i64>().ok());
     let dur = |name: &str| get(name).and_then(parse_go_duration);
+    // Azure has sent `-1` and `0` as limits (openai-dotnet #838): a limit that is not
+    // positive says nothing, and neither do the remaining count and reset beside it.
+    let bucket = |kind: &str| {
+        let limit = num(&format!("x-ratelimit-limit-{kind}"));
+        let remaining = num(&format!("x-ratelimit-remaining-{kind}"));
+        let reset = dur(&format!("x-ratelimit-reset-{kind}"));
+        match limit {
+            Some(l) if l <= 0 => (None, None, None),
+            _ => (
+                limit.map(|l| l as u64),
+                remaining.and_then(|r| u64::try_from(r).ok()),
+                reset,
+            ),
+        }
+    };
+    let (limit_requests, remaining_requests, reset_requests) = bucket("requests");
+    let (limit_tokens, remaining_tokens, reset_tokens) = bucket("tokens");
     RateLimitHints {
-        limit_requests: num("x-ratelimit-limit-requests"),
-        limit_tokens: num("x-ratelimit-limit-tokens"),
-        remaining_requests: num("x-ratelimit-remaining-requests"),
-        remaining_tokens: num("x-ratelimit-remaining-tokens"),
-        reset_requests: dur("x-ratelimit-reset-requests"),
-        reset_tokens: dur("x-ratelimit-reset-tokens"),
+        limit_requests,
+        limit_tokens,
+        remaining_requests,
+        remaining_tokens,
+        reset_requests,
+        reset_tokens,
     }
 }
 
@@ -511,6 +529,10 @@ pub(crate) fn classify_error(
         || status == 413
     {
         LlmErrorKind::TooLarge
+    } else if code == "slow_down" {
+        LlmErrorKind::SlowDown {
+            retry_after: crate::http::retry_after(headers),
+        }
     } else {
         match status {
             429 => {
@@ -616,6 +638,92 @@ mod tests {
                 retry_after: Some(Duration::from_secs(360))
             }
         );
+    }
+
+    #[test]
+    fn every_billing_code_kills_the_provider_for_the_run() {
+        for code in QUOTA_CODES {
+            for error_type in ["insufficient_quota", "billing", ""] {
+                let e = classify_error(
+                    429,
+                    &HeaderMap::new(),
+                    &err("You exceeded your current quota", error_type, code).to_string(),
+                    None,
+                );
+                assert_eq!(e.kind, LlmErrorKind::QuotaExhausted, "{code} {error_type}");
+                assert!(e.is_provider_dead() && !e.is_retryable(), "{code}");
+            }
+        }
+        // The type alone is enough, whatever the code.
+        assert_eq!(
+            kind(
+                429,
+                &err("Spend limit", "insufficient_quota", "some_new_limit")
+            ),
+            LlmErrorKind::QuotaExhausted
+        );
+    }
+
+    #[test]
+    fn slow_down_lowers_the_pace_instead_of_a_plain_cooldown() {
+        let body = err(
+            "A sudden increase in your request rate is impacting service reliability. Please reduce your request rate.",
+            "rate_limit_error",
+            "slow_down",
+        );
+        for status in [429, 503] {
+            assert_eq!(
+                kind(status, &body),
+                LlmErrorKind::SlowDown { retry_after: None }
+            );
+        }
+        let h = headers(&[("retry-after", "2")]);
+        let e = classify_error(503, &h, &body.to_string(), None);
+        assert_eq!(
+            e.kind,
+            LlmErrorKind::SlowDown {
+                retry_after: Some(Duration::from_secs(2))
+            }
+        );
+        assert!(e.is_retryable() && !e.is_provider_dead());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "openai: asked to slow down (HTTP 503): slow_down: {}",
+                body["error"]["message"].as_str().unwrap()
+            )
+        );
+    }
+
+    #[test]
+    fn rate_limit_headers_of_minus_one_or_zero_are_unknown() {
+        // Azure (openai-dotnet #838): -1 and 0 with no retry-after.
+        let h = headers(&[
+            ("x-ratelimit-limit-requests", "-1"),
+            ("x-ratelimit-remaining-requests", "-1"),
+            ("x-ratelimit-reset-requests", "0s"),
+            ("x-ratelimit-limit-tokens", "0"),
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "0s"),
+        ]);
+        assert_eq!(parse_rate_limits(&h), RateLimitHints::default());
+        let body = err("Rate limit reached.", "", "rate_limit_exceeded").to_string();
+        assert_eq!(
+            classify_error(429, &h, &body, None).kind,
+            LlmErrorKind::RateLimited { retry_after: None }
+        );
+        // A real limit keeps its remaining count, even 0; a negative remaining is unknown.
+        let h = headers(&[
+            ("x-ratelimit-limit-requests", "60"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-limit-tokens", "150000"),
+            ("x-ratelimit-remaining-tokens", "-1"),
+        ]);
+        let hints = parse_rate_limits(&h);
+        assert_eq!(hints.limit_requests, Some(60));
+        assert_eq!(hints.remaining_requests, Some(0));
+        assert_eq!(hints.limit_tokens, Some(150_000));
+        assert_eq!(hints.remaining_tokens, None);
     }
 
     #[test]
