@@ -23,6 +23,10 @@
 //! lost is `additionalProperties`; Gemini's decoder only writes declared properties anyway,
 //! and validation ignores unknown ids.
 //!
+//! An endpoint that refuses `responseJsonSchema` (an older proxy or gateway: "Unknown name
+//! \"responseJsonSchema\"") moves this client down to `responseSchema` by the same ladder as
+//! the OpenAI-compatible servers ([`super::structured`]); the rung is kept in the state file.
+//!
 //! `maxOutputTokens` is the batch's output budget ([`budget::answer_tokens`]) plus the model's
 //! thinking allowance ([`thinking_allowance`]), capped at the configured ceiling.
 
