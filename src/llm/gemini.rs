@@ -120,11 +120,9 @@ impl GeminiProvider {
             settings.base_url.trim_end_matches('/')
         );
         let system = prompt::system_instruction(&taxonomy);
-        let ladder = Arc::new(Ladder::new(
-            GEMINI_RUNGS,
-            schema_field(&settings.model).rung(),
-            false,
-        ));
+        let ladder = Arc::new(
+            Ladder::new(GEMINI_RUNGS, schema_field(&settings.model).rung(), false).refusals_only(),
+        );
         Ok(Self {
             http,
             settings,

@@ -64,6 +64,8 @@ impl std::str::FromStr for StructuredMode {
 #[derive(Debug)]
 pub struct Ladder {
     rungs: &'static [&'static str],
+    /// Answers that ignore the schema move it down (false: only refusals do).
+    steps_on_ignored: bool,
     state: Mutex<State>,
 }
 
@@ -81,6 +83,7 @@ impl Ladder {
     pub fn new(rungs: &'static [&'static str], start: usize, forced: bool) -> Self {
         Self {
             rungs,
+            steps_on_ignored: true,
             state: Mutex::new(State {
                 at: start.min(rungs.len() - 1),
                 forced,
@@ -88,6 +91,14 @@ impl Ladder {
                 strikes: 0,
             }),
         }
+    }
+
+    /// Only a refused format moves this ladder, never an answer: for Gemini, which refuses
+    /// a field it does not know rather than ignoring it, so that an answer that ignores the
+    /// schema is the model's error, not the form's.
+    pub fn refusals_only(mut self) -> Self {
+        self.steps_on_ignored = false;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -180,6 +191,9 @@ impl Ladder {
     pub fn on_ignored(&self, rung: usize, provider: &str, why: &str) -> bool {
         {
             let mut s = self.lock();
+            if !self.steps_on_ignored {
+                return false;
+            }
             if s.forced || s.at < rung || rung + 1 >= self.rungs.len() {
                 return s.at > rung;
             }
@@ -395,6 +409,11 @@ mod tests {
         assert!(!l.on_ignored(1, "openai", "prose"));
         assert!(l.on_ignored(1, "openai", "prose"));
         assert_eq!(l.current_name(), "prompt");
+        assert!(
+            !Ladder::new(GEMINI_RUNGS, 0, false)
+                .refusals_only()
+                .on_ignored(0, "gemini", "prose")
+        );
         // The bottom never moves; a stale call from a higher rung asks again below.
         assert!(!l.on_ignored(2, "openai", "prose"));
         assert!(l.on_ignored(0, "openai", "prose"));
