@@ -143,16 +143,6 @@ async fn execute<S: PageSource>(
 ) -> anyhow::Result<RunReport> {
     let progress = &session.progress;
     let started = Instant::now();
-    // Every page of a request repeats every tag in the schema; keep the schema inside what
-    // providers accept.
-    let schema_cap = crate::llm::prompt::max_pages_per_request(taxonomy);
-    if config.batch_size > schema_cap {
-        report::warning_line(&format!(
-            "batch size {} lowered to {schema_cap}: with {} tags a larger request's schema is too big for the providers",
-            config.batch_size,
-            taxonomy.tag_names().count()
-        ));
-    }
     let state = state::open(config, taxonomy)?;
     if let Some(state) = &state {
         state::resume_rungs(chain, state);
@@ -162,46 +152,23 @@ async fn execute<S: PageSource>(
     let llm = OutageWatch::new(chain, stop.clone());
     let opts = RunOptions {
         state: state.clone(),
-        sync: config.sync,
-        space: config.space.clone(),
-        dry_run: config.dry_run,
-        limit: config.limit,
-        batch_size: config.batch_size.min(schema_cap),
-        max_batch_chars: MAX_BATCH_CHARS,
-        max_page_chars: config.max_page_chars,
-        // Twice the governor's ceiling: the governor, not the pipeline, limits requests.
-        max_in_flight: config.max_concurrency * 2,
-        grace: INTERRUPT_GRACE,
+        batch_size: batch_size(config, taxonomy),
         cancel: stop,
-        listed: progress.listed_counter(),
-        total: progress.total_cell(),
+        // The pipeline and the providers tell one stream; the bar and the report follow it.
+        events: chain.events().clone(),
+        ..run_options(config)
     };
-    let mut run_report = RunReport::new(
-        RunInfo::new(
-            &config.space,
-            if config.sync { Mode::Sync } else { Mode::Add },
-            config.dry_run,
-            SystemTime::now(),
-        ),
-        report_settings(config, taxonomy.fingerprint()),
-    );
-    if config.reports.is_empty() && config.format == OutputFormat::Table {
-        // Only the table is wanted: keep counts, not a record per page.
-        run_report = run_report.counts_only();
-    }
-    let page_lines = config.format == OutputFormat::Table;
-    progress.start(!config.log.quiet, !config.no_color);
-    let run = pipeline::run(source, &llm, taxonomy, &opts, |outcome| {
-        progress.page_done();
-        run_report.record(&outcome);
-        if page_lines && (!config.log.quiet || outcome.status == pipeline::Status::Failed) {
-            report::print_page_line(&outcome, config.dry_run);
-        }
-    });
-    let listed = tokio::select! {
-        listed = run => listed,
-        never = tick_progress(progress, chain) => match never {},
-    };
+    let mut run_report = new_report(config, taxonomy);
+    let listed = follow_run(
+        config,
+        source,
+        &llm,
+        taxonomy,
+        &opts,
+        progress,
+        &mut run_report,
+    )
+    .await;
     if let Some(state) = &state {
         state::remember_rungs(chain, state);
     }
@@ -210,29 +177,14 @@ async fn execute<S: PageSource>(
             .providers()
             .iter()
             .map(|p| {
-                let mut m = provider_metrics(&p.stats(), config);
+                let mut m = provider_metrics(p.stats(), config);
                 m.structured_output = p.inner().ladder().map(|l| l.current_name().to_string());
                 m
             })
             .collect(),
     );
-    run_report.set_pages_listed(opts.listed.load(std::sync::atomic::Ordering::Relaxed));
-    // The user's stop wins (exit 130): what failed after it may be the stop's doing.
-    let failure: Option<anyhow::Error> = if session.cancel.is_cancelled() {
-        None
-    } else if let Err(e) = listed {
-        Some(
-            anyhow::Error::new(e)
-                .context(format!("the run over space {} stopped early", config.space)),
-        )
-    } else {
-        llm.outage().map(|o| anyhow::anyhow!("{}", o.lines()))
-    };
-    let status = match (&failure, session.cancel.is_cancelled()) {
-        (_, true) => RunStatus::Interrupted,
-        (Some(_), false) => RunStatus::Failed,
-        (None, false) => RunStatus::Finished,
-    };
+    run_report.set_pages_listed(progress.pages_taken());
+    let (failure, status) = ending(session.cancel.is_cancelled(), listed, &llm, &config.space);
     run_report.set_end(status, failure.as_ref().map(one_line));
     if let Some(state) = &state {
         run_report.set_cache(state::metrics(state));
@@ -242,22 +194,7 @@ async fn execute<S: PageSource>(
     let written = write_reports(config.format, config.no_color, &config.reports, &run_report);
     let failure = failure.or(written.err());
     if let Some(state) = &state {
-        let end = match &failure {
-            Some(e) => RunEnd {
-                status: cache::RunStatus::Failed,
-                error: Some(one_line(e)),
-                exit_code: 2,
-            },
-            None => RunEnd {
-                status: match status {
-                    RunStatus::Interrupted => cache::RunStatus::Interrupted,
-                    _ => cache::RunStatus::Finished,
-                },
-                error: None,
-                exit_code: exit_code(status, run_report.counts().failed),
-            },
-        };
-        record_end(state, &end);
+        record_end(state, &run_end(failure.as_ref(), &run_report));
     }
     if session.cancel.is_cancelled() {
         report::warning_line(
@@ -270,49 +207,132 @@ async fn execute<S: PageSource>(
     }
 }
 
-/// The governor's figures for one provider, as the reports show them.
-fn provider_metrics(s: &ProviderStats, config: &Config) -> ProviderMetrics {
+/// Why the run failed, if it did, and how it ended. The user's stop wins (exit 130): what
+/// failed after it may be the stop's doing.
+fn ending(
+    cancelled: bool,
+    listed: Result<u64, crate::confluence::ConfluenceError>,
+    llm: &OutageWatch<'_, AnyProvider>,
+    space: &str,
+) -> (Option<anyhow::Error>, RunStatus) {
+    let failure: Option<anyhow::Error> = if cancelled {
+        None
+    } else if let Err(e) = listed {
+        Some(anyhow::Error::new(e).context(format!("the run over space {space} stopped early")))
+    } else {
+        llm.outage().map(|o| anyhow::anyhow!("{}", o.lines()))
+    };
+    let status = match (&failure, cancelled) {
+        (_, true) => RunStatus::Interrupted,
+        (Some(_), false) => RunStatus::Failed,
+        (None, false) => RunStatus::Finished,
+    };
+    (failure, status)
+}
+
+/// Runs the pipeline: each outcome goes into the report (and, for the table, a page line);
+/// the progress bar follows the run's events meanwhile, and has seen all of them after.
+async fn follow_run<S: PageSource>(
+    config: &Config,
+    source: &S,
+    llm: &OutageWatch<'_, AnyProvider>,
+    taxonomy: &Taxonomy,
+    opts: &RunOptions,
+    progress: &Progress,
+    run_report: &mut RunReport,
+) -> Result<u64, crate::confluence::ConfluenceError> {
+    let mut events = opts.events.subscribe();
+    let page_lines = config.format == OutputFormat::Table;
+    progress.start(!config.log.quiet, !config.no_color);
+    let run = pipeline::run(source, llm, taxonomy, opts, |outcome| {
+        run_report.record(&outcome);
+        if page_lines && (!config.log.quiet || outcome.status == pipeline::Status::Failed) {
+            report::print_page_line(&outcome, config.dry_run);
+        }
+    });
+    let listed = tokio::select! {
+        listed = run => listed,
+        never = progress.follow(&mut events) => match never {},
+    };
+    progress.drain(&mut events);
+    listed
+}
+
+/// The batch size: the configured one, lowered (with a warning) so that a request's schema
+/// stays inside what providers accept (every page of a request repeats every tag in it).
+fn batch_size(config: &Config, taxonomy: &Taxonomy) -> usize {
+    let schema_cap = crate::llm::prompt::max_pages_per_request(taxonomy);
+    if config.batch_size > schema_cap {
+        report::warning_line(&format!(
+            "batch size {} lowered to {schema_cap}: with {} tags a larger request's schema is too big for the providers",
+            config.batch_size,
+            taxonomy.tag_names().count()
+        ));
+    }
+    config.batch_size.min(schema_cap)
+}
+
+/// What the configuration says of the run; the caller adds the state, the batch size, the
+/// cancellation token and the event sink.
+fn run_options(config: &Config) -> RunOptions {
+    RunOptions {
+        sync: config.sync,
+        space: config.space.clone(),
+        dry_run: config.dry_run,
+        limit: config.limit,
+        max_batch_chars: MAX_BATCH_CHARS,
+        max_page_chars: config.max_page_chars,
+        // Twice the governor's ceiling: the governor, not the pipeline, limits requests.
+        max_in_flight: config.max_concurrency * 2,
+        grace: INTERRUPT_GRACE,
+        ..RunOptions::default()
+    }
+}
+
+/// The report of a run starting now.
+fn new_report(config: &Config, taxonomy: &Taxonomy) -> RunReport {
+    let run_report = RunReport::new(
+        RunInfo::new(
+            &config.space,
+            if config.sync { Mode::Sync } else { Mode::Add },
+            config.dry_run,
+            SystemTime::now(),
+        ),
+        report_settings(config, taxonomy.fingerprint()),
+    );
+    if config.reports.is_empty() && config.format == OutputFormat::Table {
+        // Only the table is wanted: keep counts, not a record per page.
+        return run_report.counts_only();
+    }
+    run_report
+}
+
+/// How the run ended, for the state file's run history.
+fn run_end(failure: Option<&anyhow::Error>, run_report: &RunReport) -> RunEnd {
+    let status = run_report.run().status;
+    match failure {
+        Some(e) => RunEnd {
+            status: cache::RunStatus::Failed,
+            error: Some(one_line(e)),
+            exit_code: 2,
+        },
+        None => RunEnd {
+            status: match status {
+                RunStatus::Interrupted => cache::RunStatus::Interrupted,
+                _ => cache::RunStatus::Finished,
+            },
+            error: None,
+            exit_code: exit_code(status, run_report.counts().failed),
+        },
+    }
+}
+
+/// The governor's figures for one provider, with the model it was asked for.
+fn provider_metrics(s: ProviderStats, config: &Config) -> ProviderMetrics {
     let model = match s.provider {
         "gemini" => config.gemini.as_ref().map(|p| p.model.clone()),
         "openai" => config.openai.as_ref().map(|p| p.model.clone()),
         _ => None,
     };
-    let mut m = ProviderMetrics::new(s.provider, model);
-    m.calls = s.calls;
-    m.successes = s.successes;
-    m.failures = s
-        .failures
-        .iter()
-        .map(|(k, v)| (k.to_string(), *v))
-        .collect();
-    m.rate_limited = s.rate_limited;
-    m.retries = s.retries;
-    m.budget_exhausted = s.budget_exhausted;
-    m.splits = s.splits;
-    m.fallbacks = s.fallbacks;
-    m.skipped = s.skipped;
-    m.tokens_in = s.tokens_in;
-    m.tokens_out = s.tokens_out;
-    m.tokens_cached = s.tokens_cached;
-    m.concurrency_limit = s.concurrency_limit;
-    m.paced_rpm = s.paced_rpm;
-    m.unavailable = s.unavailable.clone();
-    m.set_latencies(&s.latencies);
-    for (reason, w) in &s.waits {
-        if let Ok(wait) = reason.as_str().parse() {
-            m.add_wait(wait, w.count, w.total);
-        }
-    }
-    m
-}
-
-/// Redraws the progress line from the providers' counters, until dropped.
-async fn tick_progress(
-    progress: &Progress,
-    chain: &Chain<AnyProvider>,
-) -> std::convert::Infallible {
-    loop {
-        progress.update(&chain.stats());
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    ProviderMetrics::from_stats(s, model)
 }

@@ -1,18 +1,32 @@
 //! The micro-batcher: packs pages into batches of at most `max_pages` pages and at most
 //! `max_chars` characters of text, so one request never outgrows the prompt budget. Pure and
 //! synchronous; the pipeline decides when to flush.
+//!
+//! Generic over what travels in a batch, so that the pipeline's pages carry their metadata
+//! along with their text: a batch comes out as the very items that went in.
 
 use crate::llm::PageText;
 
+/// Something a batch holds: its size in characters is what the budget counts.
+pub trait BatchItem {
+    fn chars(&self) -> usize;
+}
+
+impl BatchItem for PageText {
+    fn chars(&self) -> usize {
+        self.title.chars().count() + self.text.chars().count()
+    }
+}
+
 #[derive(Debug)]
-pub struct Batcher {
+pub struct Batcher<T> {
     max_pages: usize,
     max_chars: usize,
-    pending: Vec<PageText>,
+    pending: Vec<T>,
     chars: usize,
 }
 
-impl Batcher {
+impl<T: BatchItem> Batcher<T> {
     /// `max_pages` and `max_chars` are at least 1.
     pub fn new(max_pages: usize, max_chars: usize) -> Self {
         Self {
@@ -27,8 +41,8 @@ impl Batcher {
     /// overflow the character budget (the page then starts the next batch), or the pending
     /// pages including this one when they reach `max_pages`. A page larger than the whole
     /// budget travels alone.
-    pub fn push(&mut self, page: PageText) -> Option<Vec<PageText>> {
-        let size = Self::size(&page);
+    pub fn push(&mut self, page: T) -> Option<Vec<T>> {
+        let size = page.chars();
         let overflow = !self.pending.is_empty() && self.chars + size > self.max_chars;
         let ready = if overflow { self.take() } else { None };
         self.chars += size;
@@ -42,17 +56,22 @@ impl Batcher {
     }
 
     /// The pending pages, if any, as a last partial batch.
-    pub fn flush(&mut self) -> Option<Vec<PageText>> {
+    pub fn flush(&mut self) -> Option<Vec<T>> {
         self.take()
     }
 
-    fn take(&mut self) -> Option<Vec<PageText>> {
-        self.chars = 0;
-        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
+    /// Items waiting for their batch.
+    pub fn len(&self) -> usize {
+        self.pending.len()
     }
 
-    fn size(page: &PageText) -> usize {
-        page.title.chars().count() + page.text.chars().count()
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn take(&mut self) -> Option<Vec<T>> {
+        self.chars = 0;
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
     }
 }
 

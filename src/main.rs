@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     let progress = Progress::new();
     progress.install();
     // Before the rest of the configuration, whose errors then come in the chosen format.
-    report::logging::init(&config::log_settings(&args), Some(progress.layer()));
+    report::logging::init(&config::log_settings(&args));
     let config = match Config::load(&args) {
         Ok(config) => config,
         Err(e) => return fail(&e.into()),

@@ -2,6 +2,7 @@
 
 use super::governed::Governed;
 use super::stats::ProviderStats;
+use crate::events::EventSink;
 use crate::llm::{Answer, LlmError, PageText, Provider};
 
 /// Governed providers, primary first. A provider that is unavailable (quota gone, key
@@ -10,14 +11,34 @@ use crate::llm::{Answer, LlmError, PageText, Provider};
 /// (after its own retries) sends the batch on too. Each hand-over is counted and logged.
 pub struct Chain<P> {
     providers: Vec<Governed<P>>,
+    events: EventSink,
 }
 
 impl<P: Provider> Chain<P> {
+    /// The providers all tell their events to one new sink, [`Chain::events`].
+    ///
     /// # Panics
     /// If `providers` is empty.
     pub fn new(providers: Vec<Governed<P>>) -> Self {
+        Self::with_events(providers, EventSink::none())
+    }
+
+    /// [`Chain::new`], telling the providers' events to `events` (e.g. a service's sink that
+    /// several runs share with this chain).
+    ///
+    /// # Panics
+    /// If `providers` is empty.
+    pub fn with_events(mut providers: Vec<Governed<P>>, events: EventSink) -> Self {
         assert!(!providers.is_empty(), "a chain needs at least one provider");
-        Self { providers }
+        for p in &mut providers {
+            p.set_events(events.clone());
+        }
+        Self { providers, events }
+    }
+
+    /// Where the providers tell their waits, retries, fallbacks and unavailability.
+    pub fn events(&self) -> &EventSink {
+        &self.events
     }
 
     pub fn providers(&self) -> &[Governed<P>] {
@@ -54,7 +75,7 @@ impl<P: Provider> Provider for Chain<P> {
             let Some(next) = providers.peek() else {
                 return Err(err);
             };
-            p.record_fallback();
+            p.record_fallback(next.name(), batch.len());
             tracing::warn!(from = p.name(), to = next.name(), error = %err, pages = batch.len(), "falling back");
         }
         unreachable!("the chain is never empty")

@@ -8,14 +8,17 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until};
 
-use super::action::{Action, action};
 use super::budget::RetryBudget;
 use super::circuit::{Admit, Circuit, Unavailable};
 use super::concurrency::{Aimd, Limiter};
 use super::config::GovernorConfig;
-use super::pacer::{Pacer, Step};
+use super::pacer::Pacer;
 use super::stats::{ProviderStats, WaitReason};
+use crate::events::{Event, EventSink};
 use crate::llm::{Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, Usage};
+
+mod call;
+mod failure;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -26,6 +29,8 @@ pub struct Governed<P> {
     config: GovernorConfig,
     limiter: Limiter,
     core: Mutex<Core>,
+    /// Where waits, retries and unavailability are told ([`crate::events`]).
+    events: EventSink,
 }
 
 struct Core {
@@ -39,6 +44,8 @@ struct Core {
     last_cut: Option<Instant>,
     /// The last error a call returned, for saying why the provider is down.
     last_error: Option<LlmError>,
+    /// The paced rate last told as an [`Event::Pacing`], rounded to whole requests a minute.
+    told_rpm: Option<f64>,
 }
 
 /// What a batch does after a failed call.
@@ -49,14 +56,17 @@ enum Next {
     Retry(Option<Duration>),
 }
 
+/// A call that failed, with what the pacer needs to book it.
+struct Failure {
+    err: LlmError,
+    sent_at: Instant,
+    tokens: f64,
+}
+
 /// How one attempt ended.
 enum Attempt {
     Answered(Answer),
-    Failed {
-        err: LlmError,
-        sent_at: Instant,
-        tokens: f64,
-    },
+    Failed(Failure),
     /// Not sent: the provider became unavailable while this request waited.
     Refused(LlmError),
 }
@@ -72,6 +82,7 @@ impl<P: Provider> Governed<P> {
             stats: ProviderStats::new(inner.name()),
             last_cut: None,
             last_error: None,
+            told_rpm: None,
         };
         let limiter = Limiter::new(core.aimd.limit());
         Self {
@@ -79,7 +90,18 @@ impl<P: Provider> Governed<P> {
             config,
             limiter,
             core: Mutex::new(core),
+            events: EventSink::none(),
         }
+    }
+
+    /// Tells this governor's events to `events` (a [`super::Chain`] gives all its providers
+    /// one sink).
+    pub fn set_events(&mut self, events: EventSink) {
+        self.events = events;
+    }
+
+    pub fn events(&self) -> &EventSink {
+        &self.events
     }
 
     pub fn inner(&self) -> &P {
@@ -141,9 +163,33 @@ impl<P: Provider> Governed<P> {
         })
     }
 
-    /// The chain handed a batch this provider failed (or refused) to the next provider.
-    pub fn record_fallback(&self) {
+    /// The chain handed a batch of `pages` this provider failed (or refused) to `to`.
+    pub fn record_fallback(&self, to: &'static str, pages: usize) {
         self.lock().stats.fallbacks += 1;
+        self.events.emit(Event::Fallback {
+            from: self.inner.name(),
+            to,
+            pages,
+        });
+    }
+
+    /// Tells that a request waits for `reason` (until `until`, when known).
+    fn tell_wait(&self, reason: WaitReason, until: Option<Instant>) {
+        self.events.emit(Event::Wait {
+            provider: self.inner.name(),
+            reason,
+            until,
+        });
+    }
+
+    /// Tells that the provider became unavailable, if it did.
+    fn tell_unavailable(&self, core: &Core, now: Instant) {
+        if let Some(why) = core.circuit.peek(now) {
+            self.events.emit(Event::Unavailable {
+                provider: self.inner.name(),
+                reason: describe(why, now),
+            });
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
@@ -217,26 +263,22 @@ impl<P: Provider> Governed<P> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let (err, sent_at, tokens) = match self.attempt(batch, chars, cap, probe).await {
+            let failure = match self.attempt(batch, chars, cap, probe).await {
                 Attempt::Answered(a) => return Ok(a),
                 Attempt::Refused(err) => return Err(err),
-                Attempt::Failed {
-                    err,
-                    sent_at,
-                    tokens,
-                } => (err, sent_at, tokens),
+                Attempt::Failed(failure) => failure,
             };
             // Cut off at the cap: once, ask again with twice the cap before splitting.
-            if err.kind == LlmErrorKind::Truncated && !widened {
+            if failure.err.kind == LlmErrorKind::Truncated && !widened {
                 if let Some(wider) = budget.and_then(OutputBudget::widened) {
                     widened = true;
-                    self.on_truncated(&err, sent_at, tokens, wider);
+                    self.on_truncated(&failure, wider);
                     cap = Some(wider);
                     continue;
                 }
             }
             let now = Instant::now();
-            match self.after_failure(err, sent_at, tokens, batch.len(), attempt, probe, now) {
+            match self.after_failure(failure, batch.len(), attempt, probe, now) {
                 Next::Return(err) => return Err(err),
                 Next::Split => {
                     tracing::warn!(
@@ -250,6 +292,7 @@ impl<P: Provider> Governed<P> {
                 }
                 Next::Retry(wait) => {
                     if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+                        self.tell_wait(WaitReason::Backoff5xx, Some(now + wait));
                         sleep_until(now + wait).await;
                         self.lock().stats.record_wait(WaitReason::Backoff5xx, wait);
                     }
@@ -260,229 +303,14 @@ impl<P: Provider> Governed<P> {
 
     /// Books a truncated answer that will be asked again with `wider` as the output cap. It
     /// spends no retry budget: it happens at most once per batch, and only after an answer.
-    fn on_truncated(&self, err: &LlmError, sent_at: Instant, tokens: f64, wider: u32) {
-        let mut core = self.lock();
+    fn on_truncated(&self, f: &Failure, wider: u32) {
+        let (err, mut core) = (&f.err, self.lock());
         core.stats.record_failure(err.kind);
-        core.pacer.on_error(sent_at, tokens);
+        core.pacer.on_error(f.sent_at, f.tokens);
         core.circuit.on_success(); // it answered: the provider is alive
         core.stats.retries += 1;
         core.stats.truncation_retries += 1;
         tracing::warn!(provider = self.inner.name(), max_output_tokens = wider, error = %err, "answer cut off: asking again with twice the output cap");
-    }
-
-    /// Books a failed call and decides what comes next (synchronously, under the lock).
-    #[allow(clippy::too_many_arguments)]
-    fn after_failure(
-        &self,
-        err: LlmError,
-        sent_at: Instant,
-        tokens: f64,
-        batch_len: usize,
-        attempt: u32,
-        probe: bool,
-        now: Instant,
-    ) -> Next {
-        let name = self.inner.name();
-        let mut core = self.lock();
-        core.stats.record_failure(err.kind);
-        core.last_error = Some(err.clone());
-        let backoff_wait = match action(err.kind, batch_len, self.config.max_cooldown) {
-            Action::CoolDown { hint } => {
-                let n = core.pacer.consecutive_429s();
-                let wait = hint.unwrap_or_else(|| {
-                    self.config
-                        .backoff
-                        .full_jitter(n, self.config.jitter.sample())
-                });
-                if core.pacer.on_rate_limited(sent_at, tokens, wait, now) {
-                    let limit = core.aimd.on_congestion();
-                    self.limiter.set_limit(limit);
-                    core.last_cut = Some(now);
-                    tracing::warn!(
-                        provider = name,
-                        wait_ms = wait.as_millis() as u64,
-                        concurrency = limit,
-                        rpm = core
-                            .pacer
-                            .rate_per_minute()
-                            .map(|r| (r * 10.0).round() / 10.0),
-                        "rate limited: pausing the provider"
-                    );
-                }
-                None
-            }
-            Action::SlowDown { hint } => {
-                if core.pacer.on_slow_down(sent_at, tokens, now) {
-                    let limit = core.aimd.on_congestion();
-                    self.limiter.set_limit(limit);
-                    core.last_cut = Some(now);
-                    tracing::warn!(
-                        provider = name,
-                        concurrency = limit,
-                        rpm = core
-                            .pacer
-                            .rate_per_minute()
-                            .map(|r| (r * 10.0).round() / 10.0),
-                        "asked to slow down: lowering the pace"
-                    );
-                }
-                Some(hint.unwrap_or_else(|| {
-                    self.config
-                        .backoff
-                        .full_jitter(attempt - 1, self.config.jitter.sample())
-                }))
-            }
-            Action::Backoff { hint } => {
-                core.pacer.on_error(sent_at, tokens);
-                if matches!(
-                    err.kind,
-                    LlmErrorKind::Overloaded { .. } | LlmErrorKind::Timeout
-                ) && core.last_cut.is_none_or(|c| sent_at > c)
-                {
-                    let limit = core.aimd.on_congestion();
-                    self.limiter.set_limit(limit);
-                    core.last_cut = Some(now);
-                }
-                Some(hint.unwrap_or_else(|| {
-                    self.config
-                        .backoff
-                        .full_jitter(attempt - 1, self.config.jitter.sample())
-                }))
-            }
-            Action::Unavailable { wait } => {
-                core.pacer.on_error(sent_at, tokens);
-                core.circuit.open_until(now + wait);
-                tracing::warn!(
-                    provider = name,
-                    wait_s = wait.as_secs_f64(),
-                    ceiling_s = self.config.max_cooldown.as_secs_f64(),
-                    "provider asked for a wait above the ceiling: unavailable until then"
-                );
-                return Next::Return(err);
-            }
-            Action::Dead { quota } => {
-                core.pacer.on_error(sent_at, tokens);
-                core.circuit.kill(quota);
-                tracing::warn!(provider = name, error = %err, "provider unavailable for the rest of the run");
-                return Next::Return(err);
-            }
-            Action::Split => {
-                core.pacer.on_error(sent_at, tokens);
-                core.circuit.on_success(); // it answered: the provider is alive
-                core.stats.splits += 1;
-                return Next::Split;
-            }
-            Action::Fail => {
-                core.pacer.on_error(sent_at, tokens);
-                if probe {
-                    core.circuit.on_success();
-                }
-                return Next::Return(err);
-            }
-        };
-        if attempt >= self.config.max_attempts || !core.budget.try_withdraw() {
-            if attempt < self.config.max_attempts {
-                core.stats.budget_exhausted += 1;
-                tracing::warn!(provider = name, error = %err, "retry budget spent: not retrying");
-            }
-            if core.circuit.on_failure(now) {
-                tracing::warn!(provider = name, error = %err, probe_after_s = self.config.probe_after.as_secs_f64(), "provider failing repeatedly: skipping it until a probe");
-            }
-            return Next::Return(err);
-        }
-        core.stats.retries += 1;
-        // One line per retry at the default level: a person watching a slow run sees why.
-        tracing::warn!(provider = name, attempt, error = %err, "retrying");
-        Next::Retry(backoff_wait)
-    }
-
-    /// Waits for a slot, the cooldown and the quota, then makes one call.
-    /// `cap`: the output cap to ask for (`None`: the provider sends none of its own).
-    async fn attempt(
-        &self,
-        batch: &[PageText],
-        chars: usize,
-        cap: Option<u32>,
-        probe: bool,
-    ) -> Attempt {
-        let start = Instant::now();
-        let permit = match self.limiter.try_acquire() {
-            Some(p) => p,
-            None => {
-                let p = self.limiter.acquire().await;
-                self.lock()
-                    .stats
-                    .record_wait(WaitReason::Concurrency, start.elapsed());
-                p
-            }
-        };
-        let tokens = self
-            .lock()
-            .pacer
-            .estimate_tokens(chars, cap.unwrap_or(self.config.max_output_tokens));
-        let mut reservation = None;
-        let sent_at = loop {
-            let now = Instant::now();
-            let step = {
-                let mut core = self.lock();
-                match core.circuit.peek(now) {
-                    Some(why @ (Unavailable::Dead { .. } | Unavailable::Open { .. })) if !probe => {
-                        core.stats.skipped += 1;
-                        return Attempt::Refused(self.unavailable_error(why, now));
-                    }
-                    _ => {}
-                }
-                let step = core.pacer.next_step(&mut reservation, tokens, now);
-                if step == Step::Go {
-                    core.stats.calls += 1;
-                }
-                step
-            };
-            match step {
-                Step::Go => break now,
-                Step::Wait(until, reason) => {
-                    sleep_until(until).await;
-                    self.lock().stats.record_wait(reason, until - now);
-                }
-            }
-        };
-        let result = match cap {
-            Some(cap) => self.inner.classify_capped(batch, cap).await,
-            None => self.inner.classify(batch).await,
-        };
-        let now = Instant::now();
-        let mut core = self.lock();
-        core.stats.latencies.push(now - sent_at);
-        match result {
-            Ok(answer) => {
-                core.pacer.on_success(
-                    sent_at,
-                    tokens,
-                    chars,
-                    answer.usage,
-                    &answer.rate_limits,
-                    now,
-                );
-                core.circuit.on_success();
-                core.stats.successes += 1;
-                if let Some(u) = answer.usage {
-                    core.stats.tokens_in += u.input_tokens;
-                    core.stats.tokens_cached += u.cached_input_tokens;
-                    core.stats.tokens_out += u.output_tokens;
-                }
-                if core.last_cut.is_none_or(|c| sent_at > c) {
-                    let limit = core.aimd.on_success();
-                    self.limiter.set_limit(limit);
-                }
-                drop(permit);
-                Attempt::Answered(answer)
-            }
-            Err(err) => Attempt::Failed {
-                err,
-                sent_at,
-                tokens,
-            },
-        }
     }
 }
 

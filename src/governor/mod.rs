@@ -36,4 +36,4 @@ pub use chain::Chain;
 pub use circuit::Unavailable;
 pub use config::{GovernorConfig, Jitter, Quota};
 pub use governed::Governed;
-pub use stats::{ProviderStats, WaitReason, WaitStats, kind_name};
+pub use stats::{Latency, ProviderStats, WaitReason, WaitStats, kind_name, quantile};

@@ -1,4 +1,5 @@
-//! What each provider's governor did, for the end-of-run summary.
+//! What each provider's governor did: one [`ProviderStats`] per provider, the very figures
+//! the end-of-run reports show (`crate::report` adds the model and prices, nothing else).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,11 +28,22 @@ impl WaitReason {
         Self::Concurrency,
     ];
 
+    /// The name in metrics and the JSON report.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Preflight => "preflight",
             Self::Cooldown429 => "cooldown_429",
             Self::Backoff5xx => "backoff_5xx",
+            Self::Concurrency => "concurrency",
+        }
+    }
+
+    /// The name shown to a person.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Preflight => "quota pacing",
+            Self::Cooldown429 => "429 cooldown",
+            Self::Backoff5xx => "5xx backoff",
             Self::Concurrency => "concurrency",
         }
     }
@@ -122,16 +134,57 @@ impl ProviderStats {
         }
     }
 
-    /// The `q` quantile (0..=1) of call latency, nearest rank.
+    /// The `q` quantile (0..=1) of call latency, nearest rank ([`quantile`]).
     pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
-        if self.latencies.is_empty() {
-            return None;
-        }
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
-        let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
-        Some(sorted[rank.saturating_sub(1).min(sorted.len() - 1)])
+        quantile(&sorted, q)
     }
+
+    /// Call latency summarised: count, p50, p95, max.
+    pub fn latency(&self) -> Latency {
+        Latency::from_samples(&self.latencies)
+    }
+
+    /// Calls answered out of calls sent, 0..=1; `None` before any call.
+    pub fn success_rate(&self) -> Option<f64> {
+        (self.calls > 0).then(|| self.successes as f64 / self.calls as f64)
+    }
+}
+
+/// Call latency, summarised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// Calls measured.
+    pub count: u64,
+    /// `None` when no call was measured.
+    pub p50: Option<Duration>,
+    pub p95: Option<Duration>,
+    pub max: Option<Duration>,
+}
+
+impl Latency {
+    pub fn from_samples(samples: &[Duration]) -> Self {
+        let mut sorted = samples.to_vec();
+        sorted.sort_unstable();
+        Latency {
+            count: sorted.len() as u64,
+            p50: quantile(&sorted, 0.50),
+            p95: quantile(&sorted, 0.95),
+            max: sorted.last().copied(),
+        }
+    }
+}
+
+/// The `q` quantile (0..=1) of `sorted` by nearest rank: the smallest value with at least
+/// `q` of the values at or below it. `None` for an empty slice. The one quantile rule of
+/// tag-space: the governor's figures and the reports use it alike.
+pub fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.saturating_sub(1).min(sorted.len() - 1)])
 }
 
 /// A stable short name for an error kind, for metrics.

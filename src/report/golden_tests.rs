@@ -17,6 +17,8 @@ use super::table::write_metrics_table;
 use crate::app::report_settings;
 use crate::cli::Args;
 use crate::config::Config;
+use crate::governor::{Latency, WaitReason, WaitStats, quantile};
+use crate::pipeline::Provenance;
 use crate::pipeline::{PageOutcome, Status};
 
 // Fake secrets, recognisable anywhere they might leak.
@@ -81,7 +83,7 @@ fn outcome(
         added: strings(added),
         removed: vec![],
         provider: match status {
-            Status::Tagged | Status::Unchanged => Some("gemini"),
+            Status::Tagged | Status::Unchanged => Some(Provenance::Provider("gemini")),
             _ => None,
         },
         reason: reason.map(Into::into),
@@ -98,7 +100,7 @@ fn sample_pages() -> Vec<PageOutcome> {
         None,
     );
     no_url.url = None;
-    no_url.provider = Some("openai");
+    no_url.provider = Some(Provenance::Provider("openai"));
     vec![
         // Deliberately out of id order: reports sort by id.
         outcome(
@@ -147,32 +149,36 @@ fn sample_pages() -> Vec<PageOutcome> {
 
 fn sample_providers() -> Vec<ProviderMetrics> {
     let mut g = ProviderMetrics::new("gemini", Some("gemini-2.5-flash".into()));
-    g.calls = 12;
-    g.successes = 10;
-    g.failures = [("rate_limited".to_string(), 2)].into_iter().collect();
-    g.rate_limited = 2;
-    g.retries = 2;
-    g.fallbacks = 1;
-    g.tokens_in = 12_345;
-    g.tokens_out = 678;
-    g.set_latencies(
-        &[
-            900, 1100, 1200, 1250, 1300, 1400, 1500, 1700, 2100, 2600, 3400, 800,
-        ]
-        .map(Duration::from_millis),
-    );
-    g.add_wait(Wait::Preflight, 3, Duration::from_millis(4500));
-    g.add_wait(Wait::Cooldown429, 1, Duration::from_secs(30));
-    g.concurrency_limit = 3;
-    g.paced_rpm = Some(60.0);
+    g.stats.calls = 12;
+    g.stats.successes = 10;
+    g.stats.failures = [("rate_limited", 2)].into_iter().collect();
+    g.stats.rate_limited = 2;
+    g.stats.retries = 2;
+    g.stats.fallbacks = 1;
+    g.stats.tokens_in = 12_345;
+    g.stats.tokens_out = 678;
+    g.stats.latencies = [
+        900, 1100, 1200, 1250, 1300, 1400, 1500, 1700, 2100, 2600, 3400, 800,
+    ]
+    .map(Duration::from_millis)
+    .to_vec();
+    let wait = |count, total| WaitStats { count, total };
+    g.stats.waits = [
+        (WaitReason::Preflight, wait(3, Duration::from_millis(4500))),
+        (WaitReason::Cooldown429, wait(1, Duration::from_secs(30))),
+    ]
+    .into_iter()
+    .collect();
+    g.stats.concurrency_limit = 3;
+    g.stats.paced_rpm = Some(60.0);
 
     let mut o = ProviderMetrics::new("openai", Some("gpt-4.1-mini".into()));
-    o.calls = 1;
-    o.successes = 1;
-    o.tokens_in = 2_000;
-    o.tokens_out = 150;
-    o.set_latencies(&[Duration::from_millis(2300)]);
-    o.concurrency_limit = 3;
+    o.stats.calls = 1;
+    o.stats.successes = 1;
+    o.stats.tokens_in = 2_000;
+    o.stats.tokens_out = 150;
+    o.stats.latencies = vec![Duration::from_millis(2300)];
+    o.stats.concurrency_limit = 3;
 
     let r = ProviderMetrics::new("rules", None);
     vec![g, o, r]
@@ -292,9 +298,9 @@ fn table_shows_dashes_for_unknown_figures() {
     run.version = "t".into();
     let mut r = RunReport::new(run, report_settings(&config(true), "fp"));
     let mut p = ProviderMetrics::new("openai", Some("local-llama".into()));
-    p.calls = 3;
-    p.successes = 3;
-    p.tokens_in = 100;
+    p.stats.calls = 3;
+    p.stats.successes = 3;
+    p.stats.tokens_in = 100;
     r.set_providers(vec![
         p,
         ProviderMetrics::new("gemini", Some("gemini-2.5-flash".into())),
@@ -632,27 +638,27 @@ fn percentiles_by_nearest_rank() {
         (Some(ms(50)), Some(ms(95)), Some(ms(100)))
     );
     let twenty: Vec<Duration> = (1..=20).map(ms).collect();
-    assert_eq!(percentile(&twenty, 0.95), Some(ms(19)));
-    assert_eq!(percentile(&twenty, 0.5), Some(ms(10)));
-    assert_eq!(percentile(&[], 0.5), None);
+    assert_eq!(quantile(&twenty, 0.95), Some(ms(19)));
+    assert_eq!(quantile(&twenty, 0.5), Some(ms(10)));
+    assert_eq!(quantile(&[], 0.5), None);
     // Nearest rank rounds the rank up: 0.95 × 11 = 10.45 → the 11th value, not the 10th.
     let eleven: Vec<Duration> = (1..=11).map(ms).collect();
-    assert_eq!(percentile(&eleven, 0.95), Some(ms(11)));
-    assert_eq!(percentile(&eleven[..3], 0.5), Some(ms(2)));
-    assert_eq!(percentile(&eleven[..4], 0.5), Some(ms(2)));
-    assert_eq!(percentile(&twenty, 0.0), Some(ms(1)));
-    assert_eq!(percentile(&twenty, 1.0), Some(ms(20)));
+    assert_eq!(quantile(&eleven, 0.95), Some(ms(11)));
+    assert_eq!(quantile(&eleven[..3], 0.5), Some(ms(2)));
+    assert_eq!(quantile(&eleven[..4], 0.5), Some(ms(2)));
+    assert_eq!(quantile(&twenty, 0.0), Some(ms(1)));
+    assert_eq!(quantile(&twenty, 1.0), Some(ms(20)));
 }
 
 #[test]
 fn cost_arithmetic() {
     let prices = Prices::default();
     let mut p = ProviderMetrics::new("gemini", Some("gemini-2.5-flash".into()));
-    p.tokens_in = 1_000_000;
-    p.tokens_out = 1_000_000;
+    p.stats.tokens_in = 1_000_000;
+    p.stats.tokens_out = 1_000_000;
     assert_eq!(prices.cost(&p), Some(2.80));
-    p.tokens_in = 12_345;
-    p.tokens_out = 678;
+    p.stats.tokens_in = 12_345;
+    p.stats.tokens_out = 678;
     // 12,345 × 0.30 / 1e6 + 678 × 2.50 / 1e6 = 0.0037035 + 0.001695
     assert_eq!(prices.cost(&p), Some(0.005399));
     p.model = Some("gemini-9-ultra".into());
@@ -663,8 +669,8 @@ fn cost_arithmetic() {
     // 200,000 × 0.30 + 800,000 × 0.075 = 0.06 + 0.06; a model without a cached price pays
     // its input price for them.
     let mut cached = ProviderMetrics::new("gemini", Some("gemini-2.5-flash".into()));
-    cached.tokens_in = 1_000_000;
-    cached.tokens_cached = 800_000;
+    cached.stats.tokens_in = 1_000_000;
+    cached.stats.tokens_cached = 800_000;
     assert_eq!(prices.cost(&cached), Some(0.12));
     let mut full = Prices::default();
     full.set("gemini", "gemini-2.5-flash", 0.30, 2.50);
@@ -677,7 +683,7 @@ fn cost_arithmetic() {
     assert_eq!(custom.cost(&p), Some(0.015057)); // 0.012345 + 0.002712
     let o = |model: &str| {
         let mut o = ProviderMetrics::new("openai", Some(model.into()));
-        o.tokens_in = 2_000_000;
+        o.stats.tokens_in = 2_000_000;
         o
     };
     assert_eq!(custom.cost(&o("anything")), Some(1.0), "wildcard");
@@ -727,29 +733,20 @@ fn record_counts_and_interns() {
 }
 
 #[test]
-fn wait_reasons_parse_the_governors_names() {
-    for (name, w) in [
-        ("preflight", Wait::Preflight),
-        ("cooldown_429", Wait::Cooldown429),
-        ("backoff_5xx", Wait::Backoff5xx),
-        ("concurrency", Wait::Concurrency),
+fn wait_reasons_keep_their_report_names() {
+    for (name, label, w) in [
+        ("preflight", "quota pacing", WaitReason::Preflight),
+        ("cooldown_429", "429 cooldown", WaitReason::Cooldown429),
+        ("backoff_5xx", "5xx backoff", WaitReason::Backoff5xx),
+        ("concurrency", "concurrency", WaitReason::Concurrency),
     ] {
-        assert_eq!(name.parse::<Wait>(), Ok(w));
-        assert_eq!(w.to_string(), name);
+        assert_eq!(
+            (w.as_str(), w.to_string().as_str(), w.label()),
+            (name, name, label)
+        );
     }
-    assert!("sleeping".parse::<Wait>().is_err());
-    let mut p = ProviderMetrics::new("x", None);
-    p.add_wait(Wait::Backoff5xx, 0, Duration::ZERO);
-    assert!(p.waits.is_empty());
-    p.add_wait(Wait::Backoff5xx, 2, Duration::from_secs(3));
-    p.add_wait(Wait::Backoff5xx, 1, Duration::from_secs(1));
-    assert_eq!(
-        p.wait(Wait::Backoff5xx),
-        WaitTotal {
-            count: 3,
-            total: Duration::from_secs(4)
-        }
-    );
+    let p = ProviderMetrics::new("x", None);
+    assert_eq!(p.wait(WaitReason::Backoff5xx), WaitStats::default());
 }
 
 // ---------------------------------------------------------------------------------------------

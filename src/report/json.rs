@@ -11,9 +11,9 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::model::{
-    Latency, PageView, ProviderMetrics, RunReport, SCHEMA_VERSION, Settings, Wait, WaitTotal,
-    rfc3339, seconds, status_str,
+    PageView, ProviderMetrics, RunReport, SCHEMA_VERSION, Settings, rfc3339, seconds, status_str,
 };
+use crate::governor::{Latency, WaitReason, WaitStats};
 use crate::pipeline::Status;
 
 /// Writes the JSON report, pretty-printed, with a final newline.
@@ -99,7 +99,7 @@ struct Provider<'a> {
     calls: u64,
     successes: u64,
     success_rate: Option<f64>,
-    failures: &'a BTreeMap<String, u64>,
+    failures: &'a BTreeMap<&'static str, u64>,
     rate_limited: u64,
     retries: u64,
     budget_exhausted: u64,
@@ -215,28 +215,29 @@ fn page(p: PageView<'_>, dry_run: bool) -> Page<'_> {
 }
 
 fn provider<'a>(r: &RunReport, p: &'a ProviderMetrics) -> Provider<'a> {
-    let price = r.prices().get(&p.provider, p.model.as_deref());
+    let s = &p.stats;
+    let price = r.prices().get(s.provider, p.model.as_deref());
     Provider {
-        provider: &p.provider,
+        provider: s.provider,
         model: p.model.as_deref(),
-        calls: p.calls,
-        successes: p.successes,
-        success_rate: p.success_rate().map(rate),
-        failures: &p.failures,
-        rate_limited: p.rate_limited,
-        retries: p.retries,
-        budget_exhausted: p.budget_exhausted,
-        splits: p.splits,
-        fallbacks: p.fallbacks,
-        skipped: p.skipped,
-        tokens_in: p.tokens_in,
-        tokens_out: p.tokens_out,
-        tokens_cached: p.tokens_cached,
-        latency: latency(&p.latency),
-        waits: waits(|w| p.wait(w)),
-        concurrency_limit: p.concurrency_limit,
-        paced_rpm: p.paced_rpm,
-        unavailable: p.unavailable.as_deref(),
+        calls: s.calls,
+        successes: s.successes,
+        success_rate: s.success_rate().map(rate),
+        failures: &s.failures,
+        rate_limited: s.rate_limited,
+        retries: s.retries,
+        budget_exhausted: s.budget_exhausted,
+        splits: s.splits,
+        fallbacks: s.fallbacks,
+        skipped: s.skipped,
+        tokens_in: s.tokens_in,
+        tokens_out: s.tokens_out,
+        tokens_cached: s.tokens_cached,
+        latency: latency(&s.latency()),
+        waits: waits(|w| s.wait(w)),
+        concurrency_limit: s.concurrency_limit,
+        paced_rpm: s.paced_rpm,
+        unavailable: s.unavailable.as_deref(),
         structured_output: p.structured_output.as_deref(),
         price: price.map(|x| PriceOut {
             input_usd_per_million_tokens: x.input_per_mtok,
@@ -257,8 +258,8 @@ fn latency(l: &Latency) -> LatencyOut {
 }
 
 /// Every reason, always, so that a consumer can read `waits.cooldown_429.seconds` blindly.
-fn waits(get: impl Fn(Wait) -> WaitTotal) -> BTreeMap<&'static str, WaitOut> {
-    Wait::ALL
+fn waits(get: impl Fn(WaitReason) -> WaitStats) -> BTreeMap<&'static str, WaitOut> {
+    WaitReason::ALL
         .into_iter()
         .map(|w| {
             let t = get(w);

@@ -11,7 +11,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use super::progress::{CooldownLayer, suspend};
+use super::progress::suspend;
 
 /// How log lines are written on stderr (`--log-format`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,9 +56,9 @@ fn default_filter(quiet: bool, verbose: u8) -> String {
 }
 
 /// Installs the global subscriber. Default level: warnings (one line per notable event:
-/// retry, cooldown, fallback, failure). `RUST_LOG` overrides the flags. `progress` (if any)
-/// sees every governor event whatever the filter, to count cooldowns down on the bar.
-pub fn init(settings: &LogSettings, progress: Option<CooldownLayer>) {
+/// retry, cooldown, fallback, failure). `RUST_LOG` overrides the flags. (The progress bar
+/// reads no log line: it follows the run's events, [`crate::events`].)
+pub fn init(settings: &LogSettings) {
     let format = settings.format;
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new(default_filter(settings.quiet, settings.verbose)));
@@ -72,14 +72,8 @@ pub fn init(settings: &LogSettings, progress: Option<CooldownLayer>) {
         // JSON never carries escape codes.
         LogFormat::Json => fmt.json().with_ansi(false).with_current_span(false).boxed(),
     };
-    let progress = progress.map(|p| {
-        p.with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            m.target().starts_with("tag_space::governor")
-        }))
-    });
     let installed = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
-        .with(progress)
         .try_init();
     if installed.is_ok() && format == LogFormat::Json {
         JSON_LOGS.store(true, Ordering::Relaxed);

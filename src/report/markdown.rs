@@ -46,6 +46,26 @@ pub fn write_markdown(
     opts: &MarkdownOptions,
 ) -> io::Result<()> {
     let run = r.run();
+    write_heading(out, r, opts)?;
+    let pages = r.pages();
+    if !r.keeps_pages() {
+        writeln!(out)?;
+        writeln!(out, "_Pages were not kept for this report._")?;
+    } else {
+        if run.mode == Mode::Sync || r.counts().labels_removed > 0 {
+            write_removals(out, &pages, run.dry_run, opts)?;
+        }
+        write_labels(out, &pages, run.dry_run, opts)?;
+        write_failures(out, &pages, opts)?;
+    }
+    write_providers(out, r)?;
+    writeln!(out)?;
+    write_footer(out, r)
+}
+
+/// The title, why the run stopped (if it did), and the page counts.
+fn write_heading(out: &mut impl Write, r: &RunReport, opts: &MarkdownOptions) -> io::Result<()> {
+    let run = r.run();
     let c = r.counts();
     let dry = run.dry_run;
     // The first line says when the run did not finish, so that a partial report is never
@@ -83,22 +103,12 @@ pub fn write_markdown(
         if dry { "to add" } else { "added" },
         units::count(c.labels_removed),
         if dry { "to remove" } else { "removed" },
-    )?;
+    )
+}
 
-    let pages = r.pages();
-    if !r.keeps_pages() {
-        writeln!(out)?;
-        writeln!(out, "_Pages were not kept for this report._")?;
-    } else {
-        if run.mode == Mode::Sync || c.labels_removed > 0 {
-            write_removals(out, &pages, dry, opts)?;
-        }
-        write_labels(out, &pages, dry, opts)?;
-        write_failures(out, &pages, opts)?;
-    }
-    write_providers(out, r)?;
-
-    writeln!(out)?;
+/// One small line: time, cache, cost, version, taxonomy, start.
+fn write_footer(out: &mut impl Write, r: &RunReport) -> io::Result<()> {
+    let run = r.run();
     let mut footer = vec![format!("elapsed {}", units::opt_duration(r.elapsed()))];
     footer.push(format!(
         "cache hit rate {}",
@@ -273,19 +283,20 @@ fn write_providers(out: &mut impl Write, r: &RunReport) -> io::Result<()> {
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )?;
     for p in r.providers() {
+        let (s, latency) = (&p.stats, p.stats.latency());
         writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
-            escape(&p.provider),
+            escape(s.provider),
             p.model.as_deref().map_or_else(|| NONE.to_string(), escape),
-            units::count(p.calls),
-            units::percent(p.success_rate()),
-            units::count(p.rate_limited),
-            units::count(p.fallbacks),
-            units::opt_duration(p.latency.p50),
-            units::opt_duration(p.latency.p95),
-            units::count(p.tokens_in),
-            units::count(p.tokens_out),
+            units::count(s.calls),
+            units::percent(s.success_rate()),
+            units::count(s.rate_limited),
+            units::count(s.fallbacks),
+            units::opt_duration(latency.p50),
+            units::opt_duration(latency.p95),
+            units::count(s.tokens_in),
+            units::count(s.tokens_out),
             units::usd(r.prices().cost(p)),
         )?;
     }

@@ -7,8 +7,11 @@
 pub mod json;
 pub mod logging;
 pub mod markdown;
+mod metrics;
 pub mod model;
+mod prices;
 pub mod progress;
+mod settings;
 pub mod table;
 mod units;
 
@@ -175,7 +178,7 @@ mod tests {
             chosen: added.iter().map(|s| s.to_string()).collect(),
             added: added.iter().map(|s| s.to_string()).collect(),
             removed: vec![],
-            provider: Some("gemini"),
+            provider: Some(crate::pipeline::Provenance::Provider("gemini")),
             reason: reason.map(Into::into),
         }
     }

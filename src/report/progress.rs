@@ -2,6 +2,9 @@
 //! listing has ended), rate, ETA when it means something, and what the providers are
 //! waiting for ("cooling down 12s (gemini 429)").
 //!
+//! It learns all of it from the run's [`Event`]s ([`crate::events`]) and from nothing else:
+//! no log line, no polling of the providers' counters.
+//!
 //! The bar is drawn only when stderr is a terminal and the run is not `--quiet`; otherwise
 //! (cron, CI, tests) it is hidden and costs nothing. Everything else that writes to the
 //! terminal while it may be drawn (log lines, per-page lines, warnings) goes through
@@ -10,21 +13,21 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::Context;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
 
-use crate::governor::ProviderStats;
+use crate::events::Event;
+use crate::governor::WaitReason;
+use crate::llm::LlmErrorKind;
 
 /// The process's bar, once [`Progress::install`] ran: what [`suspend`] clears.
 static BAR: OnceLock<ProgressBar> = OnceLock::new();
 
-/// How long an event seen only in the counters (a retry, a 429 without a logged wait) stays
-/// on the line.
+/// How long a passing event (a retry, a fallback) stays on the line.
 const STICKY: Duration = Duration::from_secs(2);
 
 /// Runs `f` (which writes to stdout or stderr) with the bar cleared, then redraws it. Without
@@ -43,7 +46,7 @@ pub fn clear() {
     }
 }
 
-/// Counters the run updates and the bar reads. Cheap to clone; all clones are one bar.
+/// The bar and what it knows of the run. Cheap to clone; all clones are one bar.
 #[derive(Clone)]
 pub struct Progress {
     bar: ProgressBar,
@@ -51,26 +54,37 @@ pub struct Progress {
 }
 
 struct Shared {
-    /// Pages the pipeline has taken from the listing ([`crate::pipeline::RunOptions::listed`]).
-    listed: Arc<AtomicU64>,
-    done: AtomicU64,
-    /// The pages the run takes, once it will take no more (the pipeline sets it when the
-    /// listing ends or `--limit` is reached); `None` until then, and then no total or ETA.
-    total: Arc<OnceLock<u64>>,
-    /// Requests sent to a provider and not yet answered, at the last [`Progress::update`].
-    requests_in_flight: AtomicU64,
-    /// Provider-wide pauses the governor logged (`provider`, `wait_ms`): until when.
-    cooldowns: Mutex<BTreeMap<String, Instant>>,
-    watch: Mutex<Watch>,
+    state: Mutex<State>,
     started: Mutex<Instant>,
     color: Mutex<bool>,
 }
 
-/// What the last stats snapshot showed, to see what changed since.
+/// What the events said so far.
 #[derive(Default)]
-struct Watch {
-    prev: Vec<ProviderStats>,
+struct State {
+    /// Pages the run took from the listing.
+    taken: u64,
+    done: u64,
+    /// The pages the run takes, once it will take no more; `None` until then, and then no
+    /// total or ETA.
+    total: Option<u64>,
+    /// Requests sent to a provider and not yet answered.
+    requests_in_flight: u64,
+    waits: Waits,
+}
+
+/// What the providers are waiting for.
+#[derive(Default)]
+struct Waits {
+    /// Provider-wide pauses after a 429: until when.
+    cooldowns: BTreeMap<&'static str, Instant>,
+    /// A passing event (retry, fallback), shown until the instant.
     sticky: Option<(String, Instant)>,
+    /// A provider that cannot be called, and why, until another provider takes the work or
+    /// it answers again.
+    unavailable: Option<(&'static str, String)>,
+    /// The rate a provider is paced to.
+    pacing: Option<(&'static str, f64)>,
 }
 
 impl Default for Progress {
@@ -85,12 +99,7 @@ impl Progress {
         Self {
             bar: ProgressBar::hidden(),
             shared: Arc::new(Shared {
-                listed: Arc::new(AtomicU64::new(0)),
-                done: AtomicU64::new(0),
-                total: Arc::new(OnceLock::new()),
-                requests_in_flight: AtomicU64::new(0),
-                cooldowns: Mutex::new(BTreeMap::new()),
-                watch: Mutex::new(Watch::default()),
+                state: Mutex::new(State::default()),
                 started: Mutex::new(Instant::now()),
                 color: Mutex::new(false),
             }),
@@ -121,75 +130,108 @@ impl Progress {
         self.bar.set_style(style);
         self.bar.set_draw_target(ProgressDrawTarget::stderr());
         self.bar.enable_steady_tick(Duration::from_millis(100));
-        self.refresh(Instant::now());
+        self.refresh();
     }
 
-    /// The counter to hand the pipeline as `RunOptions::listed`.
-    pub fn listed_counter(&self) -> Arc<AtomicU64> {
-        self.shared.listed.clone()
-    }
-
-    /// One page has its outcome.
-    pub fn page_done(&self) {
-        self.shared.done.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The cell to hand the pipeline as `RunOptions::total`.
-    pub fn total_cell(&self) -> Arc<OnceLock<u64>> {
-        self.shared.total.clone()
-    }
-
-    /// Requests at a provider right now (sent, not answered), as of the last update.
+    /// Requests at a provider right now (sent, not answered).
     pub fn requests_in_flight(&self) -> u64 {
-        self.shared.requests_in_flight.load(Ordering::Relaxed)
+        lock(&self.shared.state).requests_in_flight
     }
 
-    /// Reads a fresh snapshot of the providers' counters and redraws the line.
-    pub fn update(&self, stats: &[ProviderStats]) {
+    /// Pages the run took from the listing, as the events said.
+    pub fn pages_taken(&self) -> u64 {
+        lock(&self.shared.state).taken
+    }
+
+    /// Takes one event into account (the line is redrawn on the next tick).
+    pub fn observe(&self, event: &Event) {
         let now = Instant::now();
-        let in_flight: u64 = stats
-            .iter()
-            .map(|s| s.calls.saturating_sub(s.successes + s.failed_calls()))
-            .sum();
-        self.shared
-            .requests_in_flight
-            .store(in_flight, Ordering::Relaxed);
-        {
-            let cooldowns = lock(&self.shared.cooldowns).clone();
-            let mut watch = lock(&self.shared.watch);
-            let w = &mut *watch;
-            let reason = wait_reason(now, &cooldowns, &w.prev, stats, &mut w.sticky);
-            w.prev = stats.to_vec();
-            drop(watch);
-            self.bar.set_message(self.line(now, reason.as_deref()));
+        lock(&self.shared.state).observe(event, now);
+    }
+
+    /// Follows the run's events and redraws the line every 100 ms (for the clock and the
+    /// countdowns), until dropped.
+    pub async fn follow(&self, events: &mut UnboundedReceiver<Event>) -> std::convert::Infallible {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut open = true;
+        loop {
+            tokio::select! {
+                event = events.recv(), if open => match event {
+                    Some(event) => self.observe(&event),
+                    None => open = false,
+                },
+                _ = tick.tick() => self.refresh(),
+            }
         }
     }
 
-    fn refresh(&self, now: Instant) {
-        self.bar.set_message(self.line(now, None));
+    /// Takes the events already sent and not yet seen (once the run is over).
+    pub fn drain(&self, events: &mut UnboundedReceiver<Event>) {
+        while let Ok(event) = events.try_recv() {
+            self.observe(&event);
+        }
+        self.refresh();
     }
 
-    fn line(&self, now: Instant, wait: Option<&str>) -> String {
-        let s = &self.shared;
+    fn refresh(&self) {
+        self.bar.set_message(self.line(Instant::now()));
+    }
+
+    fn line(&self, now: Instant) -> String {
+        let mut state = lock(&self.shared.state);
+        let wait = state.waits.reason(now);
         status_line(
-            s.done.load(Ordering::Relaxed),
-            s.listed.load(Ordering::Relaxed),
-            s.total.get().copied(),
-            now.saturating_duration_since(*lock(&s.started)),
-            wait,
+            state.done,
+            state.taken,
+            state.total,
+            now.saturating_duration_since(*lock(&self.shared.started)),
+            wait.as_deref(),
         )
     }
+}
 
-    /// Notes a provider-wide pause the governor announced (for the countdown).
-    fn cooldown(&self, provider: &str, wait: Duration) {
-        lock(&self.shared.cooldowns).insert(provider.to_string(), Instant::now() + wait);
-    }
-
-    /// A `tracing` layer that reads the governor's cooldown events (fields `provider` and
-    /// `wait_ms`) so that the line can count the pause down. It writes nothing.
-    pub fn layer(&self) -> CooldownLayer {
-        CooldownLayer {
-            progress: self.clone(),
+impl State {
+    fn observe(&mut self, event: &Event, now: Instant) {
+        let waits = &mut self.waits;
+        match event {
+            Event::Listed { taken } => self.taken = *taken,
+            Event::ListingEnded { total } => self.total = Some(*total),
+            Event::Page(_) => self.done += 1,
+            Event::Sent { .. } => self.requests_in_flight += 1,
+            Event::Answered { provider, ok } => {
+                self.requests_in_flight = self.requests_in_flight.saturating_sub(1);
+                if *ok && waits.unavailable.as_ref().is_some_and(|u| u.0 == *provider) {
+                    waits.unavailable = None;
+                }
+            }
+            Event::Wait {
+                provider,
+                reason: WaitReason::Cooldown429,
+                until: Some(until),
+            } => {
+                waits.cooldowns.insert(provider, *until);
+            }
+            Event::Retry { provider, kind, .. } => {
+                let text = match kind {
+                    LlmErrorKind::RateLimited { .. } | LlmErrorKind::QuotaExhausted => {
+                        format!("cooling down ({provider} 429)")
+                    }
+                    _ => format!("retrying ({provider})"),
+                };
+                waits.sticky = Some((text, now + STICKY));
+            }
+            Event::Fallback { from, .. } => {
+                waits.sticky = Some((format!("falling back from {from}"), now + STICKY));
+                // The next provider is doing the work: nobody waits for this one.
+                if waits.unavailable.as_ref().is_some_and(|u| u.0 == *from) {
+                    waits.unavailable = None;
+                }
+            }
+            Event::Unavailable { provider, reason } => {
+                waits.unavailable = Some((provider, reason.clone()));
+            }
+            Event::Pacing { provider, rpm } => waits.pacing = Some((provider, *rpm)),
+            Event::Wait { .. } | Event::Classifying { .. } | Event::Finished { .. } => {}
         }
     }
 }
@@ -255,86 +297,29 @@ fn clock(d: Duration) -> String {
     }
 }
 
-/// What the providers are waiting for, if anything worth showing:
-/// a logged cooldown with its countdown, else a provider that is unavailable, else a 429 or
-/// a retry seen in the counters since the last snapshot (kept for [`STICKY`]).
-fn wait_reason(
-    now: Instant,
-    cooldowns: &BTreeMap<String, Instant>,
-    prev: &[ProviderStats],
-    cur: &[ProviderStats],
-    sticky: &mut Option<(String, Instant)>,
-) -> Option<String> {
-    if let Some((provider, until)) = cooldowns
-        .iter()
-        .filter(|(_, until)| **until > now)
-        .max_by_key(|(_, until)| **until)
-    {
-        let left = until.saturating_duration_since(now).as_secs_f64().ceil() as u64;
-        return Some(format!("cooling down {left}s ({provider} 429)"));
-    }
-    for s in cur {
-        let before = prev.iter().find(|p| p.provider == s.provider);
-        let grew = |f: fn(&ProviderStats) -> u64| before.is_none_or(|b| f(s) > f(b)) && f(s) > 0;
-        if grew(|s| s.rate_limited) {
-            *sticky = Some((format!("cooling down ({} 429)", s.provider), now + STICKY));
-        } else if grew(|s| s.retries) {
-            *sticky = Some((format!("retrying ({})", s.provider), now + STICKY));
-        } else if grew(|s| s.fallbacks) {
-            *sticky = Some((format!("falling back from {}", s.provider), now + STICKY));
+impl Waits {
+    /// What the providers are waiting for, if anything worth showing: a cooldown with its
+    /// countdown, else a provider that cannot be called while nobody else does the work, else
+    /// a recent retry or fallback (for [`STICKY`]), else the pace of the provider at work.
+    fn reason(&mut self, now: Instant) -> Option<String> {
+        if let Some((provider, until)) = self
+            .cooldowns
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .max_by_key(|(_, until)| **until)
+        {
+            let left = until.saturating_duration_since(now).as_secs_f64().ceil() as u64;
+            return Some(format!("cooling down {left}s ({provider} 429)"));
         }
-    }
-    if let Some(s) = cur.iter().find(|s| s.unavailable.is_some()) {
-        // Only while someone would be waiting: the next provider may be doing the work.
-        let last = cur.last().is_some_and(|l| l.provider == s.provider);
-        if last {
-            return Some(format!(
-                "{} unavailable: {}",
-                s.provider,
-                s.unavailable.as_deref().unwrap_or_default()
-            ));
+        if let Some((provider, why)) = &self.unavailable {
+            return Some(format!("{provider} unavailable: {why}"));
         }
-    }
-    match sticky {
-        Some((text, until)) if *until > now => return Some(text.clone()),
-        _ => *sticky = None,
-    }
-    // Otherwise, the pace of the provider doing the work, when it is paced to a quota.
-    let working = cur.iter().find(|s| s.unavailable.is_none())?;
-    let rpm = working.paced_rpm?;
-    Some(format!("pacing {} to {rpm:.0} rpm", working.provider))
-}
-
-/// See [`Progress::layer`].
-pub struct CooldownLayer {
-    progress: Progress,
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CooldownLayer {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        #[derive(Default)]
-        struct Fields {
-            provider: Option<String>,
-            wait_ms: Option<u64>,
+        match &self.sticky {
+            Some((text, until)) if *until > now => return Some(text.clone()),
+            _ => self.sticky = None,
         }
-        impl Visit for Fields {
-            fn record_str(&mut self, field: &Field, value: &str) {
-                if field.name() == "provider" {
-                    self.provider = Some(value.to_string());
-                }
-            }
-            fn record_u64(&mut self, field: &Field, value: u64) {
-                if field.name() == "wait_ms" {
-                    self.wait_ms = Some(value);
-                }
-            }
-            fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
-        }
-        let mut f = Fields::default();
-        event.record(&mut f);
-        if let (Some(provider), Some(ms)) = (f.provider, f.wait_ms) {
-            self.progress.cooldown(&provider, Duration::from_millis(ms));
-        }
+        let (provider, rpm) = self.pacing?;
+        Some(format!("pacing {provider} to {rpm:.0} rpm"))
     }
 }
 
@@ -366,122 +351,152 @@ mod tests {
         assert_eq!(clock(Duration::from_secs(3720)), "1h02m");
     }
 
+    fn page_done() -> Event {
+        Event::Page(Arc::new(crate::pipeline::PageOutcome {
+            id: "1".into(),
+            title: "t".into(),
+            url: None,
+            status: crate::pipeline::Status::Unchanged,
+            labels_before: vec![],
+            chosen: vec![],
+            added: vec![],
+            removed: vec![],
+            provider: None,
+            reason: None,
+        }))
+    }
+
     #[test]
     fn no_total_or_eta_until_the_run_says_how_many_pages_it_takes() {
         let p = Progress::new();
-        p.listed_counter().store(60, Ordering::Relaxed);
+        p.observe(&Event::Listed { taken: 60 });
         for _ in 0..40 {
-            p.page_done();
+            p.observe(&page_done());
         }
         let later = *lock(&p.shared.started) + Duration::from_secs(10);
-        let line = p.line(later, None);
+        let line = p.line(later);
         assert!(line.starts_with("40 done · 60 listed so far"), "{line}");
         assert!(!line.contains("ETA") && !line.contains("/600"), "{line}");
-        p.total_cell().set(600).unwrap();
-        let line = p.line(later, None);
+        p.observe(&Event::ListingEnded { total: 600 });
+        let line = p.line(later);
         assert!(
             line.starts_with("40/600 pages") && line.contains("ETA"),
             "{line}"
         );
-    }
-
-    fn stats(provider: &'static str, f: impl FnOnce(&mut ProviderStats)) -> ProviderStats {
-        let mut s = ProviderStats::new(provider);
-        f(&mut s);
-        s
+        assert_eq!(p.pages_taken(), 60);
     }
 
     #[test]
-    fn a_logged_cooldown_counts_down() {
+    fn a_cooldown_counts_down() {
+        let p = Progress::new();
         let now = Instant::now();
-        let mut cd = BTreeMap::new();
-        cd.insert("gemini".to_string(), now + Duration::from_millis(11_200));
-        let mut sticky = None;
-        let r = wait_reason(now, &cd, &[], &[stats("gemini", |_| {})], &mut sticky);
-        assert_eq!(r.as_deref(), Some("cooling down 12s (gemini 429)"));
-        let later = now + Duration::from_secs(12);
-        let r = wait_reason(later, &cd, &[], &[stats("gemini", |_| {})], &mut sticky);
-        assert_eq!(r, None);
+        p.observe(&Event::Wait {
+            provider: "gemini",
+            reason: WaitReason::Cooldown429,
+            until: Some(now + Duration::from_millis(11_200)),
+        });
+        // Other waits are not shown as a cooldown.
+        p.observe(&Event::Wait {
+            provider: "openai",
+            reason: WaitReason::Preflight,
+            until: Some(now + Duration::from_secs(60)),
+        });
+        assert!(p.line(now).ends_with("cooling down 12s (gemini 429)"));
+        assert!(!p.line(now + Duration::from_secs(12)).contains("cooling"));
     }
 
     #[test]
-    fn counters_show_a_429_or_retry_for_a_while() {
+    fn a_retry_or_fallback_shows_for_a_while_then_the_pace() {
+        let mut s = State::default();
         let now = Instant::now();
-        let none = BTreeMap::new();
-        let mut sticky = None;
-        let before = [stats("gemini", |_| {}), stats("openai", |_| {})];
-        let after = [
-            stats("gemini", |s| s.rate_limited = 1),
-            stats("openai", |_| {}),
-        ];
-        let r = wait_reason(now, &none, &before, &after, &mut sticky);
-        assert_eq!(r.as_deref(), Some("cooling down (gemini 429)"));
-        // Nothing new: still shown for a moment, then gone.
-        let r = wait_reason(
-            now + Duration::from_secs(1),
-            &none,
-            &after,
-            &after,
-            &mut sticky,
-        );
-        assert_eq!(r.as_deref(), Some("cooling down (gemini 429)"));
-        let r = wait_reason(
-            now + Duration::from_secs(3),
-            &none,
-            &after,
-            &after,
-            &mut sticky,
-        );
-        assert_eq!(r, None);
-        let paced = [stats("gemini", |s| s.paced_rpm = Some(59.6))];
-        let r = wait_reason(now, &none, &paced, &paced, &mut sticky);
-        assert_eq!(r.as_deref(), Some("pacing gemini to 60 rpm"));
-        let retried = [stats("gemini", |s| {
-            s.rate_limited = 1;
-            s.retries = 1
-        })];
-        let r = wait_reason(now, &none, &after[..1], &retried, &mut sticky);
-        assert_eq!(r.as_deref(), Some("retrying (gemini)"));
-    }
-
-    #[test]
-    fn the_last_provider_unavailable_is_shown() {
-        let now = Instant::now();
-        let mut sticky = None;
-        let cur = [stats("gemini", |s| {
-            s.unavailable = Some("quota exhausted earlier in this run".into())
-        })];
-        let r = wait_reason(now, &BTreeMap::new(), &cur, &cur, &mut sticky);
+        let kind = LlmErrorKind::RateLimited { retry_after: None };
+        let retry = |kind| Event::Retry {
+            provider: "gemini",
+            attempt: 1,
+            kind,
+        };
+        s.observe(&retry(kind), now);
         assert_eq!(
-            r.as_deref(),
+            s.waits.reason(now).as_deref(),
+            Some("cooling down (gemini 429)")
+        );
+        s.observe(
+            &Event::Pacing {
+                provider: "gemini",
+                rpm: 59.6,
+            },
+            now,
+        );
+        let later = now + Duration::from_secs(1);
+        assert_eq!(
+            s.waits.reason(later).as_deref(),
+            Some("cooling down (gemini 429)")
+        );
+        let gone = now + Duration::from_secs(3);
+        assert_eq!(
+            s.waits.reason(gone).as_deref(),
+            Some("pacing gemini to 60 rpm")
+        );
+        s.observe(&retry(LlmErrorKind::Timeout), gone);
+        assert_eq!(s.waits.reason(gone).as_deref(), Some("retrying (gemini)"));
+        let fallback = Event::Fallback {
+            from: "gemini",
+            to: "openai",
+            pages: 2,
+        };
+        s.observe(&fallback, gone);
+        assert_eq!(
+            s.waits.reason(gone).as_deref(),
+            Some("falling back from gemini")
+        );
+    }
+
+    #[test]
+    fn an_unavailable_provider_shows_until_another_takes_the_work() {
+        let mut s = State::default();
+        let now = Instant::now();
+        let down = Event::Unavailable {
+            provider: "gemini",
+            reason: "quota exhausted earlier in this run".into(),
+        };
+        s.observe(&down, now);
+        assert_eq!(
+            s.waits.reason(now).as_deref(),
             Some("gemini unavailable: quota exhausted earlier in this run")
         );
-        // With a fallback doing the work, nobody is waiting.
-        let cur = [cur[0].clone(), stats("openai", |_| {})];
+        let fallback = Event::Fallback {
+            from: "gemini",
+            to: "openai",
+            pages: 1,
+        };
+        s.observe(&fallback, now);
         assert_eq!(
-            wait_reason(now, &BTreeMap::new(), &cur, &cur, &mut sticky),
-            None
+            s.waits.reason(now).as_deref(),
+            Some("falling back from gemini")
         );
+        s.observe(&down, now);
+        s.observe(
+            &Event::Answered {
+                provider: "gemini",
+                ok: true,
+            },
+            now,
+        );
+        assert_eq!(s.waits.reason(now + STICKY), None);
     }
 
     #[test]
-    fn the_layer_reads_the_governors_cooldown_fields() {
-        use tracing_subscriber::layer::SubscriberExt;
+    fn requests_in_flight_follow_what_was_sent_and_answered() {
         let p = Progress::new();
-        let sub = tracing_subscriber::registry().with(p.layer());
-        tracing::subscriber::with_default(sub, || {
-            tracing::warn!(
-                provider = "gemini",
-                wait_ms = 5000u64,
-                "rate limited: pausing the provider"
-            );
-            tracing::warn!(provider = "openai", "unrelated");
+        p.observe(&Event::Sent { provider: "gemini" });
+        p.observe(&Event::Sent { provider: "gemini" });
+        p.observe(&Event::Answered {
+            provider: "gemini",
+            ok: false,
         });
-        let cd = lock(&p.shared.cooldowns).clone();
-        assert_eq!(cd.keys().collect::<Vec<_>>(), ["gemini"]);
-        // Hidden bar: updating and suspending are harmless.
-        p.update(&[stats("gemini", |s| s.calls = 2)]);
-        assert_eq!(p.requests_in_flight(), 2);
-        assert!(p.bar.message().contains("cooling down 5s (gemini 429)"));
+        assert_eq!(p.requests_in_flight(), 1);
+        // Hidden bar: redrawing and suspending are harmless.
+        p.refresh();
+        assert_eq!(suspend(|| 7), 7);
     }
 }

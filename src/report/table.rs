@@ -9,8 +9,9 @@ use std::io::{self, Write};
 
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 
-use super::model::{RunReport, Wait};
+use super::model::{ProviderMetrics, RunReport};
 use super::units::{self, NONE};
+use crate::governor::{ProviderStats, WaitReason};
 
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
@@ -19,7 +20,6 @@ const RESET: &str = "\x1b[0m";
 /// `stdout().is_terminal()` and honour `NO_COLOR` in the app); never any other escape code.
 pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> io::Result<()> {
     let run = r.run();
-    let c = r.counts();
     let mode = if run.dry_run {
         format!("{}, dry run: nothing written", run.mode.as_str())
     } else {
@@ -34,8 +34,22 @@ pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> 
         &format!("tag-space: space {} ({mode}){end}", plain(&run.space)),
         color,
     )?;
+    write_table(out, &pages_table(r), true, color)?;
+    write_table(out, &labels_table(r), true, color)?;
+    // Providers: one column each, so that the table grows down, not across.
+    if !r.providers().is_empty() {
+        writeln!(out)?;
+        title(out, "Providers", color)?;
+        write_table(out, &providers_table(r), true, color)?;
+    }
+    writeln!(out)?;
+    title(out, "Run", color)?;
+    write_table(out, &run_table(r), false, color)
+}
 
-    // Pages.
+/// Pages by status.
+fn pages_table(r: &RunReport) -> Table {
+    let c = r.counts();
     let mut pages = new_table();
     pages.set_header(vec![
         "seen",
@@ -57,76 +71,82 @@ pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> 
         .map(|n| Cell::new(units::count(n))),
     );
     right_align(&mut pages, 0);
-    write_table(out, &pages, true, color)?;
+    pages
+}
 
-    // Labels: removals beside additions, so that no deletion goes unseen. A table of its own
-    // keeps both within 80 columns.
+/// Labels: removals beside additions, so that no deletion goes unseen. A table of its own
+/// keeps both within 80 columns.
+fn labels_table(r: &RunReport) -> Table {
+    let c = r.counts();
     let mut labels = new_table();
-    labels.set_header(if run.dry_run {
+    labels.set_header(if r.run().dry_run {
         ["labels to add", "labels to remove"]
     } else {
         ["labels added", "labels removed"]
     });
     labels.add_row([c.labels, c.labels_removed].map(|n| Cell::new(units::count(n))));
     right_align(&mut labels, 0);
-    write_table(out, &labels, true, color)?;
+    labels
+}
 
-    // Providers: one column each, so that the table grows down, not across.
+/// One column per provider, one row per figure.
+fn providers_table(r: &RunReport) -> Table {
     let providers = r.providers();
-    if !providers.is_empty() {
-        writeln!(out)?;
-        title(out, "Providers", color)?;
-        let mut t = new_table();
-        let mut header = vec![String::new()];
-        header.extend(providers.iter().map(|p| plain(&p.provider)));
-        t.set_header(header);
-        let row = |name: &str, f: &dyn Fn(&super::model::ProviderMetrics) -> String| {
-            let mut v = vec![name.to_string()];
-            v.extend(providers.iter().map(f));
-            v
-        };
-        t.add_row(row("model", &|p| {
-            p.model.as_deref().map_or_else(|| NONE.to_string(), plain)
+    let mut t = new_table();
+    let mut header = vec![String::new()];
+    header.extend(providers.iter().map(|p| plain(p.provider())));
+    t.set_header(header);
+    let row = |name: &str, f: &dyn Fn(&ProviderMetrics) -> String| {
+        let mut v = vec![name.to_string()];
+        v.extend(providers.iter().map(f));
+        v
+    };
+    t.add_row(row("model", &|p| {
+        p.model.as_deref().map_or_else(|| NONE.to_string(), plain)
+    }));
+    if providers.iter().any(|p| p.structured_output.is_some()) {
+        t.add_row(row("JSON asked by", &|p| {
+            p.structured_output
+                .as_deref()
+                .map_or_else(|| NONE.to_string(), plain)
         }));
-        if providers.iter().any(|p| p.structured_output.is_some()) {
-            t.add_row(row("JSON asked by", &|p| {
-                p.structured_output
-                    .as_deref()
-                    .map_or_else(|| NONE.to_string(), plain)
-            }));
-        }
-        t.add_row(row("calls", &|p| units::count(p.calls)));
-        t.add_row(row("success", &|p| units::percent(p.success_rate())));
-        t.add_row(row("429s", &|p| units::count(p.rate_limited)));
-        t.add_row(row("retries", &|p| units::count(p.retries)));
-        t.add_row(row("fallbacks", &|p| units::count(p.fallbacks)));
-        t.add_row(row("latency p50", &|p| units::opt_duration(p.latency.p50)));
-        t.add_row(row("latency p95", &|p| units::opt_duration(p.latency.p95)));
-        t.add_row(row("tokens in", &|p| units::count(p.tokens_in)));
-        t.add_row(row("tokens cached", &|p| units::count(p.tokens_cached)));
-        t.add_row(row("tokens out", &|p| units::count(p.tokens_out)));
-        t.add_row(row("est. cost", &|p| units::usd(r.prices().cost(p))));
-        for w in Wait::ALL {
-            if providers.iter().any(|p| p.wait(w).count > 0) {
-                t.add_row(row(&format!("wait: {}", w.label()), &|p| {
-                    wait_cell(p.wait(w).count, p.wait(w).total)
-                }));
-            }
-        }
-        if providers.iter().any(|p| p.unavailable.is_some()) {
-            t.add_row(row("unavailable", &|p| {
-                p.unavailable
-                    .as_deref()
-                    .map_or_else(|| NONE.to_string(), plain)
-            }));
-        }
-        right_align(&mut t, 1);
-        write_table(out, &t, true, color)?;
     }
+    let figure = |name: &str, f: fn(&ProviderStats) -> String| row(name, &|p| f(&p.stats));
+    t.add_row(figure("calls", |s| units::count(s.calls)));
+    t.add_row(figure("success", |s| units::percent(s.success_rate())));
+    t.add_row(figure("429s", |s| units::count(s.rate_limited)));
+    t.add_row(figure("retries", |s| units::count(s.retries)));
+    t.add_row(figure("fallbacks", |s| units::count(s.fallbacks)));
+    t.add_row(figure("latency p50", |s| {
+        units::opt_duration(s.latency().p50)
+    }));
+    t.add_row(figure("latency p95", |s| {
+        units::opt_duration(s.latency().p95)
+    }));
+    t.add_row(figure("tokens in", |s| units::count(s.tokens_in)));
+    t.add_row(figure("tokens cached", |s| units::count(s.tokens_cached)));
+    t.add_row(figure("tokens out", |s| units::count(s.tokens_out)));
+    t.add_row(row("est. cost", &|p| units::usd(r.prices().cost(p))));
+    for w in WaitReason::ALL {
+        if providers.iter().any(|p| p.wait(w).count > 0) {
+            t.add_row(row(&format!("wait: {}", w.label()), &|p| {
+                wait_cell(p.wait(w).count, p.wait(w).total)
+            }));
+        }
+    }
+    if providers.iter().any(|p| p.stats.unavailable.is_some()) {
+        t.add_row(figure("unavailable", |s| {
+            s.unavailable
+                .as_deref()
+                .map_or_else(|| NONE.to_string(), plain)
+        }));
+    }
+    right_align(&mut t, 1);
+    t
+}
 
-    // The run as a whole.
-    writeln!(out)?;
-    title(out, "Run", color)?;
+/// The run as a whole.
+fn run_table(r: &RunReport) -> Table {
     let mut t = new_table();
     let waits = r.total_waits();
     let waited: std::time::Duration = waits.values().map(|w| w.total).sum();
@@ -151,7 +171,7 @@ pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> 
         "elapsed".to_string(),
         units::opt_duration(r.elapsed()),
     ]);
-    write_table(out, &t, false, color)
+    t
 }
 
 /// The total cost, saying when some provider had no price.
@@ -159,8 +179,8 @@ fn total_cost(r: &RunReport) -> String {
     let unpriced: Vec<String> = r
         .providers()
         .iter()
-        .filter(|p| p.calls > 0 && r.prices().cost(p).is_none())
-        .map(|p| plain(&p.provider))
+        .filter(|p| p.stats.calls > 0 && r.prices().cost(p).is_none())
+        .map(|p| plain(p.provider()))
         .collect();
     match (r.total_cost(), unpriced.is_empty()) {
         (total, true) => units::usd(total),

@@ -507,12 +507,12 @@ async fn batch_tokens_cost_half_in_the_report() {
     let prices = Prices::default();
     let model = Some("gpt-4.1-mini".to_string());
     let mut interactive = ProviderMetrics::new("openai", model.clone());
-    interactive.tokens_in = 1_000_000;
-    interactive.tokens_out = 1_000_000;
+    interactive.stats.tokens_in = 1_000_000;
+    interactive.stats.tokens_out = 1_000_000;
     let mut batch = ProviderMetrics::new("openai", model.clone());
     batch.add_batch(10, 50, 1_000_000, 1_000_000);
     assert_eq!(
-        batch.tokens_in, 1_000_000,
+        batch.stats.tokens_in, 1_000_000,
         "batch tokens count in the totals"
     );
     let full = prices.cost(&interactive).unwrap();
@@ -520,8 +520,8 @@ async fn batch_tokens_cost_half_in_the_report() {
     assert_eq!(prices.cost(&batch), Some(full / 2.0));
     // Mixed: half of the tokens through a job.
     let mut mixed = ProviderMetrics::new("openai", model);
-    mixed.tokens_in = 500_000;
-    mixed.tokens_out = 500_000;
+    mixed.stats.tokens_in = 500_000;
+    mixed.stats.tokens_out = 500_000;
     mixed.add_batch(c.requests, 50, 500_000, 500_000);
     assert_eq!(prices.cost(&mixed), Some(full * 0.75));
 }

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use tag_space::confluence::{Label, MemorySource, Page};
+use tag_space::events::Event;
 use tag_space::llm::{Answer, LlmError, LlmErrorKind, PageText, Provider, RateLimitHints};
 use tag_space::pipeline::{PageOutcome, RunOptions, Status, run};
 use tag_space::taxonomy::{Category, Tag, Taxonomy};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 pub fn taxonomy() -> Taxonomy {
     let tag = |n: &str| Tag {
@@ -129,6 +131,17 @@ where
     .await
     .map_err(|e| e.to_string());
     (listed, outcomes)
+}
+
+/// The total the run told once it would take no more pages (its `ListingEnded` event).
+fn listing_total(events: &mut UnboundedReceiver<Event>) -> Option<u64> {
+    let mut total = None;
+    while let Ok(event) = events.try_recv() {
+        if let Event::ListingEnded { total: t } = event {
+            total = Some(t);
+        }
+    }
+    total
 }
 
 /// Every page answers `type-howto` + `tool-jira`.
@@ -377,13 +390,14 @@ async fn limit_stops_the_listing() {
     let provider = Scripted::new(howto_jira);
     let mut o = opts(true);
     o.limit = Some(5);
+    let mut events = o.events.subscribe();
     let (_, out) = run_all(&source, &provider, &o).await;
     assert_eq!(out.len(), 5);
     let asked: usize = provider.calls().iter().map(Vec::len).sum();
     assert_eq!(asked, 5);
     assert_eq!(
-        o.total.get(),
-        Some(&5),
+        listing_total(&mut events),
+        Some(5),
         "the progress total is what was taken"
     );
 }
@@ -473,6 +487,7 @@ async fn limit_counts_pages_sent_for_classification_not_skipped_ones() {
     let mut o = opts(false);
     o.batch_size = 5;
     o.limit = Some(2);
+    let mut events = o.events.subscribe();
     let (_, out) = run_all(&source, &provider, &o).await;
     // The empty page 2 is skipped without counting: pages 1 and 3 are classified.
     assert_eq!(out.len(), 3);
@@ -480,7 +495,7 @@ async fn limit_counts_pages_sent_for_classification_not_skipped_ones() {
     assert_eq!(out["2"].status, Status::Skipped);
     assert_eq!(out["3"].status, Status::Tagged);
     assert_eq!(provider.calls().concat(), ["1", "3"], "one batch, finished");
-    assert_eq!(o.total.get(), Some(&3));
+    assert_eq!(listing_total(&mut events), Some(3));
 }
 
 /// A provider that takes `delay` (tokio time) per call.
@@ -617,13 +632,14 @@ mod with_state {
         o.sync = sync;
         o.limit = limit;
         let mut out = BTreeMap::new();
+        let mut events = o.events.subscribe();
         run(source, provider, &tax, &o, |p| {
             assert!(out.insert(p.id.clone(), p).is_none(), "two outcomes");
         })
         .await
         .unwrap();
         let counters = store.finish_run(&st.run).unwrap();
-        (out, counters, o.total.get().copied())
+        (out, counters, listing_total(&mut events))
     }
 
     #[tokio::test]
@@ -738,7 +754,7 @@ mod with_state {
         assert_eq!(source.writes().len(), 4);
         for o in out.values() {
             assert_eq!(o.status, Status::Tagged);
-            assert_eq!(o.provider, Some(CACHE_PROVIDER));
+            assert_eq!(o.provider.map(|p| p.name()), Some(CACHE_PROVIDER));
             assert_eq!(o.added, ["type-howto", "tool-jira"]);
         }
     }

@@ -219,6 +219,18 @@ pub(crate) fn int(v: Option<&Value>) -> u64 {
     }
 }
 
+/// The output cap of one batch line: the interactive budget widened once, since a batch line
+/// gets no second try at a larger cap (a truncated line is asked again interactively), and a
+/// batch job is billed for the tokens it produces, not for the cap it asks.
+pub(crate) fn line_cap(
+    provider: &impl crate::llm::Provider,
+    pages: &[crate::llm::PageText],
+) -> u32 {
+    provider
+        .output_budget(pages)
+        .map_or(1, |b| b.widened().unwrap_or(b.tokens))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,16 +266,4 @@ mod tests {
         assert_eq!(int(Some(&Value::from("12"))), 12);
         assert_eq!(int(Some(&Value::from(7))), 7);
     }
-}
-
-/// The output cap of one batch line: the interactive budget widened once, since a batch line
-/// gets no second try at a larger cap (a truncated line is asked again interactively), and a
-/// batch job is billed for the tokens it produces, not for the cap it asks.
-pub(crate) fn line_cap(
-    provider: &impl crate::llm::Provider,
-    pages: &[crate::llm::PageText],
-) -> u32 {
-    provider
-        .output_budget(pages)
-        .map_or(1, |b| b.widened().unwrap_or(b.tokens))
 }
