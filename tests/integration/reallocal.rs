@@ -5,8 +5,10 @@
 //!
 //! `TAG_SPACE_LOCAL_LLM_URL` (e.g. `http://127.0.0.1:8080/v1`) and `TAG_SPACE_LOCAL_LLM_MODEL`
 //! (the server's `--alias`) name the server. Two passes:
-//! 1. the library: every batch answered at the ladder's rung, and every answer schema-valid
-//!    (the schema's shape followed, every page present, only taxonomy tags, within the limits);
+//! 1. the library, through the governor as a run uses it (a truncated answer is asked once
+//!    more at twice the cap, then split): every batch answered at the ladder's rung, and every
+//!    answer schema-valid (the schema's shape followed, every page present, only taxonomy
+//!    tags, within each category's limit);
 //! 2. the binary: a dry run over a fake Confluence space through that server, every page
 //!    finished, with its wall time, tokens and rung printed for BENCHMARKS.md.
 
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tag_space::governor::{Governed, GovernorConfig};
 use tag_space::llm::openai::OpenAiProvider;
 use tag_space::llm::validate::{DropReason, validate};
 use tag_space::llm::{PageText, Provider, ProviderSettings};
@@ -134,14 +137,22 @@ async fn a_real_llama_server_gives_every_page_a_schema_valid_answer() {
         timeout: Duration::from_secs(600),
         max_output_tokens: 4096,
     };
-    let provider = OpenAiProvider::new(settings, taxonomy.clone()).unwrap();
+    let governed = Governed::new(
+        OpenAiProvider::new(settings, taxonomy.clone()).unwrap(),
+        GovernorConfig {
+            initial_concurrency: 1,
+            max_concurrency: 1,
+            ..GovernorConfig::default()
+        },
+    );
+    let provider = governed.inner();
 
     // 1. The library: each batch, its answer checked against the schema.
     let started = Instant::now();
     let (mut tokens_in, mut tokens_out) = (0, 0);
     for batch in pages().chunks(batch_size) {
         let t = Instant::now();
-        let answer = provider.classify(batch).await.expect("an answer");
+        let answer = governed.classify(batch).await.expect("an answer");
         let v = validate(batch, &answer, &taxonomy);
         assert!(
             provider.ladder().is_trusted(),
@@ -174,9 +185,14 @@ async fn a_real_llama_server_gives_every_page_a_schema_valid_answer() {
         );
     }
     println!(
-        "LIBRARY {} pages, batch {batch_size}: {:.1}s wall, {tokens_in} tokens in, {tokens_out} out, rung {}",
+        "LIBRARY {} pages, batch {batch_size}: {:.1}s wall, {} calls ({} truncated, {} splits), {} tokens in, {} out (answers kept: {tokens_in} in, {tokens_out} out), rung {}",
         PAGES.len(),
         started.elapsed().as_secs_f64(),
+        governed.stats().calls,
+        governed.stats().truncation_retries,
+        governed.stats().splits,
+        governed.stats().tokens_in,
+        governed.stats().tokens_out,
         provider.ladder().current_name()
     );
 
