@@ -29,16 +29,20 @@ use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
 mod cache_cmd;
+mod eval_cmd;
 mod jobs_cmd;
 mod lock;
 mod settings;
 mod space;
 mod state;
 mod statedir;
+mod taxonomy_cmd;
 
 pub use cache_cmd::cache_command;
+pub use eval_cmd::eval_command;
 pub use jobs_cmd::jobs_command;
 pub use settings::report_settings;
+pub use taxonomy_cmd::{taxonomy_command, taxonomy_init};
 
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so
 /// that one request stays well inside every provider's context window.
@@ -184,7 +188,13 @@ async fn execute<S: PageSource>(
             .collect(),
     );
     run_report.set_pages_listed(progress.pages_taken());
-    let (failure, status) = ending(session.cancel.is_cancelled(), listed, &llm, &config.space);
+    let (failure, status) = ending(
+        session.cancel.is_cancelled(),
+        listed,
+        &llm,
+        source.halted(),
+        &config.space,
+    );
     run_report.set_end(status, failure.as_ref().map(one_line));
     if let Some(state) = &state {
         run_report.set_cache(state::metrics(state));
@@ -213,12 +223,17 @@ fn ending(
     cancelled: bool,
     listed: Result<u64, crate::confluence::ConfluenceError>,
     llm: &OutageWatch<'_, AnyProvider>,
+    confluence_halt: Option<String>,
     space: &str,
 ) -> (Option<anyhow::Error>, RunStatus) {
     let failure: Option<anyhow::Error> = if cancelled {
         None
     } else if let Err(e) = listed {
         Some(anyhow::Error::new(e).context(format!("the run over space {space} stopped early")))
+    } else if let Some(halt) = confluence_halt {
+        Some(anyhow::anyhow!(
+            "the run over space {space} stopped early: {halt}"
+        ))
     } else {
         llm.outage().map(|o| anyhow::anyhow!("{}", o.lines()))
     };
@@ -250,9 +265,19 @@ async fn follow_run<S: PageSource>(
             report::print_page_line(&outcome, config.dry_run);
         }
     });
+    // The site stopped the run's Confluence work (a quota spent, a wait above the ceiling):
+    // stop taking pages, as on an LLM outage.
+    let halt_watch = async {
+        if let Some(halted) = source.halt_token() {
+            halted.cancelled().await;
+            opts.cancel.cancel();
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
     let listed = tokio::select! {
         listed = run => listed,
         never = progress.follow(&mut events) => match never {},
+        never = halt_watch => match never {},
     };
     progress.drain(&mut events);
     listed

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod tools;
+
+pub use tools::{EvalArgs, TaxonomyCommand, TaxonomyInitArgs};
+
 const ENV_HELP: &str = "\
 ENVIRONMENT (also read from ./.env, or from the file named by --env-file or
 TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
@@ -35,7 +39,10 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
     TAG_SPACE_GEMINI_TPM          Gemini tokens per minute quota (default: unknown)
     TAG_SPACE_OPENAI_RPM          OpenAI requests per minute quota (default: unknown)
     TAG_SPACE_OPENAI_TPM          OpenAI tokens per minute quota (default: unknown)
-    TAG_SPACE_MAX_COOLDOWN_SECS   longest server-requested wait slept through (default 60)
+    TAG_SPACE_MAX_COOLDOWN_SECS   longest server-requested wait slept through (default 60);
+                                  a longer one from Confluence stops the run (exit 2)
+    TAG_SPACE_CONFLUENCE_CONCURRENCY
+                                  Confluence requests in flight at most (default 4)
     TAG_SPACE_MAX_PAGE_CHARS      text budget per page sent to the LLM (default 8000)
     TAG_SPACE_TAXONOMY            taxonomy file (default: the built-in one)
     TAG_SPACE_CACHE_ENABLED       true | false (default true)
@@ -76,7 +83,9 @@ EXAMPLES:
   tag-space cache stats                 what the state file holds, hit rate of the last runs
   tag-space cache clear --space ENG     classify every page of ENG again on the next run
   tag-space jobs                        the providers' batch jobs: state, counts, age
-  tag-space jobs cancel 3               cancel batch job 3 (its finished part is kept)";
+  tag-space jobs cancel 3               cancel batch job 3 (its finished part is kept)
+  tag-space eval --demo                 precision/recall/F1 against human labels, offline
+  tag-space taxonomy init --space ENG -o taxonomy.toml   draft a taxonomy from ENG's labels";
 
 /// Label every page of a Confluence space from a controlled taxonomy, with an LLM
 /// (Gemini first, OpenAI as fallback) paced to the provider's quota.
@@ -215,6 +224,12 @@ pub enum Command {
     /// The providers' batch jobs (backfills at half price): list them with their state,
     /// request counts and age, or cancel one.
     Jobs(JobsArgs),
+    /// Measure the labels against the ones people already put on the space's pages:
+    /// precision, recall and F1 per label. Writes nothing to Confluence.
+    Eval(EvalArgs),
+    /// Work on taxonomy files.
+    #[command(subcommand)]
+    Taxonomy(TaxonomyCommand),
 }
 
 /// `tag-space jobs [cancel ID]`

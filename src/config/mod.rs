@@ -56,6 +56,7 @@ pub const VARIABLES: &[&str] = &[
     "TAG_SPACE_OPENAI_TIMEOUT_SECS",
     "TAG_SPACE_OPENAI_STRUCTURED",
     "TAG_SPACE_MAX_COOLDOWN_SECS",
+    "TAG_SPACE_CONFLUENCE_CONCURRENCY",
     "TAG_SPACE_MAX_PAGE_CHARS",
     "TAG_SPACE_TAXONOMY",
     "TAG_SPACE_CACHE_ENABLED",
@@ -126,8 +127,11 @@ pub struct Config {
     pub batch_size: usize,
     pub concurrency: usize,
     pub max_concurrency: usize,
-    /// A server-requested wait longer than this marks the provider unavailable for the run.
+    /// A server-requested wait longer than this marks the provider unavailable for the run,
+    /// and stops the run's Confluence work.
     pub max_cooldown: Duration,
+    /// `TAG_SPACE_CONFLUENCE_CONCURRENCY`: Confluence requests in flight at most.
+    pub confluence_concurrency: usize,
     /// Characters of a page's text sent to the LLM.
     pub max_page_chars: usize,
     pub taxonomy_path: Option<PathBuf>,
@@ -157,6 +161,7 @@ struct Limits {
     concurrency: usize,
     max_concurrency: usize,
     max_cooldown: Duration,
+    confluence_concurrency: usize,
     max_page_chars: usize,
 }
 
@@ -206,6 +211,7 @@ impl Config {
             concurrency: limits.concurrency,
             max_concurrency: limits.max_concurrency,
             max_cooldown: limits.max_cooldown,
+            confluence_concurrency: limits.confluence_concurrency,
             max_page_chars: limits.max_page_chars,
             taxonomy_path: args
                 .taxonomy
@@ -264,6 +270,16 @@ impl Limits {
             86_400,
             "60",
         )?;
+        let confluence_concurrency: usize = setting(
+            None,
+            "",
+            "TAG_SPACE_CONFLUENCE_CONCURRENCY",
+            get,
+            4,
+            1,
+            64,
+            "4",
+        )?;
         let max_page_chars: usize = setting(
             None,
             "",
@@ -279,6 +295,7 @@ impl Limits {
             concurrency,
             max_concurrency,
             max_cooldown: Duration::from_secs(max_cooldown_secs),
+            confluence_concurrency,
             max_page_chars,
         })
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::bucket::Bucket;
+use super::cooldown::Cooldown;
 use super::stats::WaitReason;
 use crate::llm::{RateLimitHints, Usage};
 
@@ -55,7 +56,7 @@ pub struct Pacer {
     tokens: Option<Bucket>,
     /// Bumped whenever the buckets are emptied; older reservations must be taken again.
     epoch: u64,
-    cooldown_until: Option<Instant>,
+    cooldown: Cooldown,
     /// When the rate was last cut; 429s to requests sent before it are the same event.
     last_cut: Option<Instant>,
     accepted_since_cut: u64,
@@ -66,7 +67,6 @@ pub struct Pacer {
     in_flight: Vec<Instant>,
     in_flight_tokens: f64,
     tokens_per_char: f64,
-    consecutive_429s: u32,
 }
 
 impl Pacer {
@@ -81,7 +81,7 @@ impl Pacer {
             requests,
             tokens: tpm.map(|t| Bucket::per_minute(t as f64, headroom, now)),
             epoch: 0,
-            cooldown_until: None,
+            cooldown: Cooldown::default(),
             last_cut: None,
             accepted_since_cut: 0,
             first_send: None,
@@ -89,7 +89,6 @@ impl Pacer {
             in_flight: Vec::new(),
             in_flight_tokens: 0.0,
             tokens_per_char: 0.25,
-            consecutive_429s: 0,
         }
     }
 
@@ -108,12 +107,12 @@ impl Pacer {
     }
 
     pub fn cooldown_until(&self, now: Instant) -> Option<Instant> {
-        self.cooldown_until.filter(|&u| u > now)
+        self.cooldown.until(now)
     }
 
     /// How many 429s in a row (for the backoff exponent when the server gave no hint).
     pub fn consecutive_429s(&self) -> u32 {
-        self.consecutive_429s
+        self.cooldown.streak()
     }
 
     /// The next step for a request costing `tokens`, holding `res` (taken or renewed here).
@@ -164,7 +163,7 @@ impl Pacer {
         now: Instant,
     ) {
         self.finish(sent_at, tokens);
-        self.consecutive_429s = 0;
+        self.cooldown.clear_streak();
         self.accepted.push_back(sent_at);
         self.accepted_since_cut += 1;
         while self.accepted.front().is_some_and(|&t| t + MINUTE < now) {
@@ -275,12 +274,7 @@ impl Pacer {
         now: Instant,
     ) -> bool {
         self.finish(sent_at, tokens);
-        self.consecutive_429s += 1;
-        let until = now + wait;
-        let extended = self.cooldown_until.is_none_or(|u| until > u);
-        if extended {
-            self.cooldown_until = Some(until);
-        }
+        let extended = self.cooldown.extend(wait, now);
         let new_event = self.last_cut.is_none_or(|cut| sent_at > cut);
         if new_event {
             match self.requests.as_mut() {
@@ -301,7 +295,7 @@ impl Pacer {
             self.accepted_since_cut = 0;
         }
         if new_event || extended {
-            let restart = self.cooldown_until.unwrap_or(now);
+            let restart = self.cooldown.until(now).unwrap_or(now);
             if let Some(b) = self.requests.as_mut() {
                 b.empty_at(restart, now);
             }

@@ -56,3 +56,7 @@ mod batchcrash;
 mod batchcli;
 // Real failures through the binary print each cause of their chain once.
 mod causes;
+// `taxonomy init` and `eval` against fakes that record writes; aliases in the pipeline.
+mod evaltax;
+// The Confluence site governor, credential check, metadata-first listing (issue 11).
+mod pacing;
