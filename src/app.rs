@@ -122,7 +122,8 @@ fn build_chain(
     }
     if let Some(s) = &config.openai {
         let p = OpenAiProvider::new(s.clone(), taxonomy.clone())
-            .context("cannot set up the OpenAI client")?;
+            .context("cannot set up the OpenAI client")?
+            .with_structured(config.openai_structured);
         providers.push(governed(
             AnyProvider::OpenAi(p),
             Some((s, config.openai_quota)),
@@ -147,6 +148,9 @@ async fn execute<S: PageSource>(
     let progress = &session.progress;
     let started = Instant::now();
     let state = state::open(config, taxonomy)?;
+    if let Some(state) = &state {
+        state::resume_rungs(chain, state);
+    }
     // Stopped by Ctrl-C (through the session's token) or by a total LLM outage (this one).
     let stop = session.cancel.child_token();
     let llm = OutageWatch::new(chain, stop.clone());
@@ -169,11 +173,18 @@ async fn execute<S: PageSource>(
         &mut run_report,
     )
     .await;
+    if let Some(state) = &state {
+        state::remember_rungs(chain, state);
+    }
     run_report.set_providers(
         chain
-            .stats()
-            .into_iter()
-            .map(|s| provider_metrics(s, config))
+            .providers()
+            .iter()
+            .map(|p| {
+                let mut m = provider_metrics(p.stats(), config);
+                m.structured_output = p.inner().ladder().map(|l| l.current_name().to_string());
+                m
+            })
             .collect(),
     );
     run_report.set_pages_listed(progress.pages_taken());

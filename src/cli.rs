@@ -28,6 +28,9 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
     OPENAI_MODEL                  default: gpt-4.1-mini
     OPENAI_BASE_URL               default: https://api.openai.com/v1
                                   (a local server: e.g. http://127.0.0.1:11434/v1)
+    TAG_SPACE_OPENAI_TIMEOUT_SECS seconds per request (default 120; more for a CPU server)
+    TAG_SPACE_OPENAI_STRUCTURED   auto | json_schema | json_object | prompt: how the server
+                                  is asked for JSON (default auto: the best it honours)
   Run
     TAG_SPACE_AI_CONCURRENCY      starting LLM concurrency per provider (default 3)
     TAG_SPACE_MAX_AI_CONCURRENCY  ceiling for the adaptive concurrency (default 6)

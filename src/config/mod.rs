@@ -23,6 +23,7 @@ use crate::cli::{Args, FallbackArg};
 use crate::confluence::ConfluenceSettings;
 use crate::governor::Quota;
 use crate::llm::ProviderSettings;
+use crate::llm::structured::StructuredMode;
 use crate::report::logging::LogSettings;
 use crate::report::{OutputFormat, ReportFile};
 
@@ -52,6 +53,8 @@ pub const VARIABLES: &[&str] = &[
     "TAG_SPACE_GEMINI_TPM",
     "TAG_SPACE_OPENAI_RPM",
     "TAG_SPACE_OPENAI_TPM",
+    "TAG_SPACE_OPENAI_TIMEOUT_SECS",
+    "TAG_SPACE_OPENAI_STRUCTURED",
     "TAG_SPACE_MAX_COOLDOWN_SECS",
     "TAG_SPACE_CONFLUENCE_CONCURRENCY",
     "TAG_SPACE_MAX_PAGE_CHARS",
@@ -110,6 +113,8 @@ pub struct Config {
     /// providers' answers.
     pub gemini_quota: Quota,
     pub openai_quota: Quota,
+    /// `TAG_SPACE_OPENAI_STRUCTURED`: how the OpenAI-compatible server is asked for JSON.
+    pub openai_structured: StructuredMode,
     /// Use the offline keyword rules provider: alone (demo) or as the last fallback.
     pub rules: bool,
     pub demo: bool,
@@ -195,6 +200,7 @@ impl Config {
             openai: target.openai,
             gemini_quota,
             openai_quota,
+            openai_structured: providers::structured_mode(&get)?,
             rules,
             demo: args.demo,
             demo_edit: args.demo_edit.unwrap_or(0),

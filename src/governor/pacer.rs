@@ -224,6 +224,39 @@ impl Pacer {
         }
     }
 
+    /// A call sent at `sent_at` was answered "slow down" (OpenAI `slow_down`: traffic ramped
+    /// up too fast): halve the request rate, or start pacing at half the rate accepted in the
+    /// minute before it, without pausing the provider. Answers to calls sent before the last
+    /// cut are the same event. True if the rate was cut.
+    pub fn on_slow_down(&mut self, sent_at: Instant, tokens: f64, now: Instant) -> bool {
+        self.finish(sent_at, tokens);
+        if self.last_cut.is_some_and(|cut| sent_at <= cut) {
+            return false;
+        }
+        match self.requests.as_mut() {
+            Some(b) => {
+                let halved = (b.rate_per_minute() / 2.0).max(1.0);
+                b.set_rate_per_minute(halved, now);
+            }
+            None => {
+                let window_start = sent_at.checked_sub(MINUTE);
+                let sent = self
+                    .accepted
+                    .iter()
+                    .chain(&self.in_flight)
+                    .filter(|t| window_start.is_none_or(|s| **t >= s) && **t <= sent_at)
+                    .count();
+                let halved = (sent as f64 / 2.0).max(1.0);
+                self.requests = Some(Bucket::empty_per_minute(halved, 1.0, now));
+                self.source = Some(RateSource::Learned);
+            }
+        }
+        self.last_cut = Some(now);
+        self.accepted_since_cut = 0;
+        self.epoch += 1;
+        true
+    }
+
     /// A call ended in an error that is not a 429 (its slot in flight is freed).
     pub fn on_error(&mut self, sent_at: Instant, tokens: f64) {
         self.finish(sent_at, tokens);
@@ -378,6 +411,34 @@ mod tests {
         // 400 tokens refunded: 800 left, a 700-token request goes at once.
         assert_eq!(go(&mut p, 700.0, t0), Ok(t0));
         assert_eq!(p.estimate_tokens(400, 100), 250.0);
+    }
+
+    #[test]
+    fn slow_down_halves_the_rate_without_a_cooldown() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(Some(120), None, 1.0, t0);
+        go(&mut p, 1.0, t0).unwrap();
+        assert!(p.on_slow_down(t0, 1.0, t0 + secs(0.1)));
+        assert_eq!(p.rate_per_minute(), Some(60.0));
+        assert_eq!(p.cooldown_until(t0 + secs(0.1)), None);
+        assert_eq!(p.consecutive_429s(), 0);
+        // A second answer to a call sent before the cut is the same event.
+        assert!(!p.on_slow_down(t0, 1.0, t0 + secs(0.2)));
+        assert_eq!(p.rate_per_minute(), Some(60.0));
+
+        // Nothing to pace to yet: half the rate the provider accepted in the last minute.
+        let mut p = Pacer::new(None, None, 1.0, t0);
+        for i in 0..10 {
+            let at = t0 + secs(f64::from(i));
+            go(&mut p, 1.0, at).unwrap();
+            p.on_success(at, 1.0, 0, None, &RateLimitHints::default(), at);
+        }
+        let at = t0 + secs(10.0);
+        go(&mut p, 1.0, at).unwrap();
+        assert!(p.on_slow_down(at, 1.0, at));
+        assert_eq!(p.rate_per_minute(), Some(5.0));
+        assert_eq!(p.source(), Some(RateSource::Learned));
+        assert_eq!(p.cooldown_until(at), None);
     }
 
     #[test]

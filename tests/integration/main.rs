@@ -4,6 +4,10 @@
 mod confluence;
 // Gemini and OpenAI wire shapes, error classification, structured output.
 mod llm;
+// Local model servers: the structured-output ladder against fakes of each server's behaviour.
+mod localmodels;
+// A real llama-server with a small model, opt-in (#[ignore]): scripts/local-model.sh.
+mod reallocal;
 // Pacing, cooldowns, adaptive concurrency and fallback on tokio's paused clock.
 mod governor;
 // The output budget through the governor: the cap asked, one wider retry, then a split.
