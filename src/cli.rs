@@ -28,6 +28,9 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
     OPENAI_MODEL                  default: gpt-4.1-mini
     OPENAI_BASE_URL               default: https://api.openai.com/v1
                                   (a local server: e.g. http://127.0.0.1:11434/v1)
+    TAG_SPACE_OPENAI_TIMEOUT_SECS seconds per request (default 120; more for a CPU server)
+    TAG_SPACE_OPENAI_STRUCTURED   auto | json_schema | json_object | prompt: how the server
+                                  is asked for JSON (default auto: the best it honours)
   Run
     TAG_SPACE_AI_CONCURRENCY      starting LLM concurrency per provider (default 3)
     TAG_SPACE_MAX_AI_CONCURRENCY  ceiling for the adaptive concurrency (default 6)
@@ -36,7 +39,10 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
     TAG_SPACE_GEMINI_TPM          Gemini tokens per minute quota (default: unknown)
     TAG_SPACE_OPENAI_RPM          OpenAI requests per minute quota (default: unknown)
     TAG_SPACE_OPENAI_TPM          OpenAI tokens per minute quota (default: unknown)
-    TAG_SPACE_MAX_COOLDOWN_SECS   longest server-requested wait slept through (default 60)
+    TAG_SPACE_MAX_COOLDOWN_SECS   longest server-requested wait slept through (default 60);
+                                  a longer one from Confluence stops the run (exit 2)
+    TAG_SPACE_CONFLUENCE_CONCURRENCY
+                                  Confluence requests in flight at most (default 4)
     TAG_SPACE_MAX_PAGE_CHARS      text budget per page sent to the LLM (default 8000)
     TAG_SPACE_TAXONOMY            taxonomy file (default: the built-in one)
     TAG_SPACE_CACHE_ENABLED       true | false (default true)

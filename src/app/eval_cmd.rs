@@ -123,30 +123,10 @@ async fn evaluate<S: PageSource>(
         })
         .collect();
     let selected = Selected::new(source, labels);
-    let opts = RunOptions {
-        state: state.clone(),
-        space: config.space.clone(),
-        dry_run: true,
-        batch_size: config
-            .batch_size
-            .min(crate::llm::prompt::max_pages_per_request(taxonomy)),
-        max_batch_chars: MAX_BATCH_CHARS,
-        max_page_chars: config.max_page_chars,
-        max_in_flight: config.max_concurrency * 2,
-        grace: INTERRUPT_GRACE,
-        ..RunOptions::default()
-    };
-    let mut proposed: HashMap<String, Vec<String>> = HashMap::new();
-    pipeline::run(&selected, chain, taxonomy, &opts, |o| {
-        if matches!(
-            o.status,
-            Status::Tagged | Status::Unchanged | Status::NoLabel
-        ) {
-            proposed.insert(o.id, o.chosen);
-        }
-    })
-    .await
-    .with_context(|| format!("the evaluation of space {} stopped early", config.space))?;
+    let opts = eval_options(config, taxonomy, state.clone());
+    let proposed = classify(&selected, chain, taxonomy, &opts)
+        .await
+        .with_context(|| format!("the evaluation of space {} stopped early", config.space))?;
     if let Some(st) = &state {
         record_end(
             st,
@@ -166,6 +146,43 @@ async fn evaluate<S: PageSource>(
         chosen,
         proposed,
     ))
+}
+
+/// A dry run over the selected pages, through the same pipeline, governor and cache as a run.
+fn eval_options(config: &Config, taxonomy: &Taxonomy, state: Option<RunState>) -> RunOptions {
+    RunOptions {
+        state,
+        space: config.space.clone(),
+        dry_run: true,
+        batch_size: config
+            .batch_size
+            .min(crate::llm::prompt::max_pages_per_request(taxonomy)),
+        max_batch_chars: MAX_BATCH_CHARS,
+        max_page_chars: config.max_page_chars,
+        max_in_flight: config.max_concurrency * 2,
+        grace: INTERRUPT_GRACE,
+        ..RunOptions::default()
+    }
+}
+
+/// The labels the model proposes for each page it answered.
+async fn classify<S: PageSource>(
+    source: &S,
+    chain: &Chain<AnyProvider>,
+    taxonomy: &Taxonomy,
+    opts: &RunOptions,
+) -> Result<HashMap<String, Vec<String>>, crate::confluence::ConfluenceError> {
+    let mut proposed = HashMap::new();
+    pipeline::run(source, chain, taxonomy, opts, |o| {
+        if matches!(
+            o.status,
+            Status::Tagged | Status::Unchanged | Status::NoLabel
+        ) {
+            proposed.insert(o.id, o.chosen);
+        }
+    })
+    .await?;
+    Ok(proposed)
 }
 
 /// Drops the labels the ledger says tag-space wrote: they are its own answers, not a

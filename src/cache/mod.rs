@@ -51,6 +51,7 @@ mod error;
 mod jobs;
 mod key;
 mod ledger;
+mod rungs;
 mod runs;
 mod schema;
 mod settings;
@@ -66,6 +67,7 @@ pub use decide::{
 pub use error::CacheError;
 pub use jobs::{JobRecord, JobSpec, RequestRecord};
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
+pub use rungs::Endpoint;
 pub use runs::{Run, RunCounters, RunEnd, RunMode, RunRecord, RunStatus};
 pub use schema::{SCHEMA_VERSION, prepare_dir};
 pub use settings::CacheSettings;

@@ -113,7 +113,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job, key)
     ) WITHOUT ROWID;
     ",
-    // 4: the tasks of `tag-space serve` (issue 13), so that they outlive a restart. The
+    // 4: how each OpenAI-compatible or Gemini endpoint and model is asked for JSON (issue 14):
+    // the rung of the structured-output ladder that last worked (`crate::llm::structured`),
+    // so that the next run starts there instead of re-learning a server's refusals.
+    "
+    CREATE TABLE structured_output (
+        provider   TEXT NOT NULL,   -- gemini, openai
+        base_url   TEXT NOT NULL,   -- as configured, without a trailing slash
+        model      TEXT NOT NULL,
+        rung       TEXT NOT NULL,   -- json_schema, json_object, prompt, response_json_schema, ...
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (provider, base_url, model)
+    ) WITHOUT ROWID;
+    ",
+    // 5: the tasks of `tag-space serve` (issue 13), so that they outlive a restart. The
     // summary is the JSON the service answers for the task, kept whole.
     "
     CREATE TABLE serve_tasks (

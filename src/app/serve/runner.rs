@@ -193,6 +193,9 @@ impl TaskRun<'_> {
         let config = self.config;
         let started = Instant::now();
         let state = state::open(config, self.taxonomy)?;
+        if let Some(state) = &state {
+            state::resume_rungs(self.chain, state);
+        }
         let stop = self.cancel.child_token();
         let llm = OutageWatch::new(self.chain, stop.clone());
         // The task's own pipeline events; the governors' come from the shared chain.
@@ -217,17 +220,30 @@ impl TaskRun<'_> {
         while let Ok(e) = own_rx.try_recv() {
             self.forward_one(e);
         }
+        if let Some(state) = &state {
+            state::remember_rungs(self.chain, state);
+        }
         run_report.set_providers(
             self.chain
-                .stats()
-                .into_iter()
-                .map(|s| provider_metrics(s, config))
+                .providers()
+                .iter()
+                .map(|p| {
+                    let mut m = provider_metrics(p.stats(), config);
+                    m.structured_output = p.inner().ladder().map(|l| l.current_name().to_string());
+                    m
+                })
                 .collect(),
         );
         if let Ok(n) = &listed {
             run_report.set_pages_listed(*n);
         }
-        let (failure, status) = ending(self.cancel.is_cancelled(), listed, &llm, &config.space);
+        let (failure, status) = ending(
+            self.cancel.is_cancelled(),
+            listed,
+            &llm,
+            source.halted(),
+            &config.space,
+        );
         run_report.set_end(status, failure.as_ref().map(one_line));
         if let Some(state) = &state {
             run_report.set_cache(state::metrics(state));
