@@ -97,7 +97,10 @@ impl Respond for QuotaSim {
         let body = String::from_utf8_lossy(&req.body);
         let mut answer = serde_json::Map::new();
         for part in body.split("<page id=\\\"").skip(1) {
-            if let Some(id) = part.split("\\\"").next() {
+            // Only the batch's pages (numeric ids), not the id of the prompt's example.
+            if let Some(id) = part.split("\\\"").next()
+                && id.bytes().all(|b| b.is_ascii_digit())
+            {
                 answer.insert(id.to_string(), json!({"type": ["type-howto"], "tool": []}));
             }
         }
