@@ -129,6 +129,18 @@ pub fn warning_line(message: &str) {
     });
 }
 
+/// A line that says what the run did besides its pages (e.g. the batch jobs it submitted),
+/// on stderr like the warnings.
+pub fn notice_line(message: &str) {
+    if logging::json_logs() {
+        tracing::info!("{message}");
+        return;
+    }
+    progress::suspend(|| {
+        let _ = writeln!(io::stderr().lock(), "tag-space: {message}");
+    });
+}
+
 /// Writes a page line on stdout, ignoring a closed pipe (`| head`).
 /// Written with the progress bar cleared, so that the line does not tear it.
 pub fn print_page_line(o: &PageOutcome, dry_run: bool) {
