@@ -52,3 +52,5 @@ mod batchcrash;
 mod batchcli;
 // Real failures through the binary print each cause of their chain once.
 mod causes;
+// --via batch through app::run: submit, collect, --wait, a stale job, a dry-run collect.
+mod batchrun;
