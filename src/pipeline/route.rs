@@ -162,3 +162,47 @@ pub async fn scan<S: PageSource, P: Provider>(
     let (listed, ()) = tokio::join!(source.stream_pages(&opts.space, tx), consume);
     listed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{Kit, page};
+    use super::*;
+
+    #[test]
+    fn a_page_goes_to_a_job_unless_a_job_failed_it_or_an_open_job_covers_it() {
+        let kit = Kit::with_state(vec![]);
+        let ctx = kit.ctx();
+        let queued = |id: &str| match admit(&ctx, page(id, &format!("<p>How to {id}</p>"))) {
+            Admitted::Classify(q) => q,
+            other => panic!("{other:?}"),
+        };
+        let covered = queued("3").meta.key.unwrap();
+        let route = BatchRoute::new(2, 10_000, ["2".into()].into(), [covered].into(), false);
+        for id in ["1", "4", "5"] {
+            let o = route.divert(queued(id)).unwrap();
+            assert_eq!(
+                (o.status, o.reason.as_deref()),
+                (Status::Skipped, Some(SENT_TO_BATCH))
+            );
+        }
+        assert!(
+            route.divert(queued("2")).is_err(),
+            "a failed line goes interactive"
+        );
+        let o = route.divert(queued("3")).unwrap();
+        assert_eq!(o.reason.as_deref(), Some(IN_OPEN_JOB));
+        let routed = route.take();
+        let ids: Vec<Vec<&str>> = routed
+            .batches
+            .iter()
+            .map(|b| b.iter().map(|p| p.text.id.as_str()).collect())
+            .collect();
+        assert_eq!(
+            ids,
+            [vec!["1", "4"], vec!["5"]],
+            "packed like the driver packs"
+        );
+        assert_eq!(routed.in_open_jobs, 1);
+        assert!(route.take().batches.is_empty());
+    }
+}
