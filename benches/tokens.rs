@@ -3,7 +3,13 @@
 //! ```text
 //! cargo bench --bench tokens                       # 100 pages per scenario, about a minute
 //! TOKENS_BENCH_PAGES=50 cargo bench --bench tokens # fewer pages
+//! TOKENS_BENCH_ONLY_TPM=1 cargo bench --bench tokens # only issue 11's two TPM-bound rows
 //! ```
+//!
+//! Issue 11's rows, "TPM given" and "no quota given", are the same run with and without
+//! `TAG_SPACE_OPENAI_TPM`/`_RPM` configured; "ideal / wall" compares each run's wall with the
+//! token-bound ideal (the tokens it was charged, less what the simulator's bucket held when it
+//! started, at TPM/60 a second).
 //!
 //! The simulator speaks the OpenAI chat-completions shape on 127.0.0.1 (a wiremock `Respond`)
 //! and charges every request as a TPM-bound provider does before it runs it: the body's size / 4
@@ -287,9 +293,14 @@ struct Row {
     failed: usize,
     retries: u64,
     splits: u64,
+    /// The wall a run limited only by the tokens would take: what it was charged, less what
+    /// the simulator's bucket held at its start, at TPM/60 tokens a second.
+    ideal: Duration,
 }
 
-async fn scenario(name: &str, tpm: f64, schema_max: bool, pages: usize) -> Row {
+/// One run; `quota`: whether `TAG_SPACE_OPENAI_TPM` is given (else the governor learns from
+/// the `x-ratelimit-*` headers and 429s alone).
+async fn scenario(name: &str, tpm: f64, schema_max: bool, pages: usize, quota: bool) -> Row {
     let taxonomy = Arc::new(Taxonomy::embedded());
     let server = MockServer::start().await;
     let sim = Sim {
@@ -317,8 +328,8 @@ async fn scenario(name: &str, tpm: f64, schema_max: bool, pages: usize) -> Row {
     let client = OpenAiProvider::new(settings, taxonomy.clone()).expect("client");
     let config = GovernorConfig {
         quota: Quota {
-            rpm: Some(10_000),
-            tpm: Some(tpm as u32),
+            rpm: quota.then_some(10_000),
+            tpm: quota.then_some(tpm as u32),
         },
         max_output_tokens: MAX_OUTPUT_TOKENS,
         max_attempts: 6,
@@ -343,7 +354,7 @@ async fn scenario(name: &str, tpm: f64, schema_max: bool, pages: usize) -> Row {
             .expect("the listing cannot fail");
         warm += 1;
     }
-    let (counts0, stats0) = (sim.counts(), governed.stats());
+    let (counts0, stats0, level0) = (sim.counts(), governed.stats(), sim.level());
     let source = make_space(0, pages);
     let (mut answered, mut failed) = (0, 0);
     let start = Instant::now();
@@ -355,12 +366,15 @@ async fn scenario(name: &str, tpm: f64, schema_max: bool, pages: usize) -> Row {
     .expect("the listing cannot fail");
     let wall = start.elapsed();
     let stats = governed.stats();
+    let counts = sim.counts().since(counts0);
+    let ideal = Duration::from_secs_f64((counts.charged as f64 - level0).max(0.0) * 60.0 / tpm);
     Row {
+        ideal,
         name: name.into(),
         pages,
         warm_up_pages: warm * 25,
         wall,
-        counts: sim.counts().since(counts0),
+        counts,
         answered,
         failed,
         retries: stats.retries - stats0.retries,
@@ -376,14 +390,16 @@ fn print(rows: &[Row], tpm: f64) {
     );
     println!();
     println!(
-        "| scenario | warm-up pages | pages | tokens charged/page | of which output budget/page | request body bytes/page | output used/page | pages/min | wall | requests | 429s | truncated | retries | splits | pages answered | failed |"
+        "| scenario | warm-up pages | pages | tokens charged/page | of which output budget/page | request body bytes/page | output used/page | pages/min | wall | requests | 429s | truncated | retries | splits | pages answered | failed | token-bound ideal | ideal / wall |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in rows {
         let c = &r.counts;
         let per = |n: u64| n as f64 / r.pages as f64;
         println!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} s | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {:.2} |",
             r.name,
             r.warm_up_pages,
             r.pages,
@@ -400,6 +416,8 @@ fn print(rows: &[Row], tpm: f64) {
             r.splits,
             r.answered,
             r.failed,
+            r.ideal.as_secs_f64(),
+            r.ideal.as_secs_f64() / r.wall.as_secs_f64(),
         );
     }
 }
@@ -420,9 +438,14 @@ async fn main() {
             .with_writer(std::io::stderr)
             .init();
     }
-    let rows = vec![
-        scenario("prompt max (6 labels/page)", tpm, false, pages).await,
-        scenario("schema max (8 labels/page)", tpm, true, pages).await,
-    ];
+    let only_tpm = std::env::var("TOKENS_BENCH_ONLY_TPM").is_ok();
+    let mut rows = Vec::new();
+    if !only_tpm {
+        rows.push(scenario("prompt max (6 labels/page)", tpm, false, pages, true).await);
+        rows.push(scenario("schema max (8 labels/page)", tpm, true, pages, true).await);
+    }
+    // Issue 11: TPM-bound with the quota given, and without (learned from headers and 429s).
+    rows.push(scenario("TPM given", tpm, false, pages, true).await);
+    rows.push(scenario("no quota given", tpm, false, pages, false).await);
     print(&rows, tpm);
 }

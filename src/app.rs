@@ -29,17 +29,21 @@ use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
 mod cache_cmd;
+mod eval_cmd;
 mod jobs_cmd;
 mod lock;
 mod settings;
 mod space;
 mod state;
 mod statedir;
+mod taxonomy_cmd;
 mod via_batch;
 
 pub use cache_cmd::cache_command;
+pub use eval_cmd::eval_command;
 pub use jobs_cmd::jobs_command;
 pub use settings::report_settings;
+pub use taxonomy_cmd::{taxonomy_command, taxonomy_init};
 
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so
 /// that one request stays well inside every provider's context window.
@@ -119,7 +123,8 @@ fn build_chain(
     }
     if let Some(s) = &config.openai {
         let p = OpenAiProvider::new(s.clone(), taxonomy.clone())
-            .context("cannot set up the OpenAI client")?;
+            .context("cannot set up the OpenAI client")?
+            .with_structured(config.openai_structured);
         providers.push(governed(
             AnyProvider::OpenAi(p),
             Some((s, config.openai_quota)),
@@ -144,6 +149,9 @@ async fn execute<S: PageSource>(
     let progress = &session.progress;
     let started = Instant::now();
     let state = state::open(config, taxonomy)?;
+    if let Some(state) = &state {
+        state::resume_rungs(chain, state);
+    }
     // Stopped by Ctrl-C (through the session's token) or by a total LLM outage (this one).
     let stop = session.cancel.child_token();
     let llm = OutageWatch::new(chain, stop.clone());
@@ -172,21 +180,34 @@ async fn execute<S: PageSource>(
         &mut run_report,
     )
     .await;
+    if let Some(state) = &state {
+        state::remember_rungs(chain, state);
+    }
     let submitted = match (&batch, &state) {
         (Some(b), Some(st)) if !session.cancel.is_cancelled() => b.finish(config, st).await,
         _ => Ok(()),
     };
     let mut providers: Vec<ProviderMetrics> = chain
-        .stats()
-        .into_iter()
-        .map(|s| provider_metrics(s, config))
+        .providers()
+        .iter()
+        .map(|p| {
+            let mut m = provider_metrics(p.stats(), config);
+            m.structured_output = p.inner().ladder().map(|l| l.current_name().to_string());
+            m
+        })
         .collect();
     if let Some(b) = &batch {
         b.add_usage(&mut providers);
     }
     run_report.set_providers(providers);
     run_report.set_pages_listed(progress.pages_taken());
-    let (failure, status) = ending(session.cancel.is_cancelled(), listed, &llm, &config.space);
+    let (failure, status) = ending(
+        session.cancel.is_cancelled(),
+        listed,
+        &llm,
+        source.halted(),
+        &config.space,
+    );
     let (failure, status) = match submitted {
         Err(e) if failure.is_none() => (Some(e), RunStatus::Failed),
         _ => (failure, status),
@@ -219,12 +240,17 @@ fn ending(
     cancelled: bool,
     listed: Result<u64, crate::confluence::ConfluenceError>,
     llm: &OutageWatch<'_, AnyProvider>,
+    confluence_halt: Option<String>,
     space: &str,
 ) -> (Option<anyhow::Error>, RunStatus) {
     let failure: Option<anyhow::Error> = if cancelled {
         None
     } else if let Err(e) = listed {
         Some(anyhow::Error::new(e).context(format!("the run over space {space} stopped early")))
+    } else if let Some(halt) = confluence_halt {
+        Some(anyhow::anyhow!(
+            "the run over space {space} stopped early: {halt}"
+        ))
     } else {
         llm.outage().map(|o| anyhow::anyhow!("{}", o.lines()))
     };
@@ -256,9 +282,19 @@ async fn follow_run<S: PageSource>(
             report::print_page_line(&outcome, config.dry_run);
         }
     });
+    // The site stopped the run's Confluence work (a quota spent, a wait above the ceiling):
+    // stop taking pages, as on an LLM outage.
+    let halt_watch = async {
+        if let Some(halted) = source.halt_token() {
+            halted.cancelled().await;
+            opts.cancel.cancel();
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
     let listed = tokio::select! {
         listed = run => listed,
         never = progress.follow(&mut events) => match never {},
+        never = halt_watch => match never {},
     };
     progress.drain(&mut events);
     listed

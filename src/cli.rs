@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod tools;
+
+pub use tools::{EvalArgs, TaxonomyCommand, TaxonomyInitArgs};
+
 const ENV_HELP: &str = "\
 ENVIRONMENT (also read from ./.env, or from the file named by --env-file or
 TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
@@ -24,6 +28,9 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
     OPENAI_MODEL                  default: gpt-4.1-mini
     OPENAI_BASE_URL               default: https://api.openai.com/v1
                                   (a local server: e.g. http://127.0.0.1:11434/v1)
+    TAG_SPACE_OPENAI_TIMEOUT_SECS seconds per request (default 120; more for a CPU server)
+    TAG_SPACE_OPENAI_STRUCTURED   auto | json_schema | json_object | prompt: how the server
+                                  is asked for JSON (default auto: the best it honours)
   Run
     TAG_SPACE_AI_CONCURRENCY      starting LLM concurrency per provider (default 3)
     TAG_SPACE_MAX_AI_CONCURRENCY  ceiling for the adaptive concurrency (default 6)
@@ -32,7 +39,10 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
     TAG_SPACE_GEMINI_TPM          Gemini tokens per minute quota (default: unknown)
     TAG_SPACE_OPENAI_RPM          OpenAI requests per minute quota (default: unknown)
     TAG_SPACE_OPENAI_TPM          OpenAI tokens per minute quota (default: unknown)
-    TAG_SPACE_MAX_COOLDOWN_SECS   longest server-requested wait slept through (default 60)
+    TAG_SPACE_MAX_COOLDOWN_SECS   longest server-requested wait slept through (default 60);
+                                  a longer one from Confluence stops the run (exit 2)
+    TAG_SPACE_CONFLUENCE_CONCURRENCY
+                                  Confluence requests in flight at most (default 4)
     TAG_SPACE_MAX_PAGE_CHARS      text budget per page sent to the LLM (default 8000)
     TAG_SPACE_TAXONOMY            taxonomy file (default: the built-in one)
     TAG_SPACE_CACHE_ENABLED       true | false (default true)
@@ -78,7 +88,9 @@ EXAMPLES:
                                         the next such run collects and applies them
   tag-space --space ENG --via batch --wait   submit, wait for the jobs, apply
   tag-space jobs                        the providers' batch jobs: state, counts, age
-  tag-space jobs cancel 3               cancel batch job 3 (its finished part is kept)";
+  tag-space jobs cancel 3               cancel batch job 3 (its finished part is kept)
+  tag-space eval --demo                 precision/recall/F1 against human labels, offline
+  tag-space taxonomy init --space ENG -o taxonomy.toml   draft a taxonomy from ENG's labels";
 
 /// Label every page of a Confluence space from a controlled taxonomy, with an LLM
 /// (Gemini first, OpenAI as fallback) paced to the provider's quota.
@@ -245,6 +257,12 @@ pub enum Command {
     /// The providers' batch jobs (backfills at half price): list them with their state,
     /// request counts and age, or cancel one.
     Jobs(JobsArgs),
+    /// Measure the labels against the ones people already put on the space's pages:
+    /// precision, recall and F1 per label. Writes nothing to Confluence.
+    Eval(EvalArgs),
+    /// Work on taxonomy files.
+    #[command(subcommand)]
+    Taxonomy(TaxonomyCommand),
 }
 
 /// `tag-space jobs [cancel ID]`

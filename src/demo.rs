@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 use crate::confluence::{Label, MemorySource, Page};
 
+pub mod eval;
+
 /// The key of the demo space.
 pub const SPACE_KEY: &str = "DEMO";
 

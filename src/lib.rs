@@ -25,6 +25,7 @@ pub mod confluence;
 pub mod demo;
 pub mod ending;
 pub mod envfile;
+pub mod eval;
 pub mod events;
 pub mod governor;
 pub mod http;

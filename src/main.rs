@@ -29,6 +29,18 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         };
     }
+    if let Some(Command::Taxonomy(cmd)) = &args.command {
+        return match app::taxonomy_command(&args, cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
+    if let Some(Command::Eval(cmd)) = &args.command {
+        return match app::eval_command(&args, cmd) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => fail(&e),
+        };
+    }
     let progress = Progress::new();
     progress.install();
     // Before the rest of the configuration, whose errors then come in the chosen format.

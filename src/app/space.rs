@@ -8,11 +8,12 @@ use anyhow::Context;
 use crate::cache::Store;
 use crate::config::Config;
 use crate::confluence::ConfluenceClient;
+use crate::confluence::pace::PaceConfig;
 use crate::confluence::resolve::{KeyMatch, match_key};
 use crate::report;
 
-/// The client for the run's site, with `config.space` replaced by the key as the site spells
-/// it (and one notice line when it differed). A lookup that fails is kept for the run's
+/// The client for the run's site, its credentials checked, with `config.space` replaced by
+/// the key as the site spells it (and one notice line when it differed). A lookup that fails is kept for the run's
 /// listing ([`ConfluenceClient::defer_space_failure`]), so that the run ends on it as on
 /// any listing failure: report, run history and exit code 2, under the key as typed.
 pub(super) async fn connect(config: &mut Config) -> anyhow::Result<ConfluenceClient> {
@@ -20,7 +21,17 @@ pub(super) async fn connect(config: &mut Config) -> anyhow::Result<ConfluenceCli
         .confluence
         .clone()
         .context("Confluence is not configured")?;
-    let client = ConfluenceClient::new(settings)?;
+    let client = ConfluenceClient::new(settings)?.with_pace(PaceConfig {
+        concurrency: config.confluence_concurrency,
+        max_cooldown: config.max_cooldown,
+        ..PaceConfig::default()
+    });
+    // A wrong token fails here, once, with its hint, rather than as a 404 on every page; the
+    // run then ends on it as on a failed lookup.
+    if let Err(e) = client.check_credentials().await {
+        client.defer_space_failure(&config.space, e);
+        return Ok(client);
+    }
     match client.resolve_space(&config.space).await {
         Ok(space) => {
             if let Some(notice) = space.notice() {

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use super::statedir;
-use crate::cache::{RunMode, Setup, Store, StoreOptions};
+use crate::cache::{Endpoint, RunMode, Setup, Store, StoreOptions};
 use crate::config::Config;
+use crate::governor::Chain;
+use crate::llm::{AnyProvider, Provider};
 use crate::pipeline::{self, RunState};
 use crate::report::model::CacheMetrics;
 use crate::taxonomy::Taxonomy;
@@ -16,7 +18,14 @@ fn primary_model(config: &Config) -> String {
     if let Some(g) = &config.gemini {
         format!("gemini/{}", g.model)
     } else if let Some(o) = &config.openai {
-        format!("openai/{}", o.model)
+        // Two servers with the same model name must not share answers (issue 14); OpenAI's
+        // own API keeps its old key, so that its cache stays valid.
+        let base = o.base_url.trim_end_matches('/');
+        if base == crate::config::DEFAULT_OPENAI_BASE_URL {
+            format!("openai/{}", o.model)
+        } else {
+            format!("openai/{}@{base}", o.model)
+        }
     } else {
         pipeline::RULES_MODEL.to_string()
     }
@@ -75,4 +84,43 @@ pub(super) fn metrics(state: &RunState) -> CacheMetrics {
         hits: counters.hits,
         misses: counters.misses,
     }
+}
+
+/// Each HTTP provider starts at the structured-output rung an earlier run found working for
+/// its base URL and model (unless `TAG_SPACE_OPENAI_STRUCTURED` forces one).
+pub(super) fn resume_rungs(chain: &Chain<AnyProvider>, state: &RunState) {
+    for p in chain.providers() {
+        let (Some(ladder), Some(at)) = (p.inner().ladder(), endpoint(p.inner())) else {
+            continue;
+        };
+        match state.store.structured_rung(at) {
+            Ok(Some(rung)) => ladder.resume_at(&rung),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the structured-output rung"),
+        }
+    }
+}
+
+/// Records the rung each HTTP provider ended on, when an answer there followed the schema.
+pub(super) fn remember_rungs(chain: &Chain<AnyProvider>, state: &RunState) {
+    for p in chain.providers() {
+        let (Some(ladder), Some(at)) = (p.inner().ladder(), endpoint(p.inner())) else {
+            continue;
+        };
+        if !ladder.is_trusted() {
+            continue;
+        }
+        if let Err(e) = state.store.remember_rung(at, ladder.current_name()) {
+            tracing::warn!(error = %e, "cannot record the structured-output rung");
+        }
+    }
+}
+
+fn endpoint(p: &AnyProvider) -> Option<Endpoint<'_>> {
+    let s = p.settings()?;
+    Some(Endpoint {
+        provider: p.name(),
+        base_url: &s.base_url,
+        model: &s.model,
+    })
 }

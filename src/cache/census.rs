@@ -13,7 +13,9 @@ use rusqlite::params;
 
 use super::CacheError;
 use super::decide::LabelStatus;
-use super::store::{Run, Store, set_label};
+use super::ledger::set_label;
+use super::runs::Run;
+use super::store::Store;
 
 impl Store {
     /// The labels the ledger attributes to tag-space (confirmed) on some page of `space`,

@@ -50,9 +50,13 @@ mod decide;
 mod error;
 mod jobs;
 mod key;
+mod ledger;
+mod rungs;
+mod runs;
 mod schema;
 mod settings;
 mod show;
+mod stats;
 mod store;
 
 pub use decide::{
@@ -62,10 +66,10 @@ pub use decide::{
 pub use error::CacheError;
 pub use jobs::{JobRecord, JobSpec, RequestRecord};
 pub use key::{CacheKey, ContentHash, Setup, SetupHash};
+pub use rungs::Endpoint;
+pub use runs::{Run, RunCounters, RunEnd, RunMode, RunRecord, RunStatus};
 pub use schema::{SCHEMA_VERSION, prepare_dir};
 pub use settings::CacheSettings;
 pub use show::{write_cleared, write_stats};
-pub use store::{
-    Classification, Cleared, Run, RunCounters, RunEnd, RunMode, RunRecord, RunStatus, SpaceStats,
-    Stats, Store, StoreOptions, default_path,
-};
+pub use stats::{Cleared, SpaceStats, Stats};
+pub use store::{Classification, Store, StoreOptions, default_path};

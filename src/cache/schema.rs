@@ -113,6 +113,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job, key)
     ) WITHOUT ROWID;
     ",
+    // 4: how each OpenAI-compatible or Gemini endpoint and model is asked for JSON (issue 14):
+    // the rung of the structured-output ladder that last worked (`crate::llm::structured`),
+    // so that the next run starts there instead of re-learning a server's refusals.
+    "
+    CREATE TABLE structured_output (
+        provider   TEXT NOT NULL,   -- gemini, openai
+        base_url   TEXT NOT NULL,   -- as configured, without a trailing slash
+        model      TEXT NOT NULL,
+        rung       TEXT NOT NULL,   -- json_schema, json_object, prompt, response_json_schema, ...
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (provider, base_url, model)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The newest schema this build understands.

@@ -4,7 +4,8 @@
 use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::store::{Cleared, RunMode, RunRecord, RunStatus, Stats};
+use super::runs::{RunMode, RunRecord, RunStatus};
+use super::stats::{Cleared, Stats};
 
 /// `cache stats`: the file, then per space its share and its last runs, newest first.
 pub fn write_stats(out: &mut impl Write, s: &Stats) -> io::Result<()> {

@@ -23,6 +23,7 @@ use crate::cli::{Args, FallbackArg, ViaArg};
 use crate::confluence::ConfluenceSettings;
 use crate::governor::Quota;
 use crate::llm::ProviderSettings;
+use crate::llm::structured::StructuredMode;
 use crate::report::logging::LogSettings;
 use crate::report::{OutputFormat, ReportFile};
 
@@ -52,7 +53,10 @@ pub const VARIABLES: &[&str] = &[
     "TAG_SPACE_GEMINI_TPM",
     "TAG_SPACE_OPENAI_RPM",
     "TAG_SPACE_OPENAI_TPM",
+    "TAG_SPACE_OPENAI_TIMEOUT_SECS",
+    "TAG_SPACE_OPENAI_STRUCTURED",
     "TAG_SPACE_MAX_COOLDOWN_SECS",
+    "TAG_SPACE_CONFLUENCE_CONCURRENCY",
     "TAG_SPACE_MAX_PAGE_CHARS",
     "TAG_SPACE_TAXONOMY",
     "TAG_SPACE_CACHE_ENABLED",
@@ -113,6 +117,8 @@ pub struct Config {
     /// providers' answers.
     pub gemini_quota: Quota,
     pub openai_quota: Quota,
+    /// `TAG_SPACE_OPENAI_STRUCTURED`: how the OpenAI-compatible server is asked for JSON.
+    pub openai_structured: StructuredMode,
     /// Use the offline keyword rules provider: alone (demo) or as the last fallback.
     pub rules: bool,
     pub demo: bool,
@@ -125,8 +131,11 @@ pub struct Config {
     pub batch_size: usize,
     pub concurrency: usize,
     pub max_concurrency: usize,
-    /// A server-requested wait longer than this marks the provider unavailable for the run.
+    /// A server-requested wait longer than this marks the provider unavailable for the run,
+    /// and stops the run's Confluence work.
     pub max_cooldown: Duration,
+    /// `TAG_SPACE_CONFLUENCE_CONCURRENCY`: Confluence requests in flight at most.
+    pub confluence_concurrency: usize,
     /// Characters of a page's text sent to the LLM.
     pub max_page_chars: usize,
     pub taxonomy_path: Option<PathBuf>,
@@ -170,6 +179,7 @@ struct Limits {
     concurrency: usize,
     max_concurrency: usize,
     max_cooldown: Duration,
+    confluence_concurrency: usize,
     max_page_chars: usize,
 }
 
@@ -210,6 +220,7 @@ impl Config {
             openai: target.openai,
             gemini_quota,
             openai_quota,
+            openai_structured: providers::structured_mode(&get)?,
             rules,
             demo: args.demo,
             demo_edit: args.demo_edit.unwrap_or(0),
@@ -220,6 +231,7 @@ impl Config {
             concurrency: limits.concurrency,
             max_concurrency: limits.max_concurrency,
             max_cooldown: limits.max_cooldown,
+            confluence_concurrency: limits.confluence_concurrency,
             max_page_chars: limits.max_page_chars,
             taxonomy_path: args
                 .taxonomy
@@ -330,6 +342,16 @@ impl Limits {
             86_400,
             "60",
         )?;
+        let confluence_concurrency: usize = setting(
+            None,
+            "",
+            "TAG_SPACE_CONFLUENCE_CONCURRENCY",
+            get,
+            4,
+            1,
+            64,
+            "4",
+        )?;
         let max_page_chars: usize = setting(
             None,
             "",
@@ -345,6 +367,7 @@ impl Limits {
             concurrency,
             max_concurrency,
             max_cooldown: Duration::from_secs(max_cooldown_secs),
+            confluence_concurrency,
             max_page_chars,
         })
     }

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use super::ConfigError;
-use super::sources::{base_url, opt_setting};
+use super::sources::{base_url, opt_setting, setting};
 use crate::governor::Quota;
 use crate::llm::ProviderSettings;
+use crate::llm::structured::StructuredMode;
 use crate::secret::Secret;
 
 pub const DEFAULT_GEMINI_MODEL: &str = "gemini-2.5-flash";
@@ -60,7 +61,32 @@ pub(super) fn openai_settings(
         api_key: key.map(Secret::new),
         model: get("OPENAI_MODEL").unwrap_or_else(|| DEFAULT_OPENAI_MODEL.to_string()),
         base_url: base_url("OPENAI_BASE_URL", &base, DEFAULT_OPENAI_BASE_URL, warnings)?,
-        timeout: Duration::from_secs(120),
+        // A large batch on a CPU server can take minutes.
+        timeout: Duration::from_secs(setting(
+            None,
+            "",
+            "TAG_SPACE_OPENAI_TIMEOUT_SECS",
+            get,
+            120,
+            1,
+            86_400,
+            "600",
+        )?),
         max_output_tokens: 4096,
     }))
+}
+
+/// `TAG_SPACE_OPENAI_STRUCTURED`: `auto` (the default) or the one rung to use.
+pub(super) fn structured_mode(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<StructuredMode, ConfigError> {
+    let Some(raw) = get("TAG_SPACE_OPENAI_STRUCTURED") else {
+        return Ok(StructuredMode::Auto);
+    };
+    raw.parse().map_err(|reason| ConfigError::Invalid {
+        name: "TAG_SPACE_OPENAI_STRUCTURED".into(),
+        value: raw,
+        reason,
+        example: "auto",
+    })
 }

@@ -209,6 +209,30 @@ fn a_local_openai_compatible_server_needs_no_key() {
     let o = c.openai.unwrap();
     assert_eq!(o.api_key, None);
     assert_eq!(o.base_url, "http://127.0.0.1:11434/v1");
+    assert_eq!(o.timeout, Duration::from_secs(120));
+    assert_eq!(c.openai_structured, StructuredMode::Auto);
+}
+
+#[test]
+fn a_slow_local_server_gets_its_timeout_and_a_forced_structured_mode() {
+    let mut vars = CLOUD[..3].to_vec();
+    vars.push(("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1"));
+    vars.push(("TAG_SPACE_OPENAI_TIMEOUT_SECS", "900"));
+    vars.push(("TAG_SPACE_OPENAI_STRUCTURED", "prompt"));
+    let c = load(&["--space", "ENG"], &vars).unwrap();
+    assert_eq!(c.openai.unwrap().timeout, Duration::from_secs(900));
+    assert_eq!(c.openai_structured, StructuredMode::Forced(2));
+    for (var, bad) in [
+        ("TAG_SPACE_OPENAI_TIMEOUT_SECS", "0"),
+        ("TAG_SPACE_OPENAI_TIMEOUT_SECS", "2m"),
+        ("TAG_SPACE_OPENAI_STRUCTURED", "grammar"),
+    ] {
+        let mut vars = vars.clone();
+        vars.retain(|(k, _)| *k != var);
+        vars.push((var, bad));
+        let e = load(&["--space", "ENG"], &vars).unwrap_err().to_string();
+        assert!(e.starts_with(var), "{e}");
+    }
 }
 
 #[test]

@@ -8,37 +8,42 @@
 //!   `start += results.len()` until `_links.next` is absent (servers cap `limit`), and expands
 //!   labels inline.
 //!
-//! Every request is retried on 429, 5xx and transport failures (timeouts included) after the
-//! server's `Retry-After` or capped exponential backoff with full jitter, at most
-//! `max_retries` times; other statuses fail at once with a message that says what to do.
+//! Every request passes through the site's governor ([`super::pace`]): a bounded number in
+//! flight, a 429 pauses all of them, the site's rate-limit headers pace them. Each request is
+//! retried on 429, 5xx and transport failures (timeouts included) at most `max_retries` times;
+//! other statuses fail at once with a message that says what to do.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::wire::{
-    DcContent, DcList, DcSpace, ErrorBody, LabelCreate, Links, V2List, V2Page, V2Space, WireLabel,
-};
+use super::pace::{PaceConfig, SiteGovernor};
+use super::wire::LabelCreate;
 use super::{ConfluenceAuth, ConfluenceSettings};
 use super::{ConfluenceError, Flavor, LABEL_PREFIX, Label, Page, PageSource};
-use crate::http::{retry_after, snippet};
+use crate::http::snippet;
 use crate::retry::Backoff;
 
+mod bodies;
+mod credentials;
+mod listing;
 mod spaces;
+mod transport;
+
+use transport::decode;
+pub(crate) use transport::next_start;
 
 /// How long connecting may take, within the total `settings.timeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default retry schedule: up to 0.5 s, 1 s, 2 s, … capped at 30 s, with full jitter.
 pub const DEFAULT_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-/// A `Retry-After` longer than this is not slept through: the request fails instead.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// Items per listing request: the v2 maximum.
 pub const DEFAULT_PAGE_LIMIT: u32 = 250;
 
@@ -52,8 +57,8 @@ pub struct ConfluenceClient {
     flavor: Flavor,
     auth: ConfluenceAuth,
     max_retries: u32,
-    backoff: Backoff,
-    max_retry_after: Duration,
+    /// Every request to the site passes through it; shared by clones.
+    gov: Arc<SiteGovernor>,
     pub(super) page_limit: u32,
     /// Cloud space ids already resolved by the census, by key (see `census.rs`).
     pub(super) space_ids:
@@ -108,8 +113,7 @@ impl ConfluenceClient {
             flavor: settings.flavor,
             auth: settings.auth,
             max_retries: settings.max_retries,
-            backoff: DEFAULT_BACKOFF,
-            max_retry_after: MAX_RETRY_AFTER,
+            gov: Arc::new(SiteGovernor::new(PaceConfig::default())),
             page_limit: DEFAULT_PAGE_LIMIT,
             space_ids: Default::default(),
             spaces: Arc::default(),
@@ -128,10 +132,25 @@ impl ConfluenceClient {
         Ok(client)
     }
 
-    /// Replaces the retry schedule (tests use a base of about 1 ms).
-    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+    /// Replaces the retry schedule (tests use a base of about 1 ms): the pause after a 429
+    /// without a wait, and a request's own wait after a 5xx or a transport failure.
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        let config = PaceConfig {
+            backoff,
+            ..self.gov.config().clone()
+        };
+        self.with_pace(config)
+    }
+
+    /// Governs the site with `config` (a fresh governor: call before cloning the client).
+    pub fn with_pace(mut self, config: PaceConfig) -> Self {
+        self.gov = Arc::new(SiteGovernor::new(config));
         self
+    }
+
+    /// The site's governor (shared by every clone of this client).
+    pub fn governor(&self) -> &SiteGovernor {
+        &self.gov
     }
 
     /// Replaces the number of items asked for per listing request (default 250; at least 1,
@@ -204,142 +223,6 @@ impl ConfluenceClient {
         })
     }
 
-    // ---- HTTP -------------------------------------------------------------------------------
-
-    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
-        let req = self
-            .http
-            .request(method, url)
-            .header(ACCEPT, "application/json");
-        match &self.auth {
-            ConfluenceAuth::Basic { email, token } => req.basic_auth(email, Some(token.expose())),
-            ConfluenceAuth::Bearer(pat) => req.bearer_auth(pat.expose()),
-        }
-    }
-
-    /// Sends one request, retrying 429/5xx/transport failures, and returns the 2xx body.
-    async fn fetch(
-        &self,
-        what: &'static str,
-        page_id: Option<&str>,
-        method: Method,
-        url: &Url,
-        json: Option<&[u8]>,
-    ) -> Result<String, ConfluenceError> {
-        let (body, _content_type) = self.fetch_typed(what, page_id, method, url, json).await?;
-        Ok(body)
-    }
-
-    /// [`Self::fetch`], also returning the 2xx answer's `Content-Type`.
-    async fn fetch_typed(
-        &self,
-        what: &'static str,
-        page_id: Option<&str>,
-        method: Method,
-        url: &Url,
-        json: Option<&[u8]>,
-    ) -> Result<(String, Option<String>), ConfluenceError> {
-        let mut attempt: u32 = 0;
-        loop {
-            let mut req = self.request(method.clone(), url.clone());
-            if let Some(body) = json {
-                req = req
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.to_vec());
-            }
-            let (status, hint, err) = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let content_type = content_type(resp.headers());
-                    if status.is_success() {
-                        match resp.text().await {
-                            Ok(text) => return Ok((text, content_type)),
-                            // The body broke off (reset, timeout): as retryable as a failed send.
-                            Err(source) => (None, None, self.transport(what, url, source)),
-                        }
-                    } else {
-                        let hint = retry_after(resp.headers());
-                        let text = resp.text().await.unwrap_or_default();
-                        let err = self.status_error(
-                            what,
-                            status,
-                            page_id,
-                            &text,
-                            content_type.as_deref(),
-                        );
-                        if !retryable(status) {
-                            return Err(err);
-                        }
-                        (Some(status), hint, err)
-                    }
-                }
-                Err(source) if source.is_builder() => return Err(self.transport(what, url, source)),
-                Err(source) => (None, None, self.transport(what, url, source)),
-            };
-            if attempt >= self.max_retries {
-                return Err(err);
-            }
-            if let (Some(status), Some(wait)) = (status, hint) {
-                if wait > self.max_retry_after {
-                    return Err(ConfluenceError::RetryAfterTooLong {
-                        what,
-                        status: status.as_u16(),
-                        page_id: page_id.map(str::to_string),
-                        wait,
-                        limit: self.max_retry_after,
-                    });
-                }
-            }
-            let wait = self.backoff.delay(attempt, hint, rand::random::<f64>());
-            attempt += 1;
-            tracing::warn!(
-                what,
-                page_id,
-                status = status.map(|s| s.as_u16()),
-                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                attempt,
-                max_retries = self.max_retries,
-                error = %err,
-                "confluence request failed; retrying"
-            );
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    fn transport(&self, what: &'static str, url: &Url, source: reqwest::Error) -> ConfluenceError {
-        // The URL carries no credentials (they travel in a header; root may not hold any).
-        let mut shown = url.clone();
-        shown.set_query(None);
-        ConfluenceError::Transport {
-            what,
-            url: shown.to_string(),
-            reason: crate::http::transport_causes(&source.without_url()),
-        }
-    }
-
-    fn status_error(
-        &self,
-        what: &'static str,
-        status: StatusCode,
-        page_id: Option<&str>,
-        body: &str,
-        content_type: Option<&str>,
-    ) -> ConfluenceError {
-        let summary = serde_json::from_str::<ErrorBody>(body)
-            .ok()
-            .and_then(|b| b.summary());
-        let confluence_body = summary.is_some() && content_type.is_some_and(super::probe::is_json);
-        let said = summary.unwrap_or_else(|| body.to_string());
-        ConfluenceError::Status {
-            what,
-            status: status.as_u16(),
-            page_id: page_id.map(str::to_string),
-            hint: hint(status.as_u16(), self.flavor),
-            snippet: snippet(&said),
-            confluence_body,
-        }
-    }
-
     /// The space lookup, the first request of a run: where a wrong base URL shows. A 404 in
     /// Confluence's own error shape is "no such space"; an answer that is not Confluence's
     /// (an HTML page, another content type, JSON of another shape) is a wrong base URL.
@@ -405,205 +288,6 @@ impl ConfluenceClient {
             search: None,
         }
     }
-
-    // ---- Cloud ------------------------------------------------------------------------------
-
-    /// `GET /wiki/api/v2/spaces?keys=KEY` → the space id (not asked again for a space
-    /// [`Self::resolve_space`] has found).
-    pub(super) async fn cloud_space_id(&self, key: &str) -> Result<String, ConfluenceError> {
-        if let Some(id) = self.resolved_space(key).and_then(|s| s.id) {
-            return Ok(id);
-        }
-        let url = self.api(&["wiki", "api", "v2", "spaces"], &[("keys", key)]);
-        let list: V2List<V2Space> = self.find_space(key, &url).await?;
-        let exact = list.results.iter().position(|s| s.key == key);
-        let folded = || {
-            list.results
-                .iter()
-                .position(|s| s.key.eq_ignore_ascii_case(key))
-        };
-        match exact.or_else(folded) {
-            Some(i) => Ok(list
-                .results
-                .into_iter()
-                .nth(i)
-                .expect("index from position")
-                .id),
-            None => Err(self.space_not_found(key)),
-        }
-    }
-
-    async fn cloud_stream(
-        &self,
-        key: &str,
-        tx: &mpsc::Sender<Page>,
-    ) -> Result<u64, ConfluenceError> {
-        const WHAT: &str = "list pages";
-        let space_id = match self.remembered_space(key)?.and_then(|s| s.id) {
-            Some(id) => id,
-            None => self.cloud_space_id(key).await?,
-        };
-        let limit = self.page_limit.to_string();
-        let mut url = self.api(
-            &["wiki", "api", "v2", "spaces", &space_id, "pages"],
-            &[
-                ("body-format", "storage"),
-                ("status", "current"),
-                ("limit", &limit),
-            ],
-        );
-        let mut sent = 0;
-        loop {
-            if tx.is_closed() {
-                return Ok(sent);
-            }
-            let list: V2List<V2Page> = self.get_json(WHAT, None, &url).await?;
-            for p in list.results {
-                let page = Page {
-                    id: p.id,
-                    title: p.title,
-                    version: p.version.and_then(|v| v.number),
-                    body: p
-                        .body
-                        .and_then(|b| b.storage)
-                        .map(|s| s.value)
-                        .unwrap_or_default(),
-                    labels: None,
-                    url: self.web_url(p.links.webui),
-                };
-                if tx.send(page).await.is_err() {
-                    return Ok(sent);
-                }
-                sent += 1;
-            }
-            match self.advance(WHAT, &url, list.links)? {
-                Some(next) => url = next,
-                None => return Ok(sent),
-            }
-        }
-    }
-
-    /// The next Cloud list URL, or `None` at the end; a `next` that repeats is an error
-    /// rather than an endless loop.
-    pub(super) fn advance(
-        &self,
-        what: &'static str,
-        current: &Url,
-        links: Links,
-    ) -> Result<Option<Url>, ConfluenceError> {
-        let Some(next) = links.next.filter(|n| !n.is_empty()) else {
-            return Ok(None);
-        };
-        let url = self.next_url(what, &next)?;
-        if &url == current {
-            return Err(ConfluenceError::Decode {
-                what,
-                detail: "the next-page link repeats the current page; pagination would never end"
-                    .into(),
-                snippet: snippet(&next),
-            });
-        }
-        Ok(Some(url))
-    }
-
-    async fn cloud_labels(&self, page_id: &str) -> Result<Vec<Label>, ConfluenceError> {
-        const WHAT: &str = "read labels";
-        let limit = self.page_limit.to_string();
-        let mut url = self.api(
-            &["wiki", "api", "v2", "pages", page_id, "labels"],
-            &[("limit", &limit)],
-        );
-        let mut labels = Vec::new();
-        loop {
-            let list: V2List<WireLabel> = self.get_json(WHAT, Some(page_id), &url).await?;
-            labels.extend(list.results.into_iter().map(Label::from));
-            match self.advance(WHAT, &url, list.links)? {
-                Some(next) => url = next,
-                None => return Ok(labels),
-            }
-        }
-    }
-
-    // ---- Data Center ------------------------------------------------------------------------
-
-    async fn dc_stream(&self, key: &str, tx: &mpsc::Sender<Page>) -> Result<u64, ConfluenceError> {
-        const WHAT: &str = "list pages";
-        if self.remembered_space(key)?.is_none() {
-            let url = self.api(&["rest", "api", "space", key], &[]);
-            self.find_space::<DcSpace>(key, &url).await?;
-        }
-        let limit = self.page_limit.to_string();
-        let mut start: u64 = 0;
-        let mut sent = 0;
-        loop {
-            if tx.is_closed() {
-                return Ok(sent);
-            }
-            let start_s = start.to_string();
-            let url = self.api(
-                &["rest", "api", "content"],
-                &[
-                    ("spaceKey", key),
-                    ("type", "page"),
-                    ("status", "current"),
-                    ("expand", "body.storage,version,metadata.labels"),
-                    ("start", &start_s),
-                    ("limit", &limit),
-                ],
-            );
-            let list: DcList<DcContent> = self.get_json(WHAT, None, &url).await?;
-            let got = list.results.len() as u64;
-            for c in list.results {
-                // Inline labels are complete only when their own list has no next page.
-                let labels = c
-                    .metadata
-                    .and_then(|m| m.labels)
-                    .filter(|l| l.links.next.is_none())
-                    .map(|l| l.results.into_iter().map(Label::from).collect());
-                let page = Page {
-                    id: c.id,
-                    title: c.title,
-                    version: c.version.and_then(|v| v.number),
-                    body: c
-                        .body
-                        .and_then(|b| b.storage)
-                        .map(|s| s.value)
-                        .unwrap_or_default(),
-                    labels,
-                    url: self.web_url(c.links.webui),
-                };
-                if tx.send(page).await.is_err() {
-                    return Ok(sent);
-                }
-                sent += 1;
-            }
-            if list.links.next.is_none() {
-                return Ok(sent);
-            }
-            start = next_start(WHAT, start, got, list.size)?;
-        }
-    }
-
-    async fn dc_labels(&self, page_id: &str) -> Result<Vec<Label>, ConfluenceError> {
-        const WHAT: &str = "read labels";
-        let limit = self.page_limit.to_string();
-        let mut start: u64 = 0;
-        let mut labels = Vec::new();
-        loop {
-            let start_s = start.to_string();
-            let url = self.api(
-                &["rest", "api", "content", page_id, "label"],
-                &[("start", &start_s), ("limit", &limit)],
-            );
-            let list: DcList<WireLabel> = self.get_json(WHAT, Some(page_id), &url).await?;
-            let got = list.results.len() as u64;
-            labels.extend(list.results.into_iter().map(Label::from));
-            if list.links.next.is_none() {
-                return Ok(labels);
-            }
-            start = next_start(WHAT, start, got, list.size)?;
-        }
-    }
 }
 
 impl PageSource for ConfluenceClient {
@@ -613,9 +297,35 @@ impl PageSource for ConfluenceClient {
         tx: mpsc::Sender<Page>,
     ) -> Result<u64, ConfluenceError> {
         match self.flavor {
-            Flavor::Cloud => self.cloud_stream(space_key, &tx).await,
-            Flavor::DataCenter => self.dc_stream(space_key, &tx).await,
+            Flavor::Cloud => self.cloud_stream(space_key, &tx, true).await,
+            Flavor::DataCenter => self.dc_stream(space_key, &tx, true).await,
         }
+    }
+
+    async fn stream_metadata(
+        &self,
+        space_key: &str,
+        tx: mpsc::Sender<Page>,
+    ) -> Result<u64, ConfluenceError> {
+        match self.flavor {
+            Flavor::Cloud => self.cloud_stream(space_key, &tx, false).await,
+            Flavor::DataCenter => self.dc_stream(space_key, &tx, false).await,
+        }
+    }
+
+    async fn bodies(&self, ids: &[String]) -> Result<HashMap<String, String>, ConfluenceError> {
+        match self.flavor {
+            Flavor::Cloud => self.cloud_bodies(ids).await,
+            Flavor::DataCenter => self.dc_bodies(ids).await,
+        }
+    }
+
+    fn halted(&self) -> Option<String> {
+        self.gov.halted().map(|h| h.to_string())
+    }
+
+    fn halt_token(&self) -> Option<CancellationToken> {
+        Some(self.gov.halt_token())
     }
 
     async fn labels(&self, page_id: &str) -> Result<Vec<Label>, ConfluenceError> {
@@ -688,106 +398,13 @@ impl PageSource for ConfluenceClient {
     }
 }
 
-/// The media type of an answer, lowercase, without parameters.
-fn content_type(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    let ct = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    Some(
-        ct.split(';')
-            .next()
-            .unwrap_or(ct)
-            .trim()
-            .to_ascii_lowercase(),
-    )
-}
-
-/// 429 and 5xx are worth another try; every other failure status is final.
-fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
-}
-
-/// The offset of the next DC list page. `got` is what actually arrived (the server may cap
-/// `limit`), which by definition equals the reported `size`.
-pub(super) fn next_start(
-    what: &'static str,
-    start: u64,
-    got: u64,
-    size: Option<u64>,
-) -> Result<u64, ConfluenceError> {
-    if got == 0 {
-        return Err(ConfluenceError::Decode {
-            what,
-            detail: format!(
-                "the server announced a next page but sent no results at start={start}"
-            ),
-            snippet: String::new(),
-        });
-    }
-    if let Some(size) = size.filter(|&s| s != got) {
-        tracing::debug!(
-            what,
-            start,
-            size,
-            got,
-            "size disagrees with the number of results; using the results"
-        );
-    }
-    Ok(start + got)
-}
-
-/// Decodes a 2xx body, turning HTML or broken JSON into a [`ConfluenceError::Decode`].
-fn decode<T: DeserializeOwned>(what: &'static str, text: &str) -> Result<T, ConfluenceError> {
-    serde_json::from_str(text).map_err(|e| {
-        let t = text.trim_start();
-        let detail = if t.is_empty() {
-            "empty body where JSON was expected".to_string()
-        } else if t.starts_with('<') {
-            "HTML instead of JSON; a login page or proxy may be in the way: check the root URL and credentials".to_string()
-        } else if e.is_eof() {
-            format!("truncated JSON: {e}")
-        } else {
-            format!("not the documented JSON: {e}")
-        };
-        ConfluenceError::Decode { what, detail, snippet: snippet(text) }
-    })
-}
-
-/// What a final status most likely means and what to do about it.
-fn hint(status: u16, flavor: Flavor) -> &'static str {
-    match (status, flavor) {
-        (400, _) => "Confluence rejected the request as invalid (see its message)",
-        (401, Flavor::Cloud) => {
-            "wrong credentials: check CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN (an Atlassian API token, not the password)"
-        }
-        (401, Flavor::DataCenter) => {
-            "wrong credentials: check CONFLUENCE_PAT (a personal access token that has not expired or been revoked)"
-        }
-        (403, _) => {
-            "the account has no permission for this: reading needs view permission on the space, adding labels needs edit permission on the page"
-        }
-        (404, Flavor::Cloud) => {
-            "not found, or not visible to this account: check the id and the account's permissions"
-        }
-        (404, Flavor::DataCenter) => {
-            "not found, or not visible to this account: check the id, the account's permissions and that the root URL includes the context path (e.g. /confluence)"
-        }
-        (410, Flavor::DataCenter) => {
-            "this endpoint has been removed: if the site is Confluence Cloud, set CONFLUENCE_FLAVOR=cloud (tag-space then uses the v2 API)"
-        }
-        (410, Flavor::Cloud) => "Atlassian has removed this endpoint: tag-space needs an update",
-        (429, _) => {
-            "Confluence is still rate limiting after tag-space's retries: wait a few minutes and run again"
-        }
-        (500..=599, _) => {
-            "Confluence kept failing with a server error after tag-space's retries: try again later"
-        }
-        _ => "unexpected answer: check the root URL and CONFLUENCE_FLAVOR",
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::transport::retryable;
     use super::*;
+    use crate::confluence::wire::{V2List, V2Page};
     use crate::secret::Secret;
+    use reqwest::StatusCode;
 
     fn settings(root: &str, flavor: Flavor) -> ConfluenceSettings {
         ConfluenceSettings {

@@ -78,6 +78,19 @@ pub enum ConfluenceError {
         limit: std::time::Duration,
     },
 
+    /// The run's Confluence work has stopped: a quota is spent, or the site asked to wait
+    /// longer than the ceiling (see `pace::Halt`).
+    #[error("confluence {what}{}: {halt}", page_id.as_deref().map(|p| format!(" for page {p}")).unwrap_or_default())]
+    Halted {
+        what: &'static str,
+        page_id: Option<String>,
+        halt: super::pace::Halt,
+    },
+
+    /// The credentials were not accepted (checked before the listing).
+    #[error("confluence credentials: {detail}")]
+    Credentials { detail: String },
+
     /// The client could not be built from the settings (bad root URL, unusable credentials).
     #[error("confluence settings: {detail}")]
     Setup { detail: String },
@@ -96,6 +109,7 @@ impl ConfluenceError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Status { status, .. } | Self::RetryAfterTooLong { status, .. } => Some(*status),
+            Self::Halted { halt, .. } => Some(halt.status()),
             _ => None,
         }
     }

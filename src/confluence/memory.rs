@@ -126,6 +126,17 @@ impl PageSource for MemorySource {
         Ok(sent)
     }
 
+    async fn bodies(&self, ids: &[String]) -> Result<HashMap<String, String>, ConfluenceError> {
+        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let pages = self.pages.lock().expect("pages lock poisoned");
+        // Like the real client: a page that is not there is absent from the answer.
+        Ok(pages
+            .iter()
+            .filter(|p| wanted.contains(p.id.as_str()))
+            .map(|p| (p.id.clone(), p.body.clone()))
+            .collect())
+    }
+
     async fn labels(&self, page_id: &str) -> Result<Vec<Label>, ConfluenceError> {
         self.labels
             .lock()
@@ -187,5 +198,44 @@ impl PageSource for MemorySource {
             .expect("removals lock poisoned")
             .push((page_id.to_string(), name.to_string()));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(id: &str, body: &str) -> Page {
+        Page {
+            id: id.into(),
+            title: format!("Page {id}"),
+            version: Some(3),
+            body: body.into(),
+            labels: None,
+            url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn metadata_without_bodies_then_bodies_by_id() {
+        let src = MemorySource::new(
+            "ENG",
+            vec![page("1", "<p>one</p>"), page("2", "<p>two</p>")],
+        );
+        let (tx, mut rx) = mpsc::channel(8);
+        assert_eq!(src.stream_metadata("ENG", tx).await.unwrap(), 2);
+        let mut listed = Vec::new();
+        while let Some(p) = rx.recv().await {
+            listed.push(p);
+        }
+        assert_eq!(listed.len(), 2);
+        assert!(
+            listed
+                .iter()
+                .all(|p| p.body.is_empty() && p.version == Some(3))
+        );
+        let bodies = src.bodies(&["2".into(), "9".into()]).await.unwrap();
+        assert_eq!(bodies.len(), 1);
+        assert_eq!(bodies["2"], "<p>two</p>");
     }
 }

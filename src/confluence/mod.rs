@@ -8,15 +8,18 @@ mod census;
 pub mod client;
 mod error;
 pub mod memory;
+pub mod pace;
 mod probe;
+pub mod ratelimit;
 pub mod resolve;
 mod settings;
 mod wire;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 pub use client::ConfluenceClient;
 pub use error::ConfluenceError;
@@ -88,6 +91,57 @@ pub trait PageSource: Send + Sync {
         space_key: &str,
         tx: mpsc::Sender<Page>,
     ) -> impl Future<Output = Result<u64, ConfluenceError>> + Send;
+
+    /// As [`Self::stream_pages`], but each page's `body` is left empty: the listing asks
+    /// for ids, titles, versions (and on Data Center the inline labels) only, so that a run
+    /// knows its total early and fetches bodies only for the pages it will classify
+    /// ([`Self::bodies`]). The default lists with bodies and drops them.
+    fn stream_metadata(
+        &self,
+        space_key: &str,
+        tx: mpsc::Sender<Page>,
+    ) -> impl Future<Output = Result<u64, ConfluenceError>> + Send {
+        async move {
+            let (inner, mut rx) = mpsc::channel::<Page>(64);
+            let forward = async move {
+                while let Some(mut page) = rx.recv().await {
+                    page.body = String::new();
+                    if tx.send(page).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let (listed, ()) = futures::join!(self.stream_pages(space_key, inner), forward);
+            listed
+        }
+    }
+
+    /// The storage-format bodies of the pages `ids`, by id, fetched in bulk (Cloud: up to 250
+    /// a request; Data Center: one request a page, several at once within the site's
+    /// concurrency). A page that no longer exists or cannot be seen is absent from the map.
+    fn bodies(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, String>, ConfluenceError>> + Send {
+        let _ = ids;
+        async {
+            Err(ConfluenceError::Setup {
+                detail: "this page source cannot fetch bodies by id".into(),
+            })
+        }
+    }
+
+    /// Why the run's Confluence work stopped (a quota spent, a wait above the ceiling), once
+    /// it has: the run then ends with exit code 2 after reporting the pages done.
+    fn halted(&self) -> Option<String> {
+        None
+    }
+
+    /// Cancelled when the run's Confluence work stops, so that the run stops taking new
+    /// pages (none is classified for a write that cannot happen).
+    fn halt_token(&self) -> Option<CancellationToken> {
+        None
+    }
 
     /// The page's current labels (all prefixes).
     fn labels(

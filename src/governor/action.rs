@@ -9,6 +9,9 @@ use crate::llm::LlmErrorKind;
 pub enum Action {
     /// 429: pause the whole provider (for the hint, else backoff), then retry.
     CoolDown { hint: Option<Duration> },
+    /// OpenAI `slow_down`: lower the pace (halve the request rate), then retry after the
+    /// backoff; the provider is not paused.
+    SlowDown { hint: Option<Duration> },
     /// 5xx, timeout, transport: this request backs off (for the hint, else backoff), then retries.
     Backoff { hint: Option<Duration> },
     /// The provider asked for a wait above the ceiling: skip it until then; fall back.
@@ -27,10 +30,14 @@ pub fn action(kind: LlmErrorKind, batch_len: usize, max_cooldown: Duration) -> A
         LlmErrorKind::RateLimited {
             retry_after: Some(d),
         }
+        | LlmErrorKind::SlowDown {
+            retry_after: Some(d),
+        }
         | LlmErrorKind::Overloaded {
             retry_after: Some(d),
         } if d > max_cooldown => Action::Unavailable { wait: d },
         LlmErrorKind::RateLimited { retry_after } => Action::CoolDown { hint: retry_after },
+        LlmErrorKind::SlowDown { retry_after } => Action::SlowDown { hint: retry_after },
         LlmErrorKind::Overloaded { retry_after } => Action::Backoff { hint: retry_after },
         LlmErrorKind::Timeout | LlmErrorKind::Transport => Action::Backoff { hint: None },
         LlmErrorKind::QuotaExhausted => Action::Dead { quota: true },
@@ -75,6 +82,16 @@ mod tests {
                 max
             ),
             Action::Unavailable { wait: s(600) }
+        );
+        let slow = |d| LlmErrorKind::SlowDown { retry_after: d };
+        assert_eq!(action(slow(None), 4, max), Action::SlowDown { hint: None });
+        assert_eq!(
+            action(slow(Some(s(2))), 4, max),
+            Action::SlowDown { hint: Some(s(2)) }
+        );
+        assert_eq!(
+            action(slow(Some(s(61))), 4, max),
+            Action::Unavailable { wait: s(61) }
         );
         assert_eq!(
             action(LlmErrorKind::Overloaded { retry_after: None }, 4, max),

@@ -28,6 +28,7 @@ mod chain;
 pub mod circuit;
 pub mod concurrency;
 mod config;
+pub mod cooldown;
 mod governed;
 pub mod pacer;
 mod stats;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::bucket::Bucket;
+use super::cooldown::Cooldown;
 use super::stats::WaitReason;
 use crate::llm::{RateLimitHints, Usage};
 
@@ -55,7 +56,7 @@ pub struct Pacer {
     tokens: Option<Bucket>,
     /// Bumped whenever the buckets are emptied; older reservations must be taken again.
     epoch: u64,
-    cooldown_until: Option<Instant>,
+    cooldown: Cooldown,
     /// When the rate was last cut; 429s to requests sent before it are the same event.
     last_cut: Option<Instant>,
     accepted_since_cut: u64,
@@ -66,7 +67,6 @@ pub struct Pacer {
     in_flight: Vec<Instant>,
     in_flight_tokens: f64,
     tokens_per_char: f64,
-    consecutive_429s: u32,
 }
 
 impl Pacer {
@@ -81,7 +81,7 @@ impl Pacer {
             requests,
             tokens: tpm.map(|t| Bucket::per_minute(t as f64, headroom, now)),
             epoch: 0,
-            cooldown_until: None,
+            cooldown: Cooldown::default(),
             last_cut: None,
             accepted_since_cut: 0,
             first_send: None,
@@ -89,7 +89,6 @@ impl Pacer {
             in_flight: Vec::new(),
             in_flight_tokens: 0.0,
             tokens_per_char: 0.25,
-            consecutive_429s: 0,
         }
     }
 
@@ -108,12 +107,12 @@ impl Pacer {
     }
 
     pub fn cooldown_until(&self, now: Instant) -> Option<Instant> {
-        self.cooldown_until.filter(|&u| u > now)
+        self.cooldown.until(now)
     }
 
     /// How many 429s in a row (for the backoff exponent when the server gave no hint).
     pub fn consecutive_429s(&self) -> u32 {
-        self.consecutive_429s
+        self.cooldown.streak()
     }
 
     /// The next step for a request costing `tokens`, holding `res` (taken or renewed here).
@@ -164,7 +163,7 @@ impl Pacer {
         now: Instant,
     ) {
         self.finish(sent_at, tokens);
-        self.consecutive_429s = 0;
+        self.cooldown.clear_streak();
         self.accepted.push_back(sent_at);
         self.accepted_since_cut += 1;
         while self.accepted.front().is_some_and(|&t| t + MINUTE < now) {
@@ -225,6 +224,39 @@ impl Pacer {
         }
     }
 
+    /// A call sent at `sent_at` was answered "slow down" (OpenAI `slow_down`: traffic ramped
+    /// up too fast): halve the request rate, or start pacing at half the rate accepted in the
+    /// minute before it, without pausing the provider. Answers to calls sent before the last
+    /// cut are the same event. True if the rate was cut.
+    pub fn on_slow_down(&mut self, sent_at: Instant, tokens: f64, now: Instant) -> bool {
+        self.finish(sent_at, tokens);
+        if self.last_cut.is_some_and(|cut| sent_at <= cut) {
+            return false;
+        }
+        match self.requests.as_mut() {
+            Some(b) => {
+                let halved = (b.rate_per_minute() / 2.0).max(1.0);
+                b.set_rate_per_minute(halved, now);
+            }
+            None => {
+                let window_start = sent_at.checked_sub(MINUTE);
+                let sent = self
+                    .accepted
+                    .iter()
+                    .chain(&self.in_flight)
+                    .filter(|t| window_start.is_none_or(|s| **t >= s) && **t <= sent_at)
+                    .count();
+                let halved = (sent as f64 / 2.0).max(1.0);
+                self.requests = Some(Bucket::empty_per_minute(halved, 1.0, now));
+                self.source = Some(RateSource::Learned);
+            }
+        }
+        self.last_cut = Some(now);
+        self.accepted_since_cut = 0;
+        self.epoch += 1;
+        true
+    }
+
     /// A call ended in an error that is not a 429 (its slot in flight is freed).
     pub fn on_error(&mut self, sent_at: Instant, tokens: f64) {
         self.finish(sent_at, tokens);
@@ -242,12 +274,7 @@ impl Pacer {
         now: Instant,
     ) -> bool {
         self.finish(sent_at, tokens);
-        self.consecutive_429s += 1;
-        let until = now + wait;
-        let extended = self.cooldown_until.is_none_or(|u| until > u);
-        if extended {
-            self.cooldown_until = Some(until);
-        }
+        let extended = self.cooldown.extend(wait, now);
         let new_event = self.last_cut.is_none_or(|cut| sent_at > cut);
         if new_event {
             match self.requests.as_mut() {
@@ -268,7 +295,7 @@ impl Pacer {
             self.accepted_since_cut = 0;
         }
         if new_event || extended {
-            let restart = self.cooldown_until.unwrap_or(now);
+            let restart = self.cooldown.until(now).unwrap_or(now);
             if let Some(b) = self.requests.as_mut() {
                 b.empty_at(restart, now);
             }
@@ -384,6 +411,34 @@ mod tests {
         // 400 tokens refunded: 800 left, a 700-token request goes at once.
         assert_eq!(go(&mut p, 700.0, t0), Ok(t0));
         assert_eq!(p.estimate_tokens(400, 100), 250.0);
+    }
+
+    #[test]
+    fn slow_down_halves_the_rate_without_a_cooldown() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(Some(120), None, 1.0, t0);
+        go(&mut p, 1.0, t0).unwrap();
+        assert!(p.on_slow_down(t0, 1.0, t0 + secs(0.1)));
+        assert_eq!(p.rate_per_minute(), Some(60.0));
+        assert_eq!(p.cooldown_until(t0 + secs(0.1)), None);
+        assert_eq!(p.consecutive_429s(), 0);
+        // A second answer to a call sent before the cut is the same event.
+        assert!(!p.on_slow_down(t0, 1.0, t0 + secs(0.2)));
+        assert_eq!(p.rate_per_minute(), Some(60.0));
+
+        // Nothing to pace to yet: half the rate the provider accepted in the last minute.
+        let mut p = Pacer::new(None, None, 1.0, t0);
+        for i in 0..10 {
+            let at = t0 + secs(f64::from(i));
+            go(&mut p, 1.0, at).unwrap();
+            p.on_success(at, 1.0, 0, None, &RateLimitHints::default(), at);
+        }
+        let at = t0 + secs(10.0);
+        go(&mut p, 1.0, at).unwrap();
+        assert!(p.on_slow_down(at, 1.0, at));
+        assert_eq!(p.rate_per_minute(), Some(5.0));
+        assert_eq!(p.source(), Some(RateSource::Learned));
+        assert_eq!(p.cooldown_until(at), None);
     }
 
     #[test]

@@ -193,6 +193,7 @@ pub fn kind_name(kind: LlmErrorKind) -> &'static str {
         LlmErrorKind::RateLimited { .. } => "rate_limited",
         LlmErrorKind::QuotaExhausted => "quota_exhausted",
         LlmErrorKind::TooLarge => "too_large",
+        LlmErrorKind::SlowDown { .. } => "slow_down",
         LlmErrorKind::Overloaded { .. } => "overloaded",
         LlmErrorKind::Timeout => "timeout",
         LlmErrorKind::Transport => "transport",

@@ -49,3 +49,23 @@ impl Provider for AnyProvider {
         }
     }
 }
+
+impl AnyProvider {
+    /// The structured-output ladder of an HTTP provider; `None` for `rules`.
+    pub fn ladder(&self) -> Option<&super::structured::Ladder> {
+        match self {
+            Self::Gemini(p) => Some(p.ladder()),
+            Self::OpenAi(p) => Some(p.ladder()),
+            Self::Rules(_) => None,
+        }
+    }
+
+    /// The settings of an HTTP provider (base URL and model); `None` for `rules`.
+    pub fn settings(&self) -> Option<&super::ProviderSettings> {
+        match self {
+            Self::Gemini(p) => Some(p.settings()),
+            Self::OpenAi(p) => Some(p.settings()),
+            Self::Rules(_) => None,
+        }
+    }
+}

@@ -14,6 +14,9 @@ pub enum LlmErrorKind {
     /// The request can never fit (e.g. OpenAI "Request too large", Gemini input too long):
     /// split the batch and retry the halves.
     TooLarge,
+    /// OpenAI `slow_down` (429 or 503): the traffic ramped up too fast. Lower the pace (the
+    /// request rate is halved) and retry; not a provider-wide pause.
+    SlowDown { retry_after: Option<Duration> },
     /// 500/502/503/504: retry with backoff.
     Overloaded { retry_after: Option<Duration> },
     /// No answer in time: retry.
@@ -63,6 +66,7 @@ impl LlmError {
         matches!(
             self.kind,
             LlmErrorKind::RateLimited { .. }
+                | LlmErrorKind::SlowDown { .. }
                 | LlmErrorKind::Overloaded { .. }
                 | LlmErrorKind::Timeout
                 | LlmErrorKind::Transport
@@ -73,6 +77,7 @@ impl LlmError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self.kind {
             LlmErrorKind::RateLimited { retry_after }
+            | LlmErrorKind::SlowDown { retry_after }
             | LlmErrorKind::Overloaded { retry_after } => retry_after,
             _ => None,
         }
@@ -91,6 +96,7 @@ impl LlmError {
             LlmErrorKind::RateLimited { retry_after: None } => "rate limited".into(),
             LlmErrorKind::QuotaExhausted => "quota exhausted".into(),
             LlmErrorKind::TooLarge => "request too large".into(),
+            LlmErrorKind::SlowDown { .. } => "asked to slow down".into(),
             LlmErrorKind::Overloaded { .. } => "server error".into(),
             LlmErrorKind::Timeout => "timed out".into(),
             LlmErrorKind::Transport => "connection failed".into(),

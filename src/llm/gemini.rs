@@ -5,7 +5,8 @@
 //!
 //! | answer | kind |
 //! |---|---|
-//! | 429 with a `QuotaFailure` whose `quotaId` has `PerDay`, or a message with `limit: 0` | `QuotaExhausted` |
+//! | 429 with a `QuotaFailure` whose `quotaId` has `PerDay` | `QuotaExhausted`, the message naming the reset (midnight Pacific) |
+//! | 429 with a message with `limit: 0` | `QuotaExhausted` |
 //! | other 429 | `RateLimited`, wait from `RetryInfo.retryDelay`, else "retry in Xs", else `Retry-After` |
 //! | 400 "input token count ... exceeds", 413 | `TooLarge` |
 //! | 5xx | `Overloaded` |
@@ -22,6 +23,10 @@
 //! lost is `additionalProperties`; Gemini's decoder only writes declared properties anyway,
 //! and validation ignores unknown ids.
 //!
+//! An endpoint that refuses `responseJsonSchema` (an older proxy or gateway: "Unknown name
+//! \"responseJsonSchema\"") moves this client down to `responseSchema` by the same ladder as
+//! the OpenAI-compatible servers ([`super::structured`]); the rung is kept in the state file.
+//!
 //! `maxOutputTokens` is the batch's output budget ([`budget::answer_tokens`]) plus the model's
 //! thinking allowance ([`thinking_allowance`]), capped at the configured ceiling.
 
@@ -34,6 +39,7 @@ use serde_json::{Map, Value, json};
 
 use super::ProviderSettings;
 use super::schema::{SchemaForm, response_schema};
+use super::structured::{self, GEMINI_RUNGS, Ladder};
 use super::wire::{self, wait_in_message};
 use super::{
     Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
@@ -53,7 +59,9 @@ pub struct GeminiProvider {
     taxonomy: Arc<Taxonomy>,
     system: String,
     url: String,
-    schema_field: SchemaField,
+    /// `responseJsonSchema`, falling back to `responseSchema` for an endpoint that refuses it
+    /// ([`GEMINI_RUNGS`], [`super::structured`]).
+    ladder: Arc<Ladder>,
 }
 
 /// Which `generationConfig` field carries the answer's schema.
@@ -77,6 +85,24 @@ pub fn schema_field(model: &str) -> SchemaField {
     }
 }
 
+impl SchemaField {
+    /// Its rung in [`GEMINI_RUNGS`].
+    fn rung(self) -> usize {
+        match self {
+            Self::JsonSchema => 0,
+            Self::OpenApi => 1,
+        }
+    }
+
+    fn of_rung(rung: usize) -> Self {
+        if rung == 0 {
+            Self::JsonSchema
+        } else {
+            Self::OpenApi
+        }
+    }
+}
+
 impl GeminiProvider {
     /// Fails without an API key (Gemini always needs one) or if the HTTP client cannot be built.
     pub fn new(settings: ProviderSettings, taxonomy: Arc<Taxonomy>) -> Result<Self, LlmError> {
@@ -94,7 +120,9 @@ impl GeminiProvider {
             settings.base_url.trim_end_matches('/')
         );
         let system = prompt::system_instruction(&taxonomy);
-        let schema_field = schema_field(&settings.model);
+        let ladder = Arc::new(
+            Ladder::new(GEMINI_RUNGS, schema_field(&settings.model).rung(), false).refusals_only(),
+        );
         Ok(Self {
             http,
             settings,
@@ -102,19 +130,34 @@ impl GeminiProvider {
             taxonomy,
             system,
             url,
-            schema_field,
+            ladder,
         })
+    }
+
+    /// Where this endpoint stands on the structured-output ladder.
+    pub fn ladder(&self) -> &Ladder {
+        &self.ladder
+    }
+
+    /// The settings this client was built with.
+    pub fn settings(&self) -> &ProviderSettings {
+        &self.settings
     }
 
     /// The JSON body of a `generateContent` request for this batch, asking for at most
     /// `max_output_tokens`.
     pub(crate) fn request_body(&self, batch: &[PageText], max_output_tokens: u32) -> Value {
+        self.request_body_at(batch, max_output_tokens, self.ladder.current())
+    }
+
+    /// [`Self::request_body`] with the schema in the field of `rung` ([`GEMINI_RUNGS`]).
+    fn request_body_at(&self, batch: &[PageText], max_output_tokens: u32, rung: usize) -> Value {
         let mut generation = json!({
             "temperature": 0.0,
             "maxOutputTokens": max_output_tokens,
             "responseMimeType": "application/json",
         });
-        match self.schema_field {
+        match SchemaField::of_rung(rung) {
             SchemaField::JsonSchema => {
                 generation["responseJsonSchema"] =
                     response_schema(batch, &self.taxonomy, SchemaForm::Defs);
@@ -166,11 +209,35 @@ impl Provider for GeminiProvider {
         if batch.is_empty() {
             return Ok(answer(BTreeMap::new(), None));
         }
+        let send = |rung| self.send(batch, max_output_tokens, rung);
+        let (text, usage) =
+            structured::ask(&self.ladder, NAME, batch, &self.taxonomy, send).await?;
+        let labels = prompt::parse_answer(&text).map_err(|e| {
+            wire::error(
+                NAME,
+                LlmErrorKind::BadAnswer,
+                Some(200),
+                &e.to_string(),
+                Some(&self.key),
+            )
+        })?;
+        Ok(answer(labels, usage))
+    }
+}
+
+impl GeminiProvider {
+    /// One request at `rung`: the answer's text and its usage.
+    async fn send(
+        &self,
+        batch: &[PageText],
+        max_output_tokens: u32,
+        rung: usize,
+    ) -> Result<(String, Option<Usage>), LlmError> {
         let response = self
             .http
             .post(&self.url)
             .header("x-goog-api-key", self.key.expose())
-            .json(&self.request_body(batch, max_output_tokens))
+            .json(&self.request_body_at(batch, max_output_tokens, rung))
             .send()
             .await
             .map_err(|e| wire::transport_error(NAME, &e))?;
@@ -183,8 +250,7 @@ impl Provider for GeminiProvider {
         if !(200..300).contains(&status) {
             return Err(classify_error(status, &headers, &body, Some(&self.key)));
         }
-        let (labels, usage) = parse_response(&body, Some(&self.key))?;
-        Ok(answer(labels, usage))
+        response_text(&body, Some(&self.key))
     }
 }
 
@@ -322,6 +388,21 @@ struct UsageMetadata {
 /// Reads a 200 body: the labels of `candidates[0]`, and the usage. Output tokens include
 /// thinking tokens, which are billed as output and count against `maxOutputTokens`.
 pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
+    let (text, usage) = response_text(body, key)?;
+    let labels = prompt::parse_answer(&text).map_err(|e| {
+        wire::error(
+            NAME,
+            LlmErrorKind::BadAnswer,
+            Some(200),
+            &e.to_string(),
+            key,
+        )
+    })?;
+    Ok((labels, usage))
+}
+
+/// Reads a 200 body: the answer's text (thoughts left out), not empty, and the usage.
+fn response_text(body: &str, key: Option<&Secret>) -> Result<(String, Option<Usage>), LlmError> {
     let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
     let response: GenerateResponse = serde_json::from_str(body).map_err(|e| {
         bad(&format!(
@@ -382,8 +463,7 @@ pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::P
     if text.trim().is_empty() {
         return Err(bad("empty answer"));
     }
-    let labels = prompt::parse_answer(&text).map_err(|e| bad(&e.to_string()))?;
-    Ok((labels, usage))
+    Ok((text, usage))
 }
 
 #[derive(Deserialize)]
@@ -405,6 +485,17 @@ pub(crate) fn classify_error(
     headers: &HeaderMap,
     body: &str,
     key: Option<&Secret>,
+) -> LlmError {
+    classify_error_at(status, headers, body, key, std::time::SystemTime::now())
+}
+
+/// [`classify_error`] at `now` (a daily quota's message names when it resets).
+fn classify_error_at(
+    status: u16,
+    headers: &HeaderMap,
+    body: &str,
+    key: Option<&Secret>,
+    now: std::time::SystemTime,
 ) -> LlmError {
     let api = serde_json::from_str::<ErrorEnvelope>(body)
         .map(|e| e.error)
@@ -429,14 +520,12 @@ pub(crate) fn classify_error(
     let lower = message.to_lowercase();
     let kind = match status {
         429 => {
-            let per_day = of_type("QuotaFailure")
+            let per_day_id = of_type("QuotaFailure")
                 .filter_map(|d| d.get("violations").and_then(Value::as_array))
                 .flatten()
-                .any(|v| {
-                    v.get("quotaId")
-                        .and_then(Value::as_str)
-                        .is_some_and(|id| id.contains("PerDay"))
-                });
+                .filter_map(|v| v.get("quotaId").and_then(Value::as_str))
+                .find(|id| id.contains("PerDay"));
+            let per_day = per_day_id.is_some();
             // Older bodies: ErrorInfo with metadata.quota_limit "...RequestsPerDay...".
             let per_day_info = of_type("ErrorInfo").any(|d| {
                 d.get("metadata")
@@ -446,7 +535,24 @@ pub(crate) fn classify_error(
                             .any(|v| v.as_str().is_some_and(|s| s.contains("PerDay")))
                     })
             });
-            if per_day || per_day_info || has_limit_zero(&message) {
+            if per_day || per_day_info {
+                let reset = super::pacific::next_midnight(now);
+                let left = reset.duration_since(now).unwrap_or_default().as_secs();
+                let detail = format!(
+                    "daily quota {}used up until it resets at midnight Pacific, {} (in {}h {:02}m): {detail}",
+                    per_day_id.map(|id| format!("{id} ")).unwrap_or_default(),
+                    super::pacific::utc_minute(reset),
+                    left / 3600,
+                    left % 3600 / 60,
+                );
+                return wire::error(
+                    NAME,
+                    LlmErrorKind::QuotaExhausted,
+                    Some(status),
+                    &detail,
+                    key,
+                );
+            } else if has_limit_zero(&message) {
                 LlmErrorKind::QuotaExhausted
             } else {
                 let retry_info = of_type("RetryInfo").find_map(|d| {
@@ -510,6 +616,25 @@ mod tests {
                 {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaId": quota_id}]},
                 {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}]}})
         .to_string()
+    }
+
+    #[test]
+    fn a_daily_quota_is_exhausted_until_midnight_pacific_and_says_when() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        // 2026-12-02 01:30 UTC: 17:30 on December 1 in Pacific standard time.
+        let now = UNIX_EPOCH + Duration::from_secs(1_796_175_000);
+        let body = quota_429("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "1s");
+        let e = classify_error_at(429, &HeaderMap::new(), &body, None, now);
+        assert_eq!(e.kind, LlmErrorKind::QuotaExhausted);
+        assert!(e.is_provider_dead());
+        assert_eq!(
+            e.detail,
+            "daily quota GenerateRequestsPerDayPerProjectPerModel-FreeTier used up until it resets at midnight Pacific, 2026-12-02 08:00 UTC (in 6h 30m): RESOURCE_EXHAUSTED: You exceeded your current quota."
+        );
+        // A per-minute quota in the same shape stays a short rate limit.
+        let body = quota_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "1s");
+        let e = classify_error_at(429, &HeaderMap::new(), &body, None, SystemTime::now());
+        assert!(matches!(e.kind, LlmErrorKind::RateLimited { .. }));
     }
 
     #[test]

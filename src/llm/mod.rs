@@ -11,10 +11,12 @@ pub mod budget;
 mod error;
 pub mod gemini;
 pub mod openai;
+mod pacific;
 pub mod prompt;
 pub mod rules;
 pub mod schema;
 mod settings;
+pub mod structured;
 pub mod validate;
 mod wire;
 

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `insufficient_quota` (type or code) or a billing code, 402 | `QuotaExhausted` |
 //! | message "Request too large…", code `context_length_exceeded`, 413 | `TooLarge` |
+//! | code `slow_down` (429 or 503: traffic ramped up too fast) | `SlowDown`: lower the pace |
 //! | other 429 | `RateLimited`, wait from `retry-after-ms` / `retry-after`, else "try again in Xs", else the matching `x-ratelimit-reset-*` |
 //! | 5xx | `Overloaded` |
 //! | 401, 403 | `Auth` |
@@ -45,6 +46,7 @@ use serde_json::{Value, json};
 
 use super::ProviderSettings;
 use super::schema::{SchemaForm, response_schema};
+use super::structured::{self, Ladder, OPENAI_RUNGS, StructuredMode};
 use super::wire::{self, parse_go_duration, wait_in_message};
 use super::{
     Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
@@ -62,6 +64,9 @@ const SCHEMA_NAME: &str = "page_labels";
 /// answers (they count against `max_completion_tokens`). A truncated answer is retried at
 /// twice the cap.
 pub const REASONING_ALLOWANCE: u32 = 2048;
+
+/// `presence_penalty` sent to local servers ([`OpenAiProvider::penalise_repeats`]).
+const REPEAT_PENALTY: f64 = 0.5;
 
 /// Billing codes reported under the `insufficient_quota` type (reference §2.3): permanent.
 const QUOTA_CODES: &[&str] = &[
@@ -85,7 +90,13 @@ pub struct OpenAiProvider {
     cap_field: &'static str,
     schema_form: SchemaForm,
     last_rate_limits: Mutex<RateLimitHints>,
+    /// How this server is asked for JSON ([`super::structured`]).
+    ladder: Ladder,
 }
+
+/// The rungs of [`OPENAI_RUNGS`], by index.
+const JSON_SCHEMA: usize = 0;
+const JSON_OBJECT: usize = 1;
 
 /// The schema form a server gets: the expanded one for Gemini's OpenAI-compatible endpoint
 /// (how it translates `$ref` is not documented), `$defs` for everything else.
@@ -123,7 +134,28 @@ impl OpenAiProvider {
             cap_field,
             schema_form,
             last_rate_limits: Mutex::default(),
+            ladder: Ladder::new(OPENAI_RUNGS, JSON_SCHEMA, false),
         })
+    }
+
+    /// Uses `mode` for structured output (`TAG_SPACE_OPENAI_STRUCTURED`).
+    pub fn with_structured(mut self, mode: StructuredMode) -> Self {
+        self.ladder = match mode {
+            StructuredMode::Auto => Ladder::new(OPENAI_RUNGS, JSON_SCHEMA, false),
+            StructuredMode::Forced(rung) => Ladder::new(OPENAI_RUNGS, rung, true),
+        };
+        self
+    }
+
+    /// Where this endpoint stands on the structured-output ladder.
+    pub fn ladder(&self) -> &Ladder {
+        &self.ladder
+    }
+
+    /// The settings this client was built with (base URL and model name the ladder's rung is
+    /// remembered under).
+    pub fn settings(&self) -> &ProviderSettings {
+        &self.settings
     }
 
     /// The `x-ratelimit-*` hints of the latest response, success or error (all `None` for
@@ -136,75 +168,73 @@ impl OpenAiProvider {
     }
 
     /// The JSON body of a chat completion request for this batch, asking for at most
-    /// `max_output_tokens`.
+    /// `max_output_tokens`, at the ladder's current rung.
     pub(crate) fn request_body(&self, batch: &[PageText], max_output_tokens: u32) -> Value {
-        let mut body = json!({
-            "model": self.settings.model,
-            "messages": [
-                {"role": "system", "content": self.system},
-                {"role": "user", "content": prompt::user_content(batch)},
-            ],
-            "response_format": {
+        self.request_body_at(batch, max_output_tokens, self.ladder.current())
+    }
+
+    /// [`Self::request_body`] at `rung` of [`OPENAI_RUNGS`]: `json_schema` (strict), then
+    /// `json_object` with the schema beside it (llama-cpp-python reads it there; servers that
+    /// do not, drop it), then no `response_format` and the schema in the prompt.
+    fn request_body_at(&self, batch: &[PageText], max_output_tokens: u32, rung: usize) -> Value {
+        let mut user = prompt::user_content(batch);
+        let response_format = match rung {
+            JSON_SCHEMA => Some(json!({
                 "type": "json_schema",
                 "json_schema": {
                     "name": SCHEMA_NAME,
                     "strict": true,
                     "schema": response_schema(batch, &self.taxonomy, self.schema_form),
                 },
-            },
+            })),
+            // The expanded form: the servers reached here resolve `$ref` least reliably.
+            JSON_OBJECT => Some(json!({
+                "type": "json_object",
+                "schema": response_schema(batch, &self.taxonomy, SchemaForm::Expanded),
+            })),
+            _ => {
+                let schema = response_schema(batch, &self.taxonomy, SchemaForm::Defs);
+                user.push_str(&format!(
+                    "\nAnswer with one JSON object that follows this JSON Schema, and nothing else:\n{schema}\n"
+                ));
+                None
+            }
+        };
+        let mut body = json!({
+            "model": self.settings.model,
+            "messages": [
+                {"role": "system", "content": self.system},
+                {"role": "user", "content": user},
+            ],
         });
+        if let Some(format) = response_format {
+            body["response_format"] = format;
+        }
         body[self.cap_field] = json!(max_output_tokens);
         if is_reasoning_model(&self.settings.model) {
             body["reasoning_effort"] = json!("low");
         } else {
+            // Explicit: some servers default to 1.0 when none is sent (Ollama).
             body["temperature"] = json!(0);
+            if self.penalise_repeats() {
+                body["presence_penalty"] = json!(REPEAT_PENALTY);
+            }
         }
         body
     }
-}
 
-impl Provider for OpenAiProvider {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
-        let mut tokens = budget::answer_tokens(batch, &self.taxonomy);
-        if is_reasoning_model(&self.settings.model) {
-            tokens = tokens.saturating_add(REASONING_ALLOWANCE);
-        }
-        Some(OutputBudget::new(tokens, self.settings.max_output_tokens))
-    }
-
-    async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
-        let cap = self.output_budget(batch).map_or(1, |b| b.tokens);
-        self.classify_capped(batch, cap).await
-    }
-
-    async fn classify_capped(
+    /// One request at `rung`: the answer's text, its usage and the rate-limit hints.
+    async fn send(
         &self,
         batch: &[PageText],
         max_output_tokens: u32,
-    ) -> Result<Answer, LlmError> {
-        let answer = |labels, usage, rate_limits| Answer {
-            provider: NAME,
-            model: self.settings.model.clone(),
-            labels,
-            usage,
-            rate_limits,
-        };
-        if batch.is_empty() {
-            return Ok(answer(BTreeMap::new(), None, RateLimitHints::default()));
-        }
-        let key = self
-            .settings
-            .api_key
-            .as_ref()
-            .filter(|k| !k.expose().is_empty());
-        let mut request = self
-            .http
-            .post(&self.url)
-            .json(&self.request_body(batch, max_output_tokens));
+        rung: usize,
+    ) -> Result<(String, Option<Usage>, RateLimitHints), LlmError> {
+        let key = self.key();
+        let mut request =
+            self.http
+                .post(&self.url)
+                .json(&self.request_body_at(batch, max_output_tokens, rung));
         if let Some(key) = key {
             request = request.bearer_auth(key.expose());
         }
@@ -226,8 +256,88 @@ impl Provider for OpenAiProvider {
         if !(200..300).contains(&status) {
             return Err(classify_error(status, &headers, &body, key));
         }
-        let (labels, usage) = parse_response(&body, key)?;
-        Ok(answer(labels, usage, hints))
+        let (content, usage) = response_content(&body, key)?;
+        Ok((content, usage, hints))
+    }
+
+    /// Local servers (not OpenAI's own hosts, not Gemini's endpoint) get a presence penalty:
+    /// under a grammar, greedy decoding of a small model can fall into an endless run of
+    /// whitespace, which JSON allows between tokens, until the output cap (seen with
+    /// llama-server and Gemma 3 270M: 616 tokens of " \t" for one page; with the penalty,
+    /// 76 tokens). It also discourages a tag given twice.
+    fn penalise_repeats(&self) -> bool {
+        self.cap_field == "max_tokens" && self.schema_form == SchemaForm::Defs
+    }
+
+    fn key(&self) -> Option<&Secret> {
+        self.settings
+            .api_key
+            .as_ref()
+            .filter(|k| !k.expose().is_empty())
+    }
+}
+
+impl Provider for OpenAiProvider {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
+        let mut tokens = budget::answer_tokens(batch, &self.taxonomy);
+        if is_reasoning_model(&self.settings.model) {
+            tokens = tokens.saturating_add(REASONING_ALLOWANCE);
+        }
+        Some(OutputBudget::new(tokens, self.settings.max_output_tokens))
+    }
+
+    async fn classify(&self, batch: &[PageText]) -> Result<Answer, LlmError> {
+        let cap = self.output_budget(batch).map_or(1, |b| b.tokens);
+        self.classify_capped(batch, cap).await
+    }
+
+    /// Asks at the ladder's rung; steps down and asks again when the server refused the
+    /// format or ignored the schema (see [`super::structured`]). At most one request per rung.
+    async fn classify_capped(
+        &self,
+        batch: &[PageText],
+        max_output_tokens: u32,
+    ) -> Result<Answer, LlmError> {
+        if batch.is_empty() {
+            return Ok(self.answer(BTreeMap::new(), None, RateLimitHints::default()));
+        }
+        let send = |rung| async move {
+            let (content, usage, hints) = self.send(batch, max_output_tokens, rung).await?;
+            Ok((content, (usage, hints)))
+        };
+        let (content, (usage, hints)) =
+            structured::ask(&self.ladder, NAME, batch, &self.taxonomy, send).await?;
+        let labels = prompt::parse_answer(&content).map_err(|e| {
+            wire::error(
+                NAME,
+                LlmErrorKind::BadAnswer,
+                Some(200),
+                &e.to_string(),
+                self.key(),
+            )
+        })?;
+        Ok(self.answer(labels, usage, hints))
+    }
+}
+
+impl OpenAiProvider {
+    fn answer(
+        &self,
+        labels: BTreeMap<String, Vec<String>>,
+        usage: Option<Usage>,
+        rate_limits: RateLimitHints,
+    ) -> Answer {
+        Answer {
+            provider: NAME,
+            model: self.settings.model.clone(),
+            labels,
+            usage,
+            rate_limits,
+        }
     }
 }
 
@@ -253,7 +363,7 @@ fn is_reasoning_model(model: &str) -> bool {
 }
 
 /// Reads `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`; a missing or unreadable
-/// header is `None`.
+/// header is `None`, and so is a negative one, or a whole bucket whose limit is `0` or `-1`.
 pub fn parse_rate_limits(headers: &HeaderMap) -> RateLimitHints {
     let get = |name: &str| {
         headers
@@ -261,15 +371,32 @@ pub fn parse_rate_limits(headers: &HeaderMap) -> RateLimitHints {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+    let num = |name: &str| get(name).and_then(|v| v.parse::<i64>().ok());
     let dur = |name: &str| get(name).and_then(parse_go_duration);
+    // Azure has sent `-1` and `0` as limits (openai-dotnet #838): a limit that is not
+    // positive says nothing, and neither do the remaining count and reset beside it.
+    let bucket = |kind: &str| {
+        let limit = num(&format!("x-ratelimit-limit-{kind}"));
+        let remaining = num(&format!("x-ratelimit-remaining-{kind}"));
+        let reset = dur(&format!("x-ratelimit-reset-{kind}"));
+        match limit {
+            Some(l) if l <= 0 => (None, None, None),
+            _ => (
+                limit.map(|l| l as u64),
+                remaining.and_then(|r| u64::try_from(r).ok()),
+                reset,
+            ),
+        }
+    };
+    let (limit_requests, remaining_requests, reset_requests) = bucket("requests");
+    let (limit_tokens, remaining_tokens, reset_tokens) = bucket("tokens");
     RateLimitHints {
-        limit_requests: num("x-ratelimit-limit-requests"),
-        limit_tokens: num("x-ratelimit-limit-tokens"),
-        remaining_requests: num("x-ratelimit-remaining-requests"),
-        remaining_tokens: num("x-ratelimit-remaining-tokens"),
-        reset_requests: dur("x-ratelimit-reset-requests"),
-        reset_tokens: dur("x-ratelimit-reset-tokens"),
+        limit_requests,
+        limit_tokens,
+        remaining_requests,
+        remaining_tokens,
+        reset_requests,
+        reset_tokens,
     }
 }
 
@@ -311,6 +438,24 @@ struct PromptTokensDetails {
 
 /// Reads a 200 body: the labels in `choices[0].message.content`, and the usage.
 pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::Parsed, LlmError> {
+    let (content, usage) = response_content(body, key)?;
+    let labels = prompt::parse_answer(&content).map_err(|e| {
+        wire::error(
+            NAME,
+            LlmErrorKind::BadAnswer,
+            Some(200),
+            &e.to_string(),
+            key,
+        )
+    })?;
+    Ok((labels, usage))
+}
+
+/// Reads a 200 body: the text of `choices[0].message.content`, not empty, and the usage.
+pub(crate) fn response_content(
+    body: &str,
+    key: Option<&Secret>,
+) -> Result<(String, Option<Usage>), LlmError> {
     let bad = |detail: &str| wire::error(NAME, LlmErrorKind::BadAnswer, Some(200), detail, key);
     let response: ChatResponse = serde_json::from_str(body).map_err(|e| {
         bad(&format!(
@@ -357,8 +502,7 @@ pub(crate) fn parse_response(body: &str, key: Option<&Secret>) -> Result<wire::P
     if content.trim().is_empty() {
         return Err(bad("empty answer"));
     }
-    let labels = prompt::parse_answer(&content).map_err(|e| bad(&e.to_string()))?;
-    Ok((labels, usage))
+    Ok((content, usage))
 }
 
 /// Classifies a non-2xx answer (see the module table).
@@ -400,6 +544,10 @@ pub(crate) fn classify_error(
         || status == 413
     {
         LlmErrorKind::TooLarge
+    } else if code == "slow_down" {
+        LlmErrorKind::SlowDown {
+            retry_after: crate::http::retry_after(headers),
+        }
     } else {
         match status {
             429 => {
@@ -505,6 +653,92 @@ mod tests {
                 retry_after: Some(Duration::from_secs(360))
             }
         );
+    }
+
+    #[test]
+    fn every_billing_code_kills_the_provider_for_the_run() {
+        for code in QUOTA_CODES {
+            for error_type in ["insufficient_quota", "billing", ""] {
+                let e = classify_error(
+                    429,
+                    &HeaderMap::new(),
+                    &err("You exceeded your current quota", error_type, code).to_string(),
+                    None,
+                );
+                assert_eq!(e.kind, LlmErrorKind::QuotaExhausted, "{code} {error_type}");
+                assert!(e.is_provider_dead() && !e.is_retryable(), "{code}");
+            }
+        }
+        // The type alone is enough, whatever the code.
+        assert_eq!(
+            kind(
+                429,
+                &err("Spend limit", "insufficient_quota", "some_new_limit")
+            ),
+            LlmErrorKind::QuotaExhausted
+        );
+    }
+
+    #[test]
+    fn slow_down_lowers_the_pace_instead_of_a_plain_cooldown() {
+        let body = err(
+            "A sudden increase in your request rate is impacting service reliability. Please reduce your request rate.",
+            "rate_limit_error",
+            "slow_down",
+        );
+        for status in [429, 503] {
+            assert_eq!(
+                kind(status, &body),
+                LlmErrorKind::SlowDown { retry_after: None }
+            );
+        }
+        let h = headers(&[("retry-after", "2")]);
+        let e = classify_error(503, &h, &body.to_string(), None);
+        assert_eq!(
+            e.kind,
+            LlmErrorKind::SlowDown {
+                retry_after: Some(Duration::from_secs(2))
+            }
+        );
+        assert!(e.is_retryable() && !e.is_provider_dead());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "openai: asked to slow down (HTTP 503): slow_down: {}",
+                body["error"]["message"].as_str().unwrap()
+            )
+        );
+    }
+
+    #[test]
+    fn rate_limit_headers_of_minus_one_or_zero_are_unknown() {
+        // Azure (openai-dotnet #838): -1 and 0 with no retry-after.
+        let h = headers(&[
+            ("x-ratelimit-limit-requests", "-1"),
+            ("x-ratelimit-remaining-requests", "-1"),
+            ("x-ratelimit-reset-requests", "0s"),
+            ("x-ratelimit-limit-tokens", "0"),
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "0s"),
+        ]);
+        assert_eq!(parse_rate_limits(&h), RateLimitHints::default());
+        let body = err("Rate limit reached.", "", "rate_limit_exceeded").to_string();
+        assert_eq!(
+            classify_error(429, &h, &body, None).kind,
+            LlmErrorKind::RateLimited { retry_after: None }
+        );
+        // A real limit keeps its remaining count, even 0; a negative remaining is unknown.
+        let h = headers(&[
+            ("x-ratelimit-limit-requests", "60"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-limit-tokens", "150000"),
+            ("x-ratelimit-remaining-tokens", "-1"),
+        ]);
+        let hints = parse_rate_limits(&h);
+        assert_eq!(hints.limit_requests, Some(60));
+        assert_eq!(hints.remaining_requests, Some(0));
+        assert_eq!(hints.limit_tokens, Some(150_000));
+        assert_eq!(hints.remaining_tokens, None);
     }
 
     #[test]
@@ -704,6 +938,7 @@ mod tests {
         assert_eq!(body["max_completion_tokens"], cap);
         assert!(body.get("max_tokens").is_none());
         assert!(body.get("temperature").is_none());
+        assert!(body.get("presence_penalty").is_none());
         assert_eq!(body["reasoning_effort"], "low");
         assert_eq!(
             body["response_format"]["json_schema"]["schema"]["required"],
@@ -760,6 +995,8 @@ mod tests {
         let p = provider("http://127.0.0.1:8080/v1", "gpt-4.1-mini");
         let body = p.request_body(&[page("7", "t", "x"), page("8", "u", "y")], 300);
         assert_eq!(body["max_tokens"], 300);
+        assert_eq!(body["temperature"], 0);
+        assert_eq!(body["presence_penalty"], 0.5);
         assert_eq!(body["response_format"]["json_schema"]["strict"], true);
         let s = &body["response_format"]["json_schema"]["schema"];
         assert_eq!(s["type"], "object");
@@ -781,6 +1018,7 @@ mod tests {
         );
         let body = p.request_body(&[page("7", "t", "x")], 300);
         let s = &body["response_format"]["json_schema"]["schema"];
+        assert!(body.get("presence_penalty").is_none());
         assert!(!s.to_string().contains("$ref"), "{s}");
         assert_eq!(s["properties"]["7"]["additionalProperties"], false);
         assert_eq!(s["properties"]["7"]["properties"]["tool"]["maxItems"], 2);

@@ -191,7 +191,7 @@ fn page_labels(value: &Value) -> Option<Vec<String>> {
 /// The first balanced `{...}` in the text that is valid JSON, or an array of objects that
 /// starts before it. Brackets inside strings are skipped. An array of plain strings is not
 /// an answer: it is what is left of a truncated object (`{"1": {"tool": ["git"]`).
-fn first_json_value(text: &str) -> Option<Value> {
+pub(crate) fn first_json_value(text: &str) -> Option<Value> {
     // A few candidates at most: prose such as "{like this}" can precede the real object.
     const MAX_CANDIDATES: usize = 32;
     let starts = text

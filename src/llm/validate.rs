@@ -77,16 +77,8 @@ impl fmt::Display for Dropped {
 
 /// Checks `answer` for `batch`; see [`Validated`] for what comes out.
 pub fn validate(batch: &[PageText], answer: &Answer, taxonomy: &Taxonomy) -> Validated {
-    // tag → (category position, category name, category limit)
-    let mut by_tag: HashMap<&str, (usize, &str, usize)> = HashMap::new();
-    for (i, c) in taxonomy.categories().iter().enumerate() {
-        for t in &c.tags {
-            by_tag.insert(t.name.as_str(), (i, c.name.as_str(), c.max_per_page));
-        }
-    }
-    let page_max = taxonomy.max_labels_per_page();
+    let rules = Rules::new(taxonomy);
     let batch_ids: HashSet<&str> = batch.iter().map(|p| p.id.as_str()).collect();
-
     let mut out = Validated {
         unknown_ids: answer
             .labels
@@ -101,16 +93,46 @@ pub fn validate(batch: &[PageText], answer: &Answer, taxonomy: &Taxonomy) -> Val
         if out.labels.contains_key(id) || out.missing.iter().any(|m| m == id) {
             continue; // the same page twice in a batch
         }
-        let Some(raw) = answer.labels.get(id) else {
-            out.missing.push(id.to_string());
-            continue;
-        };
+        match answer.labels.get(id) {
+            Some(raw) => {
+                let accepted = rules.page(id, raw, &mut out.dropped);
+                out.labels.insert(id.to_string(), accepted);
+            }
+            None => out.missing.push(id.to_string()),
+        }
+    }
+    out
+}
+
+/// The taxonomy's rules, indexed for checking one page's labels.
+struct Rules<'t> {
+    /// tag → (category position, category name, category limit)
+    by_tag: HashMap<&'t str, (usize, &'t str, usize)>,
+    page_max: usize,
+}
+
+impl<'t> Rules<'t> {
+    fn new(taxonomy: &'t Taxonomy) -> Self {
+        let mut by_tag = HashMap::new();
+        for (i, c) in taxonomy.categories().iter().enumerate() {
+            for t in &c.tags {
+                by_tag.insert(t.name.as_str(), (i, c.name.as_str(), c.max_per_page));
+            }
+        }
+        Self {
+            by_tag,
+            page_max: taxonomy.max_labels_per_page(),
+        }
+    }
+
+    /// The labels of one page that pass, in category order (the model's order within a
+    /// category); each one that does not is pushed to `dropped` with its reason.
+    fn page(&self, id: &str, raw: &[String], dropped: &mut Vec<Dropped>) -> Vec<String> {
         let drop = |label: &str, reason| Dropped {
             page_id: id.to_string(),
             label: label.to_string(),
             reason,
         };
-
         // Known, distinct tags with their category, in the model's order.
         let mut chosen: Vec<(usize, &str, usize, String)> = Vec::new();
         for label in raw {
@@ -118,10 +140,10 @@ pub fn validate(batch: &[PageText], answer: &Answer, taxonomy: &Taxonomy) -> Val
             if label.is_empty() {
                 continue;
             }
-            match by_tag.get(label.as_str()) {
-                None => out.dropped.push(drop(&label, DropReason::NotInTaxonomy)),
+            match self.by_tag.get(label.as_str()) {
+                None => dropped.push(drop(&label, DropReason::NotInTaxonomy)),
                 Some(_) if chosen.iter().any(|c| c.3 == label) => {
-                    out.dropped.push(drop(&label, DropReason::Duplicate))
+                    dropped.push(drop(&label, DropReason::Duplicate))
                 }
                 Some(&(pos, category, max)) => chosen.push((pos, category, max, label)),
             }
@@ -133,24 +155,18 @@ pub fn validate(batch: &[PageText], answer: &Answer, taxonomy: &Taxonomy) -> Val
         for (pos, category, max, label) in chosen {
             let n = per_category.entry(pos).or_default();
             if *n >= max {
-                out.dropped.push(drop(
-                    &label,
-                    DropReason::CategoryFull {
-                        category: category.to_string(),
-                        max,
-                    },
-                ));
-            } else if accepted.len() >= page_max {
-                out.dropped
-                    .push(drop(&label, DropReason::PageFull { max: page_max }));
+                let category = category.to_string();
+                dropped.push(drop(&label, DropReason::CategoryFull { category, max }));
+            } else if accepted.len() >= self.page_max {
+                let max = self.page_max;
+                dropped.push(drop(&label, DropReason::PageFull { max }));
             } else {
                 *n += 1;
                 accepted.push(label);
             }
         }
-        out.labels.insert(id.to_string(), accepted);
+        accepted
     }
-    out
 }
 
 #[cfg(test)]

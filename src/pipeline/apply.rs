@@ -79,11 +79,16 @@ async fn plan_on_fresh_read<S: PageSource, P>(
 ) -> Result<(Vec<String>, LabelPlan), ConfluenceError> {
     let sync = ctx.opts.sync && ctx.state.is_some();
     let plan_for = |labels: &[String]| {
-        if sync {
+        let mut plan = if sync {
             plan_sync(labels, chosen, ledger)
         } else {
             plan_add(labels, chosen, ledger)
-        }
+        };
+        // A page carrying an alias of a tag has its concept already: the tag is not added
+        // beside it (and, still chosen, a tag of tag-space's own is not removed either).
+        plan.add
+            .retain(|tag| !ctx.taxonomy.carried_by_alias(tag, labels));
+        plan
     };
     let (before, fresh) = match &meta.labels {
         Some(labels) => (global_names(labels), false),

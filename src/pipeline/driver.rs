@@ -195,7 +195,7 @@ impl<'c, 'a: 'c, S: PageSource, P: Provider, F: FnMut(PageOutcome)> Driver<'c, '
                 let queued = match &self.ctx.opts.batch_route {
                     Some(route) => match route.divert(queued) {
                         Ok(outcome) => return self.report(outcome),
-                        Err(queued) => queued,
+                        Err(queued) => *queued,
                     },
                     None => queued,
                 };
@@ -242,23 +242,30 @@ impl<'c, 'a: 'c, S: PageSource, P: Provider, F: FnMut(PageOutcome)> Driver<'c, '
     }
 }
 
-/// Classifies one batch and applies each page's answer.
+/// Classifies one batch and applies each page's answer, the pages' label reads and writes
+/// at once: the Confluence site governor bounds how many are in flight (each page's own
+/// read-then-write order is kept).
 fn batch_work<'c, S: PageSource, P: Provider>(
     ctx: &'c Ctx<'_, S, P>,
     batch: Vec<Queued>,
 ) -> Work<'c> {
     async move {
         let mut answers = classify::classify(ctx, &batch).await;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for Queued { meta, .. } in batch {
-            let outcome = match answers.remove(&meta.id) {
+        let pages: Vec<_> = batch
+            .into_iter()
+            .map(|Queued { meta, .. }| {
+                let answer = answers.remove(&meta.id);
+                (meta, answer)
+            })
+            .collect();
+        let applies = pages.into_iter().map(|(meta, answer)| async move {
+            match answer {
                 Some(Ok(chosen)) => apply::apply(ctx, &meta, chosen.labels, chosen.by).await,
                 Some(Err(reason)) => meta.failed(reason),
                 None => meta.failed("no answer for this page"),
-            };
-            outcomes.push(outcome);
-        }
-        outcomes
+            }
+        });
+        futures::future::join_all(applies).await
     }
     .boxed_local()
 }

@@ -92,14 +92,14 @@ impl BatchRoute {
 
     /// A page that needs the model: its outcome when it goes to a batch job (or waits for an
     /// open one), or the page back when it goes through the chain.
-    pub(super) fn divert(&self, q: Queued) -> Result<PageOutcome, Queued> {
+    pub(super) fn divert(&self, q: Queued) -> Result<PageOutcome, Box<Queued>> {
         let mut r = self.lock();
         if r.interactive.contains(&q.meta.id) {
-            return Err(q);
+            return Err(Box::new(q));
         }
         let Some(key) = q.meta.key else {
             // No state file: no job can be recorded (the caller refuses such a run).
-            return Err(q);
+            return Err(Box::new(q));
         };
         let reason = if r.pending.contains(&key) {
             r.in_open_jobs += 1;

@@ -114,6 +114,7 @@ struct Provider<'a> {
     concurrency_limit: usize,
     paced_rpm: Option<f64>,
     unavailable: Option<&'a str>,
+    structured_output: Option<&'a str>,
     price: Option<PriceOut>,
     estimated_cost_usd: Option<f64>,
     batch: BatchOut,
@@ -247,6 +248,7 @@ fn provider<'a>(r: &RunReport, p: &'a ProviderMetrics) -> Provider<'a> {
         concurrency_limit: s.concurrency_limit,
         paced_rpm: s.paced_rpm,
         unavailable: s.unavailable.as_deref(),
+        structured_output: p.structured_output.as_deref(),
         price: price.map(|x| PriceOut {
             input_usd_per_million_tokens: x.input_per_mtok,
             output_usd_per_million_tokens: x.output_per_mtok,

@@ -15,6 +15,10 @@ pub struct ProviderMetrics {
     /// What the provider's batch service answered, priced at
     /// [`super::model::BATCH_PRICE_FACTOR`] of the interactive rate.
     pub batch: BatchUsage,
+    /// How the provider was asked for JSON at the end of the run (its structured-output rung:
+    /// `json_schema`, `json_object`, `prompt`, `response_json_schema`, `response_schema`);
+    /// `None` for `rules`.
+    pub structured_output: Option<String>,
 }
 
 /// Requests answered by a provider's batch service and their tokens (also counted in the
@@ -40,6 +44,7 @@ impl ProviderMetrics {
             stats,
             model,
             batch: BatchUsage::default(),
+            structured_output: None,
         }
     }
 

@@ -104,6 +104,13 @@ fn providers_table(r: &RunReport) -> Table {
     t.add_row(row("model", &|p| {
         p.model.as_deref().map_or_else(|| NONE.to_string(), plain)
     }));
+    if providers.iter().any(|p| p.structured_output.is_some()) {
+        t.add_row(row("JSON asked by", &|p| {
+            p.structured_output
+                .as_deref()
+                .map_or_else(|| NONE.to_string(), plain)
+        }));
+    }
     let figure = |name: &str, f: fn(&ProviderStats) -> String| row(name, &|p| f(&p.stats));
     t.add_row(figure("calls", |s| units::count(s.calls)));
     t.add_row(figure("success", |s| units::percent(s.success_rate())));

@@ -119,7 +119,7 @@ impl Env {
     }
 
     fn store(&self) -> Store {
-        Store::open(&self.db(), StoreOptions::default()).unwrap()
+        Store::open(self.db(), StoreOptions::default()).unwrap()
     }
 }
 
@@ -177,9 +177,10 @@ async fn a_12000_page_space_goes_through_submit_then_collect_with_one_job_per_ch
     let r = env.run(2, &[], &[]).await;
     assert_eq!(r.counts().skipped, PAGES);
     assert_eq!(reasons(&env.report_json(2))[IN_OPEN_JOB], PAGES as usize);
-    let st = env.fake.state();
-    assert_eq!((st.creates, st.interactive_calls), (1, 0));
-    drop(st);
+    {
+        let st = env.fake.state();
+        assert_eq!((st.creates, st.interactive_calls), (1, 0));
+    }
 
     // Run 3: the job succeeded: every page is labelled; only r7's pages went interactive.
     let r = env.run(3, &[], &[]).await;

@@ -611,7 +611,7 @@ async fn retries_give_up_after_max_retries_with_a_clear_error() {
 }
 
 #[tokio::test]
-async fn a_retry_after_beyond_two_minutes_fails_instead_of_sleeping() {
+async fn a_retry_after_beyond_the_ceiling_halts_instead_of_sleeping() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3600"))
@@ -627,8 +627,8 @@ async fn a_retry_after_beyond_two_minutes_fails_instead_of_sleeping() {
     assert_eq!(err.status(), Some(429));
     assert_eq!(
         err.to_string(),
-        "confluence add labels: HTTP 429 for page 1001: the server asked to wait 3600s before retrying, \
-         longer than tag-space waits (120s); run again later"
+        "confluence add labels for page 1001: HTTP 429: Confluence asked to wait 3600s, longer than \
+         TAG_SPACE_MAX_COOLDOWN_SECS (60s): Confluence work stopped for this run; run again later"
     );
 }
 

@@ -577,7 +577,18 @@ async fn openai_refusal_is_a_bad_answer() {
 
 #[tokio::test]
 async fn openai_malformed_content_is_a_bad_answer() {
-    let (err, _) = openai_error(json_response(200, fixture("openai_malformed_content.json"))).await;
+    // Prose is also the sign of a server that ignores the response format: the structured-
+    // output ladder asks once at each of its three rungs before it gives up (localmodels.rs).
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(OPENAI_PATH))
+        .respond_with(json_response(200, fixture("openai_malformed_content.json")))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let provider = openai(&server, Some(KEY));
+    let err = provider.classify(&batch()).await.unwrap_err();
+    assert_eq!(provider.ladder().current_name(), "prompt");
     assert_eq!(err.kind, LlmErrorKind::BadAnswer);
     assert!(
         err.detail.contains("no complete JSON object"),

@@ -4,6 +4,10 @@
 mod confluence;
 // Gemini and OpenAI wire shapes, error classification, structured output.
 mod llm;
+// Local model servers: the structured-output ladder against fakes of each server's behaviour.
+mod localmodels;
+// A real llama-server with a small model, opt-in (#[ignore]): scripts/local-model.sh.
+mod reallocal;
 // Pacing, cooldowns, adaptive concurrency and fallback on tokio's paused clock.
 mod governor;
 // The output budget through the governor: the cap asked, one wider retry, then a split.
@@ -54,3 +58,7 @@ mod batchcli;
 mod causes;
 // --via batch through app::run: submit, collect, --wait, a stale job, a dry-run collect.
 mod batchrun;
+// `taxonomy init` and `eval` against fakes that record writes; aliases in the pipeline.
+mod evaltax;
+// The Confluence site governor, credential check, metadata-first listing (issue 11).
+mod pacing;

@@ -64,7 +64,9 @@ impl Respond for Labeller {
         let body = String::from_utf8_lossy(&req.body);
         let mut answer = serde_json::Map::new();
         for part in body.split("<page id=\\\"").skip(1) {
-            if let Some(id) = part.split("\\\"").next() {
+            // Not the system prompt's `<page id="...">`: a key outside the schema would
+            // move the structured-output ladder down.
+            if let Some(id) = part.split("\\\"").next().filter(|id| *id != "...") {
                 answer.insert(id.to_string(), json!({"type": ["type-howto"], "tool": []}));
             }
         }

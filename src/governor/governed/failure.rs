@@ -30,6 +30,7 @@ impl<P: Provider> Governed<P> {
                 None
             }
             Action::Backoff { hint } => Some(self.back_off(&mut core, &f, hint, attempt, now)),
+            Action::SlowDown { hint } => Some(self.slow_down(&mut core, &f, hint, attempt, now)),
             other => return self.stop(&mut core, other, f, probe, now),
         };
         self.retry_or_give_up(core, f.err, backoff, attempt, now)
@@ -89,6 +90,38 @@ impl<P: Provider> Governed<P> {
         })
     }
 
+    /// OpenAI `slow_down`: the pace is lowered (the request rate halved, concurrency cut, once
+    /// per event) instead of pausing the provider; this request backs off, then retries.
+    fn slow_down(
+        &self,
+        core: &mut Core,
+        f: &Failure,
+        hint: Option<Duration>,
+        attempt: u32,
+        now: Instant,
+    ) -> Duration {
+        if core.pacer.on_slow_down(f.sent_at, f.tokens, now) {
+            let limit = core.aimd.on_congestion();
+            self.limiter.set_limit(limit);
+            core.last_cut = Some(now);
+            tracing::warn!(
+                provider = self.inner.name(),
+                concurrency = limit,
+                rpm = core
+                    .pacer
+                    .rate_per_minute()
+                    .map(|r| (r * 10.0).round() / 10.0),
+                "asked to slow down: lowering the pace"
+            );
+            self.tell_pace(core);
+        }
+        hint.unwrap_or_else(|| {
+            self.config
+                .backoff
+                .full_jitter(attempt - 1, self.config.jitter.sample())
+        })
+    }
+
     /// The responses that end the attempt at once: unavailable, dead, split, fail.
     fn stop(&self, core: &mut Core, act: Action, f: Failure, probe: bool, now: Instant) -> Next {
         let name = self.inner.name();
@@ -114,7 +147,10 @@ impl<P: Provider> Governed<P> {
                 core.stats.splits += 1;
                 return Next::Split;
             }
-            Action::Fail | Action::CoolDown { .. } | Action::Backoff { .. } => {
+            Action::Fail
+            | Action::CoolDown { .. }
+            | Action::Backoff { .. }
+            | Action::SlowDown { .. } => {
                 if probe {
                     core.circuit.on_success();
                 }

@@ -5,12 +5,18 @@
 //! the file strictly (unknown fields are errors, so a typo such as `max_per_pgae` is caught) and
 //! then every tag against Confluence's label rules ([`check_label`]).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
+mod aliases;
+pub mod draft;
+pub mod read;
+pub mod render;
+
 /// The default taxonomy, compiled in.
-const EMBEDDED: &str = include_str!("../config/taxonomy.toml");
+const EMBEDDED: &str = include_str!("../../config/taxonomy.toml");
 
 /// The file as written; turned into [`Category`]s after the syntax and field checks.
 #[derive(Debug, Deserialize)]
@@ -38,6 +44,9 @@ struct FileTag {
     description: String,
     #[serde(default)]
     keywords: Vec<String>,
+    /// Other labels people use for the same concept (see [`Taxonomy::with_aliases`]).
+    #[serde(default)]
+    aliases: Vec<String>,
 }
 
 /// "line 3, column 7: <what>" for a TOML error, from its byte span in `src`.
@@ -84,6 +93,9 @@ fn check_file(file: &FileTaxonomy) -> Result<(), String> {
             if t.keywords.iter().any(|k| k.trim().is_empty()) {
                 return Err(format!("tag '{}' has an empty keyword", t.name));
             }
+            if t.aliases.iter().any(|a| a.trim().is_empty()) {
+                return Err(format!("tag '{}' has an empty alias", t.name));
+            }
         }
     }
     Ok(())
@@ -113,6 +125,8 @@ pub struct Category {
 pub struct Taxonomy {
     categories: Vec<Category>,
     max_labels_per_page: usize,
+    /// Alias to the tag it stands for; see [`Taxonomy::with_aliases`].
+    aliases: BTreeMap<String, String>,
     fingerprint: String,
 }
 
@@ -162,7 +176,11 @@ pub fn check_label(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn fingerprint(categories: &[Category], max_labels_per_page: usize) -> String {
+fn fingerprint(
+    categories: &[Category],
+    max_labels_per_page: usize,
+    aliases: &BTreeMap<String, String>,
+) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     // Length-prefixed fields, so that no two different taxonomies hash the same input.
@@ -182,6 +200,15 @@ fn fingerprint(categories: &[Category], max_labels_per_page: usize) -> String {
                 field(k);
             }
             field("");
+        }
+    }
+    // Only when there are aliases, so that a taxonomy without any keeps the fingerprint (and
+    // the cached answers) it had before aliases existed.
+    if !aliases.is_empty() {
+        field("aliases");
+        for (alias, tag) in aliases {
+            field(alias);
+            field(tag);
         }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -228,10 +255,12 @@ impl Taxonomy {
                 }
             }
         }
-        let fingerprint = fingerprint(&categories, max_labels_per_page);
+        let aliases = BTreeMap::new();
+        let fingerprint = fingerprint(&categories, max_labels_per_page, &aliases);
         Ok(Self {
             categories,
             max_labels_per_page,
+            aliases,
             fingerprint,
         })
     }
@@ -251,6 +280,16 @@ impl Taxonomy {
         let file: FileTaxonomy =
             toml::from_str(src).map_err(|e| invalid(describe_toml_error(src, &e)))?;
         check_file(&file).map_err(invalid)?;
+        let aliases: Vec<(String, Vec<String>)> = file
+            .categories
+            .iter()
+            .flat_map(|c| c.tags.iter())
+            .filter(|t| !t.aliases.is_empty())
+            .map(|t| {
+                let list = t.aliases.iter().map(|a| a.trim().to_string()).collect();
+                (t.name.clone(), list)
+            })
+            .collect();
         let categories = file
             .categories
             .into_iter()
@@ -273,7 +312,7 @@ impl Taxonomy {
                     .collect(),
             })
             .collect();
-        Self::new(categories, file.max_labels_per_page, origin)
+        Self::new(categories, file.max_labels_per_page, origin)?.with_aliases(aliases, origin)
     }
 
     /// Reads and validates the taxonomy file at `path`.
@@ -312,178 +351,4 @@ impl Taxonomy {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-max_labels_per_page = 4
-
-[[category]]
-name = "type"
-description = "What kind of page"
-max_per_page = 1
-
-[[category.tag]]
-name = "type-howto"
-description = "Step-by-step instructions"
-keywords = ["how to", " guide "]
-
-[[category.tag]]
-name = "type-runbook"
-description = "Operational procedure"
-
-[[category]]
-name = "tool"
-description = "Tools"
-max_per_page = 2
-
-[[category.tag]]
-name = "tool-jira"
-description = "Jira"
-keywords = ["jira"]
-"#;
-
-    fn err(src: &str) -> String {
-        Taxonomy::from_toml(src, "test.toml")
-            .expect_err("should be rejected")
-            .to_string()
-    }
-
-    #[test]
-    fn embedded_default_loads_with_30_to_60_tags() {
-        let t = Taxonomy::embedded();
-        let n = t.tag_names().count();
-        assert!((30..=60).contains(&n), "{n} tags");
-        let names: Vec<_> = t.categories().iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["type", "tool", "topic", "status"]);
-        for tag in [
-            "type-howto",
-            "type-postmortem",
-            "tool-jira",
-            "tool-kubernetes",
-            "topic-security",
-            "status-draft",
-        ] {
-            assert!(t.contains(tag), "{tag}");
-        }
-        assert!(
-            t.categories()
-                .iter()
-                .all(|c| c.tags.iter().all(|t| !t.keywords.is_empty()))
-        );
-        assert_eq!(
-            t,
-            Taxonomy::from_toml(EMBEDDED, "other origin").unwrap(),
-            "origin does not change content"
-        );
-    }
-
-    #[test]
-    fn good_file_parses_in_file_order() {
-        let t = Taxonomy::from_toml(GOOD, "test.toml").unwrap();
-        assert_eq!(t.max_labels_per_page(), 4);
-        assert_eq!(
-            t.tag_names().collect::<Vec<_>>(),
-            ["type-howto", "type-runbook", "tool-jira"]
-        );
-        let howto = &t.categories()[0].tags[0];
-        assert_eq!(howto.keywords, ["how to", "guide"]);
-        assert!(t.categories()[0].tags[1].keywords.is_empty());
-        assert_eq!(t.category_of("tool-jira").unwrap().max_per_page, 2);
-        assert_eq!(t.fingerprint().len(), 64);
-    }
-
-    #[test]
-    fn load_reads_a_file_and_names_a_missing_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tax.toml");
-        std::fs::write(&path, GOOD).unwrap();
-        assert_eq!(
-            Taxonomy::load(&path).unwrap(),
-            Taxonomy::from_toml(GOOD, "x").unwrap()
-        );
-        let missing = dir.path().join("nope.toml");
-        let e = Taxonomy::load(&missing).unwrap_err().to_string();
-        assert!(e.contains("nope.toml"), "{e}");
-        std::fs::write(&path, GOOD.replace("type-runbook", "Type-Runbook")).unwrap();
-        let e = Taxonomy::load(&path).unwrap_err().to_string();
-        assert!(e.contains("tax.toml") && e.contains("Type-Runbook"), "{e}");
-    }
-
-    #[test]
-    fn duplicate_tag_is_named() {
-        let e = err(&GOOD.replace("\"tool-jira\"", "\"type-howto\""));
-        assert!(
-            e.contains("test.toml") && e.contains("'type-howto' appears more than once"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn uppercase_tag_is_named_with_the_fix() {
-        let e = err(&GOOD.replace("\"tool-jira\"", "\"Tool-Jira\""));
-        assert!(
-            e.contains("'Tool-Jira'") && e.contains("use 'tool-jira'"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn tag_with_a_space_is_named() {
-        let e = err(&GOOD.replace("\"tool-jira\"", "\"tool jira\""));
-        assert!(e.contains("'tool jira'") && e.contains("whitespace"), "{e}");
-    }
-
-    #[test]
-    fn tag_with_a_forbidden_character_is_named() {
-        for bad in ["tool:jira", "tool.jira", "jira!", "c#", "a&b"] {
-            let e = err(&GOOD.replace("\"tool-jira\"", &format!("\"{bad}\"")));
-            assert!(
-                e.contains(&format!("'{bad}'")) && e.contains("does not allow"),
-                "{e}"
-            );
-        }
-    }
-
-    #[test]
-    fn unknown_field_is_named_with_its_line() {
-        let e = err(&GOOD.replace("max_per_page = 2", "max_per_pgae = 2"));
-        assert!(
-            e.contains("test.toml") && e.contains("max_per_pgae") && e.contains("line 21"),
-            "{e}"
-        );
-        let e = err(&GOOD.replace("keywords = [\"jira\"]", "keyword = [\"jira\"]"));
-        assert!(e.contains("keyword") && e.contains("line 26"), "{e}");
-    }
-
-    #[test]
-    fn syntax_error_names_file_and_line() {
-        let e = err(&GOOD.replace("name = \"tool\"", "name = \"tool"));
-        assert!(e.starts_with("taxonomy test.toml: line 19"), "{e}");
-    }
-
-    #[test]
-    fn other_mistakes_are_named() {
-        assert!(err(&GOOD.replace("max_labels_per_page = 4", "")).contains("max_labels_per_page"));
-        assert!(
-            err(&GOOD.replace("max_labels_per_page = 4", "max_labels_per_page = 0"))
-                .contains("at least 1")
-        );
-        assert!(err(&GOOD.replace("max_per_page = 1", "max_per_page = -1")).contains("line 7"));
-        assert!(
-            err(&GOOD.replace("name = \"tool\"", "name = \"type\""))
-                .contains("category 'type' appears more than once")
-        );
-        assert!(
-            err(&GOOD.replace("description = \"Jira\"", "description = \"  \""))
-                .contains("'tool-jira'")
-        );
-        assert!(
-            err(&GOOD.replace("[\"jira\"]", "[\"jira\", \"\"]"))
-                .contains("'tool-jira' has an empty keyword")
-        );
-        assert!(err("max_labels_per_page = 3").contains("no categories"));
-        let no_tags = "max_labels_per_page = 3\n[[category]]\nname = \"x\"\ndescription = \"d\"\nmax_per_page = 1\n";
-        assert!(err(no_tags).contains("category 'x' has no tags"));
-    }
-}
+mod tests;
