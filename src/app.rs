@@ -38,6 +38,7 @@ mod space;
 mod state;
 mod statedir;
 mod taxonomy_cmd;
+mod via_batch;
 
 pub use cache_cmd::cache_command;
 pub use eval_cmd::eval_command;
@@ -156,13 +157,19 @@ async fn execute<S: PageSource>(
     // Stopped by Ctrl-C (through the session's token) or by a total LLM outage (this one).
     let stop = session.cancel.child_token();
     let llm = OutageWatch::new(chain, stop.clone());
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         state: state.clone(),
         batch_size: batch_size(config, taxonomy),
         cancel: stop,
         // The pipeline and the providers tell one stream; the bar and the report follow it.
         events: chain.events().clone(),
         ..run_options(config)
+    };
+    let batch = match config.batch.enabled {
+        true => {
+            Some(via_batch::prepare(config, source, chain, taxonomy, &mut opts, session).await?)
+        }
+        false => None,
     };
     let mut run_report = new_report(config, taxonomy);
     let listed = follow_run(
@@ -178,17 +185,23 @@ async fn execute<S: PageSource>(
     if let Some(state) = &state {
         state::remember_rungs(chain, state);
     }
-    run_report.set_providers(
-        chain
-            .providers()
-            .iter()
-            .map(|p| {
-                let mut m = provider_metrics(p.stats(), config);
-                m.structured_output = p.inner().ladder().map(|l| l.current_name().to_string());
-                m
-            })
-            .collect(),
-    );
+    let submitted = match (&batch, &state) {
+        (Some(b), Some(st)) if !session.cancel.is_cancelled() => b.finish(config, st).await,
+        _ => Ok(()),
+    };
+    let mut providers: Vec<ProviderMetrics> = chain
+        .providers()
+        .iter()
+        .map(|p| {
+            let mut m = provider_metrics(p.stats(), config);
+            m.structured_output = p.inner().ladder().map(|l| l.current_name().to_string());
+            m
+        })
+        .collect();
+    if let Some(b) = &batch {
+        b.add_usage(&mut providers);
+    }
+    run_report.set_providers(providers);
     run_report.set_pages_listed(progress.pages_taken());
     let (failure, status) = ending(
         session.cancel.is_cancelled(),
@@ -197,6 +210,10 @@ async fn execute<S: PageSource>(
         source.halted(),
         &config.space,
     );
+    let (failure, status) = match submitted {
+        Err(e) if failure.is_none() => (Some(e), RunStatus::Failed),
+        _ => (failure, status),
+    };
     run_report.set_end(status, failure.as_ref().map(one_line));
     if let Some(state) = &state {
         run_report.set_cache(state::metrics(state));

@@ -52,6 +52,8 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
                                   $HOME/.cache/tag-space/state.db)
     TAG_SPACE_ENV_FILE            env file to read instead of ./.env (--env-file); only from
                                   the environment
+    TAG_SPACE_BATCH_POLL_SECS     --via batch --wait: seconds between polls of the jobs
+                                  (default 60)
     TAG_SPACE_LOCK_DIR            run locks, one per site and space (default:
                                   $XDG_CACHE_HOME/tag-space/locks, else $HOME/.cache/...)
   Service (tag-space serve; see tag-space serve --help)
@@ -86,6 +88,9 @@ EXAMPLES:
   tag-space --space ENG --sync          also remove labels tag-space added that no longer apply
   tag-space cache stats                 what the state file holds, hit rate of the last runs
   tag-space cache clear --space ENG     classify every page of ENG again on the next run
+  tag-space --space ENG --via batch     submit the pages to do as batch jobs (half price);
+                                        the next such run collects and applies them
+  tag-space --space ENG --via batch --wait   submit, wait for the jobs, apply
   tag-space jobs                        the providers' batch jobs: state, counts, age
   tag-space jobs cancel 3               cancel batch job 3 (its finished part is kept)
   tag-space eval --demo                 precision/recall/F1 against human labels, offline
@@ -197,6 +202,34 @@ pub struct Args {
     /// If another run holds this space's lock, wait for it instead of exiting with 2.
     #[arg(long)]
     pub wait_lock: bool,
+
+    /// How the pages that need the model are classified: `interactive` (now, paced to the
+    /// quota) or `batch` (the primary provider's batch service, Gemini or OpenAI: half the
+    /// price, answered within 24 hours). A `batch` run first collects the finished jobs and
+    /// applies their labels, then submits a job for the pages still to do and exits 0; run
+    /// it again (e.g. nightly) to collect. See README, "Large spaces".
+    #[arg(long, value_name = "HOW", default_value = "interactive")]
+    pub via: ViaArg,
+
+    /// With --via batch: wait for the jobs (polling every TAG_SPACE_BATCH_POLL_SECS) and
+    /// apply their labels in the same run.
+    #[arg(long)]
+    pub wait: bool,
+
+    /// With --via batch: pages a job failed or left out go into the next batch job instead
+    /// of being classified interactively.
+    #[arg(long)]
+    pub follow_up_job: bool,
+}
+
+/// `--via`: where the pages that need the model go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ViaArg {
+    /// The provider chain, now.
+    #[default]
+    Interactive,
+    /// The primary provider's batch service, at half the price.
+    Batch,
 }
 
 /// `--limit`: a whole number of at least 1. `--limit 0` used to label a page anyway; it is

@@ -65,6 +65,14 @@ pub enum Event {
     Pacing { provider: &'static str, rpm: f64 },
     /// The run is over: `taken` pages taken from the listing, `done` with an outcome.
     Finished { taken: u64, done: u64 },
+    /// `--via batch --wait`: the open batch jobs after a poll, by their request counts
+    /// (`total` requests, `succeeded` and `failed` so far, in `jobs` jobs still running).
+    BatchJobs {
+        jobs: usize,
+        total: u64,
+        succeeded: u64,
+        failed: u64,
+    },
 }
 
 /// Where events go: a cloneable handle shared by every producer of a run (see the module

@@ -21,6 +21,7 @@
 
 mod plan;
 mod show;
+mod wait;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -33,6 +34,7 @@ use crate::taxonomy::Taxonomy;
 
 pub use plan::plan;
 pub use show::{cancel_job, write_jobs};
+pub use wait::{WaitOptions, wait};
 
 /// A page to classify through a batch job, with the cache key its answer is stored under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +216,7 @@ async fn create_one<S: BatchService>(
 
 /// Cache keys covered by this space's open jobs (created or maybe created, not collected)
 /// of the same setup: submitting them again would pay twice.
-fn pending_keys<S: BatchService>(
+pub fn pending_keys<S: BatchService>(
     svc: &S,
     ctx: &JobsCtx<'_>,
 ) -> Result<HashSet<CacheKey>, CacheError> {

@@ -211,6 +211,13 @@ impl Store {
         Ok(c)
     }
 
+    /// Sets the run's counters back to zero: after a look at the space that is not the run
+    /// itself (`--via batch --wait` finds the pages to submit first), so that the run's
+    /// figures count its own lookups once.
+    pub fn reset_counters(&self) {
+        self.counters.reset();
+    }
+
     /// The current run's counters.
     pub fn counters(&self) -> RunCounters {
         self.counters.snapshot()

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cache::CacheSettings;
-use crate::cli::{Args, FallbackArg};
+use crate::cli::{Args, FallbackArg, ViaArg};
 use crate::confluence::ConfluenceSettings;
 use crate::governor::Quota;
 use crate::llm::ProviderSettings;
@@ -64,6 +64,7 @@ pub const VARIABLES: &[&str] = &[
     "TAG_SPACE_CACHE_ENABLED",
     "TAG_SPACE_CACHE_SIZE",
     "TAG_SPACE_CACHE_PATH",
+    "TAG_SPACE_BATCH_POLL_SECS",
     "TAG_SPACE_SERVE_TOKEN",
     "TAG_SPACE_SERVE_TASKS",
     "TAG_SPACE_SERVE_RETENTION_DAYS",
@@ -98,6 +99,9 @@ pub enum ConfigError {
     /// The env file is broken or missing; the message never shows a value from it.
     #[error(transparent)]
     EnvFile(#[from] crate::envfile::EnvFileError),
+    /// Flags that cannot go together, or a flag this setup cannot honour.
+    #[error("{0}")]
+    Usage(String),
     #[error(
         "Confluence credentials are not set: set CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN (Cloud) or CONFLUENCE_PAT (Data Center)"
     )]
@@ -158,6 +162,20 @@ pub struct Config {
     pub lock_dir: Option<PathBuf>,
     /// Things worth a warning that do not stop the run (e.g. plain HTTP to a remote host).
     pub warnings: Vec<String>,
+    /// `--via batch`, `--wait`, `--follow-up-job` and the poll interval.
+    pub batch: BatchSettings,
+}
+
+/// `--via batch`: the pages that need the model go to the primary provider's batch service.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BatchSettings {
+    pub enabled: bool,
+    /// `--wait`: poll the jobs and apply their labels in the same run.
+    pub wait: bool,
+    /// `--follow-up-job`: a job's failed pages go into the next job, not the interactive chain.
+    pub follow_up_job: bool,
+    /// `TAG_SPACE_BATCH_POLL_SECS`: between two polls of the open jobs under `--wait`.
+    pub poll: Duration,
 }
 
 /// The run's numeric limits, each flag > variable > default and range-checked.
@@ -198,7 +216,9 @@ impl Config {
         let reports = reports::report_files(args)?;
         let rules = args.demo || args.fallback == Some(FallbackArg::Rules);
         let target = Target::read(args, &get, rules, &mut warnings)?;
+        let batch = batch_settings(args, &get, &target, cache.enabled)?;
         Ok(Config {
+            batch,
             space: target.space,
             confluence: target.confluence,
             gemini: target.gemini,
@@ -233,6 +253,58 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// `--via batch` needs a provider with a batch service as the primary (the demo and the
+/// rules provider have none); `--wait` and `--follow-up-job` need `--via batch`.
+fn batch_settings(
+    args: &Args,
+    get: &impl Fn(&str) -> Option<String>,
+    target: &Target,
+    cache_reads: bool,
+) -> Result<BatchSettings, ConfigError> {
+    let enabled = args.via == ViaArg::Batch;
+    if !enabled && (args.wait || args.follow_up_job) {
+        let flag = if args.wait {
+            "--wait"
+        } else {
+            "--follow-up-job"
+        };
+        return Err(ConfigError::Usage(format!(
+            "{flag} needs --via batch (e.g. tag-space --space ENG --via batch {flag})"
+        )));
+    }
+    if enabled && args.demo {
+        return Err(ConfigError::Usage(
+            "--via batch cannot be used with --demo: the demo's rules provider has no batch service".into(),
+        ));
+    }
+    if enabled && target.gemini.is_none() && target.openai.is_none() {
+        return Err(ConfigError::Usage(
+            "--via batch needs Gemini or OpenAI as the primary provider (set GEMINI_API_KEY or OPENAI_API_KEY): the rules provider has no batch service".into(),
+        ));
+    }
+    if enabled && !cache_reads {
+        return Err(ConfigError::Usage(
+            "--via batch needs the cache (collected answers are read from it): drop --no-cache or set TAG_SPACE_CACHE_ENABLED=true".into(),
+        ));
+    }
+    let poll: f64 = setting(
+        None,
+        "",
+        "TAG_SPACE_BATCH_POLL_SECS",
+        get,
+        60.0,
+        0.01,
+        86_400.0,
+        "60",
+    )?;
+    Ok(BatchSettings {
+        enabled,
+        wait: args.wait,
+        follow_up_job: args.follow_up_job,
+        poll: Duration::from_secs_f64(poll),
+    })
 }
 
 /// The log settings alone: flags only, so that logging can start before the rest of the

@@ -300,6 +300,30 @@ fn rules_fallback_alone_is_a_provider() {
     assert!(c.rules && c.gemini.is_none());
 }
 
+#[test]
+fn via_batch_needs_a_batch_capable_primary_and_wait_needs_via_batch() {
+    let c = load(&["--space", "ENG", "--via", "batch", "--wait"], CLOUD).unwrap();
+    assert!(c.batch.enabled && c.batch.wait && !c.batch.follow_up_job);
+    assert_eq!(c.batch.poll, Duration::from_secs(60));
+    let mut vars = CLOUD.to_vec();
+    vars.push(("TAG_SPACE_BATCH_POLL_SECS", "0.05"));
+    let c = load(&["--space", "ENG", "--via", "batch"], &vars).unwrap();
+    assert_eq!(c.batch.poll, Duration::from_millis(50));
+    assert!(!load(&["--space", "ENG"], CLOUD).unwrap().batch.enabled);
+
+    let e = load(&["--space", "ENG", "--wait"], CLOUD).unwrap_err();
+    assert!(e.to_string().starts_with("--wait needs --via batch"), "{e}");
+    let e = load(&["--demo", "--via", "batch"], &[]).unwrap_err();
+    assert!(e.to_string().contains("cannot be used with --demo"), "{e}");
+    let rules_only = ["--space", "ENG", "--via", "batch", "--fallback", "rules"];
+    let e = load(&rules_only, &CLOUD[..3]).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("--via batch needs Gemini or OpenAI as the primary provider"),
+        "{e}"
+    );
+}
+
 mod env_example {
     #[test]
     fn env_example_documents_every_variable() {

@@ -192,6 +192,13 @@ impl<'c, 'a: 'c, S: PageSource, P: Provider, F: FnMut(PageOutcome)> Driver<'c, '
             Admitted::Done(outcome) => return self.report(outcome),
             Admitted::Classify(queued) => {
                 self.start(&queued.meta.id);
+                let queued = match &self.ctx.opts.batch_route {
+                    Some(route) => match route.divert(queued) {
+                        Ok(outcome) => return self.report(outcome),
+                        Err(queued) => *queued,
+                    },
+                    None => queued,
+                };
                 self.batcher
                     .push(queued)
                     .map(|batch| batch_work(self.ctx, batch))

@@ -33,10 +33,13 @@ use crate::events::EventSink;
 use crate::llm::{PageText, Provider};
 use crate::taxonomy::Taxonomy;
 
+pub use route::{BatchRoute, IN_OPEN_JOB, Routed, SENT_TO_BATCH, WOULD_SEND_TO_BATCH, scan};
+
 mod admit;
 mod apply;
 mod classify;
 mod driver;
+mod route;
 #[cfg(test)]
 mod testkit;
 
@@ -102,6 +105,9 @@ pub struct RunOptions {
     /// `state` (only the ledger knows which labels are tag-space's); without it nothing is
     /// ever removed.
     pub sync: bool,
+    /// `--via batch`: pages that need the model go here instead of to the provider (except
+    /// the ones it sends back); `None` classifies every page through the provider.
+    pub batch_route: Option<BatchRoute>,
 }
 
 /// How one page ended.

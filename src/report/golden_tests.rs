@@ -904,3 +904,31 @@ fn a_sync_report_lists_every_removal_however_many() {
         "{table}"
     );
 }
+
+#[test]
+fn a_batch_run_says_how_many_pages_a_job_answered_in_every_report() {
+    let mut r = sample(false);
+    let mut providers = sample_providers();
+    // 400 requests answered by a job: 1,995 pages, their tokens at half the rate.
+    providers[0].add_batch(400, 1_995, 1_000_000, 0);
+    r.set_providers(providers);
+    let table = render_table(&r, false);
+    assert!(table.contains("batch pages"), "{table}");
+    assert!(
+        table.contains("(1,995 pages through a batch job, at half price)"),
+        "{table}"
+    );
+    let md = render_md(&r, &MarkdownOptions::default());
+    assert!(
+        md.contains("1,995 pages through a batch job (half price)"),
+        "{md}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+    assert_valid(&json);
+    let gemini = &json["metrics"]["providers"][0];
+    assert_eq!(gemini["batch"]["pages"], 1_995);
+    // 1,012,345 in, 1,000,000 of them at 0.15 instead of 0.30: 0.15 + 0.005399.
+    assert_eq!(gemini["estimated_cost_usd"], 0.155399);
+    // A run without a batch job shows no batch row at all.
+    assert!(!render_table(&sample(false), false).contains("batch pages"));
+}

@@ -117,6 +117,16 @@ struct Provider<'a> {
     structured_output: Option<&'a str>,
     price: Option<PriceOut>,
     estimated_cost_usd: Option<f64>,
+    batch: BatchOut,
+}
+
+/// What the provider's batch service answered (`--via batch`), priced at half the rate.
+#[derive(Serialize)]
+struct BatchOut {
+    requests: u64,
+    pages: u64,
+    tokens_in: u64,
+    tokens_out: u64,
 }
 
 #[derive(Serialize)]
@@ -245,6 +255,12 @@ fn provider<'a>(r: &RunReport, p: &'a ProviderMetrics) -> Provider<'a> {
             cached_input_usd_per_million_tokens: x.cached_input_per_mtok,
         }),
         estimated_cost_usd: r.prices().cost(p),
+        batch: BatchOut {
+            requests: p.batch.requests,
+            pages: p.batch.pages,
+            tokens_in: p.batch.tokens_in,
+            tokens_out: p.batch.tokens_out,
+        },
     }
 }
 

@@ -115,6 +115,12 @@ fn write_footer(out: &mut impl Write, r: &RunReport) -> io::Result<()> {
         units::percent(r.cache().and_then(|c| c.hit_rate()))
     ));
     footer.push(format!("est. cost {}", units::usd(r.total_cost())));
+    if r.batch_pages() > 0 {
+        footer.push(format!(
+            "{} pages through a batch job (half price)",
+            units::count(r.batch_pages())
+        ));
+    }
     footer.push(format!("tag-space {}", escape(&run.version)));
     let fp = &r.settings().taxonomy.fingerprint;
     footer.push(format!(

@@ -129,7 +129,8 @@ pub fn warning_line(message: &str) {
     });
 }
 
-/// A line of information on stderr (e.g. where `tag-space serve` listens).
+/// A line that says what the run did besides its pages (e.g. the batch jobs it submitted,
+/// or where `tag-space serve` listens), on stderr like the warnings.
 pub fn notice_line(message: &str) {
     if logging::json_logs() {
         tracing::info!("{message}");

@@ -403,8 +403,14 @@ impl RunReport {
         v
     }
 
+    /// Pages a provider's batch job answered in this run (`--via batch`).
+    pub fn batch_pages(&self) -> u64 {
+        self.providers.iter().map(|p| p.batch.pages).sum()
+    }
+
     /// The estimated cost of all providers together; `None` when no provider has a price.
-    /// Providers without a price count as nothing (the table says which ones).
+    /// Providers without a price count as nothing (the table says which ones). Tokens a
+    /// batch job answered are priced at the batch rate.
     pub fn total_cost(&self) -> Option<f64> {
         let costs: Vec<f64> = self
             .providers

@@ -71,6 +71,8 @@ struct State {
     /// Requests sent to a provider and not yet answered.
     requests_in_flight: u64,
     waits: Waits,
+    /// While `--wait` waits for batch jobs: their counts (cleared once pages are listed).
+    batch: Option<String>,
 }
 
 /// What the providers are waiting for.
@@ -179,6 +181,9 @@ impl Progress {
 
     fn line(&self, now: Instant) -> String {
         let mut state = lock(&self.shared.state);
+        if let Some(batch) = &state.batch {
+            return batch.clone();
+        }
         let wait = state.waits.reason(now);
         status_line(
             state.done,
@@ -194,7 +199,10 @@ impl State {
     fn observe(&mut self, event: &Event, now: Instant) {
         let waits = &mut self.waits;
         match event {
-            Event::Listed { taken } => self.taken = *taken,
+            Event::Listed { taken } => {
+                self.taken = *taken;
+                self.batch = None;
+            }
             Event::ListingEnded { total } => self.total = Some(*total),
             Event::Page(_) => self.done += 1,
             Event::Sent { .. } => self.requests_in_flight += 1,
@@ -231,9 +239,25 @@ impl State {
                 waits.unavailable = Some((provider, reason.clone()));
             }
             Event::Pacing { provider, rpm } => waits.pacing = Some((provider, *rpm)),
+            Event::BatchJobs {
+                jobs,
+                total,
+                succeeded,
+                failed,
+            } => {
+                self.batch = Some(batch_line(*jobs, *total, *succeeded, *failed));
+            }
             Event::Wait { .. } | Event::Classifying { .. } | Event::Finished { .. } => {}
         }
     }
+}
+
+/// The line shown while `--wait` waits for batch jobs.
+pub fn batch_line(jobs: usize, total: u64, succeeded: u64, failed: u64) -> String {
+    let job_s = if jobs == 1 { "job" } else { "jobs" };
+    format!(
+        "waiting for {jobs} batch {job_s}: {succeeded}/{total} requests answered, {failed} failed"
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -127,6 +127,9 @@ fn providers_table(r: &RunReport) -> Table {
     t.add_row(figure("tokens cached", |s| units::count(s.tokens_cached)));
     t.add_row(figure("tokens out", |s| units::count(s.tokens_out)));
     t.add_row(row("est. cost", &|p| units::usd(r.prices().cost(p))));
+    if providers.iter().any(|p| p.batch.requests > 0) {
+        t.add_row(row("batch pages", &|p| units::count(p.batch.pages)));
+    }
     for w in WaitReason::ALL {
         if providers.iter().any(|p| p.wait(w).count > 0) {
             t.add_row(row(&format!("wait: {}", w.label()), &|p| {
@@ -154,7 +157,7 @@ fn run_table(r: &RunReport) -> Table {
         "cache hit rate".to_string(),
         units::percent(r.cache().and_then(|c| c.hit_rate())),
     ]);
-    t.add_row(vec!["est. cost".to_string(), total_cost(r)]);
+    t.add_row(vec!["est. cost".to_string(), cost_line(r)]);
     t.add_row(vec![
         "time waiting".to_string(),
         if waits.is_empty() {
@@ -172,6 +175,18 @@ fn run_table(r: &RunReport) -> Table {
         units::opt_duration(r.elapsed()),
     ]);
     t
+}
+
+/// The total cost, and how many pages a batch job answered at half the price.
+fn cost_line(r: &RunReport) -> String {
+    match r.batch_pages() {
+        0 => total_cost(r),
+        n => format!(
+            "{} ({} pages through a batch job, at half price)",
+            total_cost(r),
+            units::count(n)
+        ),
+    }
 }
 
 /// The total cost, saying when some provider had no price.

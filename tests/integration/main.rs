@@ -56,6 +56,8 @@ mod batchcrash;
 mod batchcli;
 // Real failures through the binary print each cause of their chain once.
 mod causes;
+// --via batch through app::run: submit, collect, --wait, a stale job, a dry-run collect.
+mod batchrun;
 // `taxonomy init` and `eval` against fakes that record writes; aliases in the pipeline.
 mod evaltax;
 // The Confluence site governor, credential check, metadata-first listing (issue 11).

@@ -322,7 +322,8 @@ fn task_event(event: Event, dry_run: bool) -> Option<TaskEvent> {
         | Event::Sent { .. }
         | Event::Answered { .. }
         | Event::Pacing { .. }
-        | Event::Finished { .. } => return None,
+        | Event::Finished { .. }
+        | Event::BatchJobs { .. } => return None,
     })
 }
 

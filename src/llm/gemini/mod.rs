@@ -33,6 +33,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+#[cfg(test)]
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -40,7 +41,7 @@ use serde_json::{Map, Value, json};
 use super::ProviderSettings;
 use super::schema::{SchemaForm, response_schema};
 use super::structured::{self, GEMINI_RUNGS, Ladder};
-use super::wire::{self, wait_in_message};
+use super::wire;
 use super::{
     Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
     budget, prompt,
@@ -49,6 +50,11 @@ use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
 
 const NAME: &str = "gemini";
+
+mod error;
+pub(crate) use error::classify_error;
+#[cfg(test)]
+use error::{classify_error_at, has_limit_zero};
 
 /// Talks to one Gemini model.
 #[derive(Debug, Clone)]
@@ -464,139 +470,6 @@ fn response_text(body: &str, key: Option<&Secret>) -> Result<(String, Option<Usa
         return Err(bad("empty answer"));
     }
     Ok((text, usage))
-}
-
-#[derive(Deserialize)]
-struct ErrorEnvelope {
-    error: ApiError,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ApiError {
-    message: String,
-    status: String,
-    details: Vec<Value>,
-}
-
-/// Classifies a non-2xx answer (see the module table).
-pub(crate) fn classify_error(
-    status: u16,
-    headers: &HeaderMap,
-    body: &str,
-    key: Option<&Secret>,
-) -> LlmError {
-    classify_error_at(status, headers, body, key, std::time::SystemTime::now())
-}
-
-/// [`classify_error`] at `now` (a daily quota's message names when it resets).
-fn classify_error_at(
-    status: u16,
-    headers: &HeaderMap,
-    body: &str,
-    key: Option<&Secret>,
-    now: std::time::SystemTime,
-) -> LlmError {
-    let api = serde_json::from_str::<ErrorEnvelope>(body)
-        .map(|e| e.error)
-        .unwrap_or_default();
-    let message = if api.message.is_empty() {
-        body.to_string()
-    } else {
-        api.message.clone()
-    };
-    let detail = if api.status.is_empty() {
-        message.clone()
-    } else {
-        format!("{}: {message}", api.status)
-    };
-    let of_type = |suffix: &'static str| {
-        api.details.iter().filter(move |d| {
-            d.get("@type")
-                .and_then(Value::as_str)
-                .is_some_and(|t| t.ends_with(suffix))
-        })
-    };
-    let lower = message.to_lowercase();
-    let kind = match status {
-        429 => {
-            let per_day_id = of_type("QuotaFailure")
-                .filter_map(|d| d.get("violations").and_then(Value::as_array))
-                .flatten()
-                .filter_map(|v| v.get("quotaId").and_then(Value::as_str))
-                .find(|id| id.contains("PerDay"));
-            let per_day = per_day_id.is_some();
-            // Older bodies: ErrorInfo with metadata.quota_limit "...RequestsPerDay...".
-            let per_day_info = of_type("ErrorInfo").any(|d| {
-                d.get("metadata")
-                    .and_then(Value::as_object)
-                    .is_some_and(|m| {
-                        m.values()
-                            .any(|v| v.as_str().is_some_and(|s| s.contains("PerDay")))
-                    })
-            });
-            if per_day || per_day_info {
-                let reset = super::pacific::next_midnight(now);
-                let left = reset.duration_since(now).unwrap_or_default().as_secs();
-                let detail = format!(
-                    "daily quota {}used up until it resets at midnight Pacific, {} (in {}h {:02}m): {detail}",
-                    per_day_id.map(|id| format!("{id} ")).unwrap_or_default(),
-                    super::pacific::utc_minute(reset),
-                    left / 3600,
-                    left % 3600 / 60,
-                );
-                return wire::error(
-                    NAME,
-                    LlmErrorKind::QuotaExhausted,
-                    Some(status),
-                    &detail,
-                    key,
-                );
-            } else if has_limit_zero(&message) {
-                LlmErrorKind::QuotaExhausted
-            } else {
-                let retry_info = of_type("RetryInfo").find_map(|d| {
-                    d.get("retryDelay")
-                        .and_then(Value::as_str)
-                        .and_then(wire::parse_go_duration)
-                });
-                let retry_after = retry_info
-                    .or_else(|| wait_in_message(&message))
-                    .or_else(|| crate::http::retry_after(headers));
-                LlmErrorKind::RateLimited { retry_after }
-            }
-        }
-        413 => LlmErrorKind::TooLarge,
-        400 if is_too_long(&lower) => LlmErrorKind::TooLarge,
-        400 if lower.contains("api key not valid")
-            || of_type("ErrorInfo")
-                .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID")) =>
-        {
-            LlmErrorKind::Auth
-        }
-        401 | 403 => LlmErrorKind::Auth,
-        408 => LlmErrorKind::Timeout,
-        500..=599 => LlmErrorKind::Overloaded {
-            retry_after: crate::http::retry_after(headers),
-        },
-        _ => LlmErrorKind::BadRequest,
-    };
-    wire::error(NAME, kind, Some(status), &detail, key)
-}
-
-/// "limit: 0" as a whole number (not "limit: 05"): the model is not available on this tier.
-fn has_limit_zero(message: &str) -> bool {
-    message
-        .match_indices("limit: 0")
-        .any(|(i, m)| !message[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
-}
-
-/// A 400 that says the input is more than the model takes.
-fn is_too_long(lower: &str) -> bool {
-    (lower.contains("token count") && lower.contains("exceed"))
-        || lower.contains("exceeds the maximum number of tokens")
-        || lower.contains("too long")
-        || lower.contains("payload size exceeds")
 }
 
 #[cfg(test)]
