@@ -21,7 +21,7 @@ use crate::llm::gemini::GeminiProvider;
 use crate::llm::openai::OpenAiProvider;
 use crate::llm::rules::RulesProvider;
 use crate::llm::{AnyProvider, ProviderSettings};
-use crate::pipeline::{self, RunOptions};
+use crate::pipeline::{self, RunOptions, RunState};
 use crate::report;
 use crate::report::OutputFormat;
 use crate::report::model::{Mode, ProviderMetrics, RunInfo, RunReport, RunStatus};
@@ -189,19 +189,7 @@ async fn execute<S: PageSource>(
         (Some(b), Some(st)) if !session.cancel.is_cancelled() => b.finish(config, st).await,
         _ => Ok(()),
     };
-    let mut providers: Vec<ProviderMetrics> = chain
-        .providers()
-        .iter()
-        .map(|p| {
-            let mut m = provider_metrics(p.stats(), config);
-            m.structured_output = p.inner().ladder().map(|l| l.current_name().to_string());
-            m
-        })
-        .collect();
-    if let Some(b) = &batch {
-        b.add_usage(&mut providers);
-    }
-    run_report.set_providers(providers);
+    run_report.set_providers(providers_metrics(chain, config, batch.as_ref()));
     run_report.set_pages_listed(progress.pages_taken());
     let (failure, status) = ending(
         session.cancel.is_cancelled(),
@@ -219,10 +207,42 @@ async fn execute<S: PageSource>(
         run_report.set_cache(state::metrics(state));
     }
     run_report.finish(SystemTime::now(), started.elapsed());
+    conclude(config, state.as_ref(), session, run_report, failure)
+}
 
+/// Each provider's figures for the report, with the rung it asked JSON by and what its
+/// batch jobs answered.
+fn providers_metrics(
+    chain: &Chain<AnyProvider>,
+    config: &Config,
+    batch: Option<&via_batch::BatchRun>,
+) -> Vec<ProviderMetrics> {
+    let mut providers: Vec<ProviderMetrics> = chain
+        .providers()
+        .iter()
+        .map(|p| {
+            let mut m = provider_metrics(p.stats(), config);
+            m.structured_output = p.inner().ladder().map(|l| l.current_name().to_string());
+            m
+        })
+        .collect();
+    if let Some(b) = batch {
+        b.add_usage(&mut providers);
+    }
+    providers
+}
+
+/// Writes the reports, records how the run ended, and hands back the report or the failure.
+fn conclude(
+    config: &Config,
+    state: Option<&RunState>,
+    session: &Session,
+    run_report: RunReport,
+    failure: Option<anyhow::Error>,
+) -> anyhow::Result<RunReport> {
     let written = write_reports(config.format, config.no_color, &config.reports, &run_report);
     let failure = failure.or(written.err());
-    if let Some(state) = &state {
+    if let Some(state) = state {
         record_end(state, &run_end(failure.as_ref(), &run_report));
     }
     if session.cancel.is_cancelled() {
