@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::super::{
-    batch_size, build_chain, ending, lock, new_report, provider_metrics, run_end, run_options,
+    batch_size, build_chain, ending, lock, new_report, providers_metrics, run_end, run_options,
     space, state, statedir,
 };
 use crate::config::Config;
@@ -223,17 +223,7 @@ impl TaskRun<'_> {
         if let Some(state) = &state {
             state::remember_rungs(self.chain, state);
         }
-        run_report.set_providers(
-            self.chain
-                .providers()
-                .iter()
-                .map(|p| {
-                    let mut m = provider_metrics(p.stats(), config);
-                    m.structured_output = p.inner().ladder().map(|l| l.current_name().to_string());
-                    m
-                })
-                .collect(),
-        );
+        run_report.set_providers(providers_metrics(self.chain, config, None));
         if let Ok(n) = &listed {
             run_report.set_pages_listed(*n);
         }
