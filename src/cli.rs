@@ -43,6 +43,7 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
                                   a longer one from Confluence stops the run (exit 2)
     TAG_SPACE_CONFLUENCE_CONCURRENCY
                                   Confluence requests in flight at most (default 4)
+    TAG_SPACE_SPACE_CONCURRENCY   spaces labelled at once with several spaces (default 1)
     TAG_SPACE_MAX_PAGE_CHARS      text budget per page sent to the LLM (default 8000)
     TAG_SPACE_TAXONOMY            taxonomy file (default: the built-in one)
     TAG_SPACE_CACHE_ENABLED       true | false (default true)
@@ -77,6 +78,9 @@ CRON:
   on <lock dir>/<SPACE>-<hash>.lock (TAG_SPACE_LOCK_DIR; released when it exits, even if
   killed). An overlapping run exits 2 naming the lock file and the holder's pid, or waits
   with --wait-lock. Use -q and --log-format json for logs.
+  Many spaces: one cron entry with --space A,B,C or --all-spaces, not one per space, so
+  that one process paces them all to the providers' quota. A space that cannot be done
+  (not found, no permission, locked) is reported and the others go on: exit 1.
   A cron job does not run in your project directory: give it its credentials with
   --env-file /path/to/tag-space.env (or TAG_SPACE_ENV_FILE).
 
@@ -84,6 +88,8 @@ EXAMPLES:
   tag-space --demo                      offline demo: bundled space, keyword rules, no credentials
   tag-space --space ENG --dry-run       show the labels that would be added
   tag-space --space ENG --limit 50      classify at most 50 changed pages (nightly: the next 50)
+  tag-space --space ENG,OPS             two spaces in one run (one quota, one state file)
+  tag-space --all-spaces --exclude-space ARCHIVE   every global space the account can see
   tag-space --demo --demo-edit 3        the demo again after editing 3 of its pages (simulated)
   tag-space --space ENG --sync          also remove labels tag-space added that no longer apply
   tag-space cache stats                 what the state file holds, hit rate of the last runs
@@ -108,9 +114,36 @@ pub struct Args {
     pub command: Option<Command>,
 
     /// Key of the Confluence space to label (e.g. ENG). Another case (eng) is taken when
-    /// exactly one of the keys the account can see matches it.
-    #[arg(short, long, value_name = "KEY", required_unless_present = "demo")]
-    pub space: Option<String>,
+    /// exactly one of the keys the account can see matches it. Repeatable, or
+    /// comma-separated (--space ENG,OPS): the spaces are labelled in one run, sharing the
+    /// providers' quota and the state file.
+    #[arg(
+        short,
+        long,
+        value_name = "KEY",
+        value_delimiter = ',',
+        required_unless_present_any = ["demo", "all_spaces"]
+    )]
+    pub space: Vec<String>,
+
+    /// Label every global space the credentials can see (not personal `~` spaces, not
+    /// archived ones), one run over all of them.
+    #[arg(long, conflicts_with_all = ["space", "demo"])]
+    pub all_spaces: bool,
+
+    /// With --all-spaces: leave this space out. Repeatable, or comma-separated.
+    #[arg(
+        long,
+        value_name = "KEY",
+        value_delimiter = ',',
+        requires = "all_spaces"
+    )]
+    pub exclude_space: Vec<String>,
+
+    /// With several spaces: how many are labelled at once [env: TAG_SPACE_SPACE_CONCURRENCY;
+    /// default 1, one after another]. They share the providers' quota either way.
+    #[arg(long, value_name = "N")]
+    pub space_concurrency: Option<usize>,
 
     /// Write nothing; print the labels that would be added to each page.
     #[arg(long)]
@@ -418,7 +451,7 @@ mod tests {
         assert!(Args::try_parse_from(["tag-space", "--demo", "--space", "X"]).is_err());
         let a =
             Args::try_parse_from(["tag-space", "-s", "ENG", "--dry-run", "--limit", "3"]).unwrap();
-        assert_eq!(a.space.as_deref(), Some("ENG"));
+        assert_eq!(a.space, ["ENG"]);
         assert!(a.dry_run);
         assert_eq!(a.limit, Some(3));
     }

@@ -90,7 +90,7 @@ fn label(config: Config, progress: Progress) -> ExitCode {
     match outcome {
         _ if cancel.is_cancelled() => ExitCode::from(EXIT_INTERRUPTED),
         // The same rule the run history records (`tag_space::ending`).
-        Ok(report) => ExitCode::from(exit_code(report.run().status, report.counts().failed)),
+        Ok(report) => ExitCode::from(exit_code(report.run().status, report.failures())),
         Err(_) => ExitCode::from(2),
     }
 }

@@ -31,7 +31,7 @@ use crate::taxonomy::read::read_space_labels;
 pub fn eval_command(args: &Args, cmd: &EvalArgs) -> anyhow::Result<u8> {
     let mut a = args.clone();
     a.command = None;
-    a.space.clone_from(&cmd.space);
+    a.space = cmd.space.iter().cloned().collect();
     a.demo = cmd.demo;
     a.taxonomy.clone_from(&cmd.taxonomy);
     a.fallback = cmd.fallback;

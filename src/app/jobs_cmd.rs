@@ -62,7 +62,7 @@ pub fn jobs_command(args: &Args, cmd: &JobsArgs) -> anyhow::Result<()> {
 async fn cancel(args: &Args, store: &Store, job: &JobRecord) -> anyhow::Result<String> {
     let mut args = args.clone();
     args.command = None;
-    args.space = Some(job.spec.space.clone());
+    args.space = vec![job.spec.space.clone()];
     let config = Config::load(&args)?;
     // The request builder is not used by a cancel; the built-in taxonomy stands in.
     let taxonomy = Arc::new(Taxonomy::embedded());

@@ -17,21 +17,33 @@ use crate::report;
 /// listing ([`ConfluenceClient::defer_space_failure`]), so that the run ends on it as on
 /// any listing failure: report, run history and exit code 2, under the key as typed.
 pub(super) async fn connect(config: &mut Config) -> anyhow::Result<ConfluenceClient> {
-    let settings = config
-        .confluence
-        .clone()
-        .context("Confluence is not configured")?;
-    let client = ConfluenceClient::new(settings)?.with_pace(PaceConfig {
-        concurrency: config.confluence_concurrency,
-        max_cooldown: config.max_cooldown,
-        ..PaceConfig::default()
-    });
+    let client = site(config)?;
     // A wrong token fails here, once, with its hint, rather than as a 404 on every page; the
     // run then ends on it as on a failed lookup.
     if let Err(e) = client.check_credentials().await {
         client.defer_space_failure(&config.space, e);
         return Ok(client);
     }
+    resolve(&client, config).await;
+    Ok(client)
+}
+
+/// The client for the run's site, paced as configured; no request made yet.
+pub(super) fn site(config: &Config) -> anyhow::Result<ConfluenceClient> {
+    let settings = config
+        .confluence
+        .clone()
+        .context("Confluence is not configured")?;
+    Ok(ConfluenceClient::new(settings)?.with_pace(PaceConfig {
+        concurrency: config.confluence_concurrency,
+        max_cooldown: config.max_cooldown,
+        ..PaceConfig::default()
+    }))
+}
+
+/// `config.space` replaced by the key as the site spells it (one notice line when it
+/// differs); a lookup that fails is kept for the space's listing (see [`connect`]).
+pub(super) async fn resolve(client: &ConfluenceClient, config: &mut Config) {
     match client.resolve_space(&config.space).await {
         Ok(space) => {
             if let Some(notice) = space.notice() {
@@ -41,7 +53,6 @@ pub(super) async fn connect(config: &mut Config) -> anyhow::Result<ConfluenceCli
         }
         Err(e) => client.defer_space_failure(&config.space, e),
     }
-    Ok(client)
 }
 
 /// The recorded space `cache clear --space given` means: `given` itself when it is recorded

@@ -39,7 +39,7 @@ pub async fn taxonomy_init(args: &Args, init: &TaxonomyInitArgs) -> anyhow::Resu
     } else {
         let mut a = args.clone();
         a.command = None;
-        a.space.clone_from(&init.space);
+        a.space = init.space.iter().cloned().collect();
         a.env_file.clone_from(&init.env_file);
         // No model is asked: the offline provider stands in, so that no LLM key is needed.
         a.fallback = Some(FallbackArg::Rules);

@@ -59,6 +59,7 @@ pub const VARIABLES: &[&str] = &[
     "TAG_SPACE_OPENAI_STRUCTURED",
     "TAG_SPACE_MAX_COOLDOWN_SECS",
     "TAG_SPACE_CONFLUENCE_CONCURRENCY",
+    "TAG_SPACE_SPACE_CONCURRENCY",
     "TAG_SPACE_MAX_PAGE_CHARS",
     "TAG_SPACE_TAXONOMY",
     "TAG_SPACE_CACHE_ENABLED",
@@ -112,8 +113,14 @@ pub enum ConfigError {
 /// shows it. `app` reads this, never the flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// The space to label (`DEMO` in demo mode).
+    /// The space to label (`DEMO` in demo mode): with several spaces, the one a space's own
+    /// run works on (`app` sets it per space from [`Config::spaces`]).
     pub space: String,
+    /// Every space the run labels: the keys given (`--space`, repeatable), or all the
+    /// credentials can see (`--all-spaces`).
+    pub spaces: Spaces,
+    /// `--space-concurrency`: spaces labelled at once in a run over several.
+    pub space_concurrency: usize,
     /// `None` in demo mode: the bundled space stands in for Confluence.
     pub confluence: Option<ConfluenceSettings>,
     pub gemini: Option<ProviderSettings>,
@@ -166,6 +173,26 @@ pub struct Config {
     pub batch: BatchSettings,
 }
 
+/// The spaces a run labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spaces {
+    /// These keys, as typed, in order, each once.
+    Keys(Vec<String>),
+    /// `--all-spaces`: every global, current space the credentials can see, but these keys.
+    All { exclude: Vec<String> },
+}
+
+impl Spaces {
+    /// More than one space (or all of them): a run over several spaces, whose reports have a
+    /// per-space breakdown and in which one failing space does not stop the others.
+    pub fn several(&self) -> bool {
+        match self {
+            Spaces::Keys(keys) => keys.len() > 1,
+            Spaces::All { .. } => true,
+        }
+    }
+}
+
 /// `--via batch`: the pages that need the model go to the primary provider's batch service.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BatchSettings {
@@ -186,11 +213,12 @@ struct Limits {
     max_cooldown: Duration,
     confluence_concurrency: usize,
     max_page_chars: usize,
+    space_concurrency: usize,
 }
 
 /// What the run talks to: the space, Confluence and the LLM providers (none in the demo).
 struct Target {
-    space: String,
+    spaces: Spaces,
     confluence: Option<ConfluenceSettings>,
     gemini: Option<ProviderSettings>,
     openai: Option<ProviderSettings>,
@@ -219,7 +247,12 @@ impl Config {
         let batch = batch_settings(args, &get, &target, cache.enabled)?;
         Ok(Config {
             batch,
-            space: target.space,
+            space: match &target.spaces {
+                Spaces::Keys(keys) => keys[0].clone(),
+                Spaces::All { .. } => String::new(),
+            },
+            space_concurrency: limits.space_concurrency,
+            spaces: target.spaces,
             confluence: target.confluence,
             gemini: target.gemini,
             openai: target.openai,
@@ -273,6 +306,11 @@ fn batch_settings(
         return Err(ConfigError::Usage(format!(
             "{flag} needs --via batch (e.g. tag-space --space ENG --via batch {flag})"
         )));
+    }
+    if enabled && target.spaces.several() {
+        return Err(ConfigError::Usage(
+            "--via batch takes one space at a time: run it once per space (e.g. tag-space --space ENG --via batch)".into(),
+        ));
     }
     if enabled && args.demo {
         return Err(ConfigError::Usage(
@@ -367,7 +405,18 @@ impl Limits {
             1_000_000,
             "8000",
         )?;
+        let space_concurrency: usize = setting(
+            args.space_concurrency,
+            "--space-concurrency",
+            "TAG_SPACE_SPACE_CONCURRENCY",
+            get,
+            1,
+            1,
+            16,
+            "2",
+        )?;
         Ok(Limits {
+            space_concurrency,
             batch_size,
             concurrency,
             max_concurrency,
@@ -424,16 +473,13 @@ impl Target {
         if args.demo {
             // The demo is offline by design: it never reads credentials or opens a socket.
             return Ok(Target {
-                space: crate::demo::SPACE_KEY.to_string(),
+                spaces: Spaces::Keys(vec![crate::demo::SPACE_KEY.to_string()]),
                 confluence: None,
                 gemini: None,
                 openai: None,
             });
         }
-        let space = args.space.clone().ok_or(ConfigError::Missing {
-            name: "--space",
-            hint: "name the space to label, e.g. --space ENG (or try --demo)",
-        })?;
+        let spaces = spaces(args)?;
         let confluence = confluence::confluence_settings(get, warnings)?;
         let gemini = providers::gemini_settings(get, warnings)?;
         let openai = providers::openai_settings(get, warnings)?;
@@ -441,10 +487,42 @@ impl Target {
             return Err(ConfigError::NoProvider);
         }
         Ok(Target {
-            space,
+            spaces,
             confluence: Some(confluence),
             gemini,
             openai,
         })
     }
+}
+
+/// The spaces of `--space` (repeatable, comma-separated; each key once, in order) or
+/// `--all-spaces` with its `--exclude-space` keys.
+fn spaces(args: &Args) -> Result<Spaces, ConfigError> {
+    let keys = |given: &[String]| -> Result<Vec<String>, ConfigError> {
+        let mut keys: Vec<String> = Vec::new();
+        for key in given.iter().map(|k| k.trim()) {
+            if key.is_empty() {
+                return Err(ConfigError::Usage(
+                    "an empty space key was given: name each space, e.g. --space ENG,OPS".into(),
+                ));
+            }
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_string());
+            }
+        }
+        Ok(keys)
+    };
+    if args.all_spaces {
+        return Ok(Spaces::All {
+            exclude: keys(&args.exclude_space)?,
+        });
+    }
+    let keys = keys(&args.space)?;
+    if keys.is_empty() {
+        return Err(ConfigError::Missing {
+            name: "--space",
+            hint: "name the space to label, e.g. --space ENG (or --all-spaces, or try --demo)",
+        });
+    }
+    Ok(Spaces::Keys(keys))
 }

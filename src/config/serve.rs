@@ -31,7 +31,11 @@ pub fn run_args(args: &Args, serve: &ServeArgs) -> Args {
     let mut run = args.clone();
     run.command = None;
     run.demo = serve.demo;
-    run.space = (!serve.demo).then(|| PLACEHOLDER_SPACE.to_string());
+    run.space = if serve.demo {
+        Vec::new()
+    } else {
+        vec![PLACEHOLDER_SPACE.to_string()]
+    };
     run.demo_delay_ms = serve.demo_delay_ms;
     run.env_file.clone_from(&serve.env_file);
     run.cache_path.clone_from(&serve.cache_path);

@@ -35,6 +35,7 @@ mod credentials;
 mod listing;
 mod spaces;
 mod transport;
+mod visible;
 
 use transport::decode;
 pub(crate) use transport::next_start;

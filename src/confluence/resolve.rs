@@ -136,6 +136,30 @@ impl SpaceSearch {
     }
 }
 
+/// The spaces `--all-spaces` labels ([`super::ConfluenceClient::visible_spaces`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VisibleSpaces {
+    /// Sorted by key; each as the site spells it (`given` is the key too).
+    pub spaces: Vec<ResolvedSpace>,
+    /// Listed but not labelled: personal, archived, system or sample spaces.
+    pub left_out: usize,
+    /// The site has more than [`MAX_LISTED_KEYS`] such spaces: only the first were taken.
+    pub truncated: bool,
+}
+
+/// Whether `--all-spaces` labels a listed space: a team space (Cloud `global`,
+/// `collaboration` or `knowledge_base`; Data Center `global`; no type on an old site) that
+/// is not archived. Personal spaces (type `personal`, or a key starting with `~`) are a
+/// person's own and are left out, as are `system` and sample (`onboarding`,
+/// `xflow_sample_space`) spaces.
+pub fn space_is_labelled(key: &str, kind: Option<&str>, status: Option<&str>) -> bool {
+    let team = matches!(
+        kind,
+        None | Some("global" | "collaboration" | "knowledge_base")
+    );
+    team && !key.starts_with('~') && status != Some("archived")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +250,31 @@ mod tests {
         );
         s.given = "ENG".into();
         assert_eq!(s.notice(), None);
+    }
+
+    #[test]
+    fn all_spaces_takes_team_spaces_that_are_current() {
+        for kind in [
+            None,
+            Some("global"),
+            Some("collaboration"),
+            Some("knowledge_base"),
+        ] {
+            assert!(space_is_labelled("ENG", kind, Some("current")), "{kind:?}");
+        }
+        assert!(space_is_labelled("ENG", Some("global"), None));
+        assert!(!space_is_labelled("ENG", Some("global"), Some("archived")));
+        for kind in ["personal", "system", "onboarding", "xflow_sample_space"] {
+            assert!(
+                !space_is_labelled("ENG", Some(kind), Some("current")),
+                "{kind}"
+            );
+        }
+        assert!(!space_is_labelled("~jdoe", None, Some("current")));
+        assert!(!space_is_labelled(
+            "~5b10ac8d82e05b22cc7d4ef5",
+            Some("global"),
+            None
+        ));
     }
 }

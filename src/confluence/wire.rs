@@ -32,6 +32,12 @@ pub(crate) struct V2Space {
     pub id: String,
     #[serde(default)]
     pub key: String,
+    /// `global`, `collaboration`, `knowledge_base`, `personal`, ... (absent on old sites).
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    /// `current` or `archived`.
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 /// `version{number}` (v2 `Version`, DC `Version`).
@@ -153,6 +159,12 @@ pub(crate) struct DcMetadata {
 #[derive(Debug, Deserialize)]
 pub(crate) struct DcSpace {
     pub key: String,
+    /// `global` or `personal`.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    /// `current` or `archived`.
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 /// Any of Confluence's error bodies: Cloud v2 `{"errors":[{status,code,title,detail}]}`,

@@ -11,7 +11,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::model::{
-    PageView, ProviderMetrics, RunReport, SCHEMA_VERSION, Settings, rfc3339, seconds, status_str,
+    PageCounts, PageView, ProviderMetrics, RunReport, SCHEMA_VERSION, Settings, SpaceSummary,
+    rfc3339, seconds, status_str,
 };
 use crate::governor::{Latency, WaitReason, WaitStats};
 use crate::pipeline::Status;
@@ -32,6 +33,8 @@ struct Document<'a> {
     schema_version: u32,
     run: Run<'a>,
     settings: &'a Settings,
+    /// Each space of the run (one in a single-space run).
+    spaces: Vec<SpaceOut>,
     /// `None` when the report kept counts only.
     pages: Option<Vec<Page<'a>>>,
     metrics: Metrics<'a>,
@@ -39,7 +42,9 @@ struct Document<'a> {
 
 #[derive(Serialize)]
 struct Run<'a> {
-    space: &'a str,
+    /// `None` in a run over several spaces.
+    space: Option<&'a str>,
+    spaces: Vec<String>,
     mode: &'static str,
     dry_run: bool,
     started: String,
@@ -52,6 +57,7 @@ struct Run<'a> {
 
 #[derive(Serialize)]
 struct Page<'a> {
+    space: &'a str,
     id: &'a str,
     title: &'a str,
     url: Option<&'a str>,
@@ -77,6 +83,17 @@ struct Metrics<'a> {
     cache: Option<Cache>,
     waits: BTreeMap<&'static str, WaitOut>,
     estimated_cost_usd: Option<f64>,
+    elapsed_seconds: Option<f64>,
+}
+
+/// One space's end and counts.
+#[derive(Serialize)]
+struct SpaceOut {
+    space: String,
+    status: &'static str,
+    error: Option<String>,
+    pages_listed: Option<u64>,
+    pages: Pages,
     elapsed_seconds: Option<f64>,
 }
 
@@ -159,11 +176,12 @@ struct Cache {
 
 fn document(r: &RunReport) -> Document<'_> {
     let run = r.run();
-    let c = r.counts();
+    let spaces = r.spaces();
     Document {
         schema_version: SCHEMA_VERSION,
         run: Run {
-            space: &run.space,
+            space: (!r.several_spaces()).then_some(run.space.as_str()),
+            spaces: spaces.iter().map(|s| s.space.clone()).collect(),
             mode: run.mode.as_str(),
             dry_run: run.dry_run,
             started: rfc3339(run.started),
@@ -174,6 +192,7 @@ fn document(r: &RunReport) -> Document<'_> {
             pages_listed: run.pages_listed,
         },
         settings: r.settings(),
+        spaces: spaces.into_iter().map(space_out).collect(),
         pages: r.keeps_pages().then(|| {
             r.pages()
                 .into_iter()
@@ -181,16 +200,7 @@ fn document(r: &RunReport) -> Document<'_> {
                 .collect()
         }),
         metrics: Metrics {
-            pages: Pages {
-                seen: c.seen,
-                tagged: c.tagged,
-                unchanged: c.unchanged,
-                no_label: c.no_label,
-                skipped: c.skipped,
-                failed: c.failed,
-                labels: c.labels,
-                labels_removed: c.labels_removed,
-            },
+            pages: pages(r.counts()),
             providers: r.providers().iter().map(|p| provider(r, p)).collect(),
             cache: r.cache().map(|c| Cache {
                 hits: c.hits,
@@ -204,10 +214,35 @@ fn document(r: &RunReport) -> Document<'_> {
     }
 }
 
+fn pages(c: &PageCounts) -> Pages {
+    Pages {
+        seen: c.seen,
+        tagged: c.tagged,
+        unchanged: c.unchanged,
+        no_label: c.no_label,
+        skipped: c.skipped,
+        failed: c.failed,
+        labels: c.labels,
+        labels_removed: c.labels_removed,
+    }
+}
+
+fn space_out(s: SpaceSummary) -> SpaceOut {
+    SpaceOut {
+        status: s.status.as_str(),
+        pages: pages(&s.counts),
+        pages_listed: s.pages_listed,
+        elapsed_seconds: s.elapsed.map(seconds),
+        error: s.error,
+        space: s.space,
+    }
+}
+
 fn page(p: PageView<'_>, dry_run: bool) -> Page<'_> {
     let labels = p.labels();
     let removed = p.removed();
     Page {
+        space: p.space(),
         id: p.id(),
         title: p.title(),
         url: p.url(),

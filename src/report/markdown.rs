@@ -47,6 +47,9 @@ pub fn write_markdown(
 ) -> io::Result<()> {
     let run = r.run();
     write_heading(out, r, opts)?;
+    if r.several_spaces() {
+        write_spaces(out, r, opts)?;
+    }
     let pages = r.pages();
     if !r.keeps_pages() {
         writeln!(out)?;
@@ -77,7 +80,10 @@ fn write_heading(out: &mut impl Write, r: &RunReport, opts: &MarkdownOptions) ->
     writeln!(
         out,
         "## tag-space: {} ({}{}){end}",
-        escape(&run.space),
+        escape(&match r.several_spaces() {
+            true => r.space_title(),
+            false => run.space.clone(),
+        }),
         run.mode.as_str(),
         if dry { ", dry run" } else { "" }
     )?;
@@ -104,6 +110,44 @@ fn write_heading(out: &mut impl Write, r: &RunReport, opts: &MarkdownOptions) ->
         units::count(c.labels_removed),
         if dry { "to remove" } else { "removed" },
     )
+}
+
+/// A run over several spaces: one row per space, with why a failed space failed.
+fn write_spaces(out: &mut impl Write, r: &RunReport, opts: &MarkdownOptions) -> io::Result<()> {
+    let dry = r.run().dry_run;
+    writeln!(out)?;
+    writeln!(out, "### Spaces")?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| space | ended | seen | tagged | unchanged | failed | labels {} | labels {} | why |",
+        if dry { "to add" } else { "added" },
+        if dry { "to remove" } else { "removed" },
+    )?;
+    writeln!(
+        out,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    )?;
+    for s in r.spaces() {
+        let c = s.counts;
+        let why = s
+            .error
+            .as_deref()
+            .map_or_else(String::new, |e| escape(&cut(e, opts.max_text_chars * 3)));
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {why} |",
+            escape(&s.space),
+            s.status.as_str(),
+            units::count(c.seen),
+            units::count(c.tagged),
+            units::count(c.unchanged),
+            units::count(c.failed),
+            units::count(c.labels),
+            units::count(c.labels_removed),
+        )?;
+    }
+    Ok(())
 }
 
 /// One small line: time, cache, cost, version, taxonomy, start.

@@ -143,9 +143,14 @@ pub fn notice_line(message: &str) {
 
 /// Writes a page line on stdout, ignoring a closed pipe (`| head`).
 /// Written with the progress bar cleared, so that the line does not tear it.
-pub fn print_page_line(o: &PageOutcome, dry_run: bool) {
+/// In a run over several spaces, `space` is the page's, and the line starts with `[KEY] `.
+pub fn print_page_line(space: Option<&str>, o: &PageOutcome, dry_run: bool) {
     progress::suspend(|| {
-        let _ = write_page_line(&mut io::stdout().lock(), o, dry_run);
+        let mut out = io::stdout().lock();
+        if let Some(space) = space {
+            let _ = write!(out, "[{space}] ");
+        }
+        let _ = write_page_line(&mut out, o, dry_run);
     });
 }
 

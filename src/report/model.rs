@@ -34,6 +34,10 @@ pub use super::metrics::{BatchUsage, CacheMetrics, ProviderMetrics};
 pub use super::prices::{
     BATCH_PRICE_FACTOR, DEFAULT_CACHED_INPUT_PRICES, DEFAULT_PRICES, Price, Prices,
 };
+mod spaces;
+
+pub use spaces::SpaceSummary;
+
 pub use super::settings::{
     CacheInfo, ConfluenceInfo, ProviderInfo, Settings, TaxonomyInfo, public_url, seconds,
 };
@@ -44,7 +48,10 @@ pub use super::settings::{
 /// 2: pages carry the labels removed (`labels_removed` / `labels_to_remove`), the status
 /// `no_label` exists, `run` says how the run ended (`status`, `error`, `pages_listed`), and
 /// `metrics.pages` counts `no_label` and `labels_removed`.
-pub const SCHEMA_VERSION: u32 = 2;
+///
+/// 3: a run may cover several spaces: `run.space` is null when it does, `run.spaces` lists
+/// the keys, `spaces[]` breaks the run down per space, and each page names its `space`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// What the run does to labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -173,6 +180,8 @@ struct PageRecord {
     removed: Box<[LabelId]>,
     provider: Option<&'static str>,
     reason: Option<Box<str>>,
+    /// The page's space: an index into the run's spaces (0 in a single-space run).
+    space: u16,
 }
 
 /// A page as the renderers see it.
@@ -214,6 +223,10 @@ impl<'a> PageView<'a> {
     pub fn reason(&self) -> Option<&'a str> {
         self.record.reason.as_deref()
     }
+    /// The page's space key.
+    pub fn space(&self) -> &'a str {
+        self.report.space_of(self.record.space)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,6 +247,9 @@ pub struct RunReport {
     cache: Option<CacheMetrics>,
     prices: Prices,
     elapsed: Option<Duration>,
+    /// A run over several spaces ([`RunReport::over_several_spaces`]) and its spaces.
+    several: bool,
+    space_summaries: Vec<SpaceSummary>,
 }
 
 impl RunReport {
@@ -251,6 +267,8 @@ impl RunReport {
             cache: None,
             prices: Prices::default(),
             elapsed: None,
+            several: false,
+            space_summaries: Vec::new(),
         }
     }
 
@@ -290,6 +308,7 @@ impl RunReport {
             removed,
             provider: o.provider.map(|p| p.name()),
             reason: o.reason.as_deref().map(Into::into),
+            space: 0,
         });
     }
 

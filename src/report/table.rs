@@ -31,11 +31,14 @@ pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> 
         .unwrap_or_default();
     title(
         out,
-        &format!("tag-space: space {} ({mode}){end}", plain(&run.space)),
+        &format!("tag-space: {} ({mode}){end}", plain(&r.space_title())),
         color,
     )?;
     write_table(out, &pages_table(r), true, color)?;
     write_table(out, &labels_table(r), true, color)?;
+    if r.several_spaces() {
+        write_spaces(out, r, color)?;
+    }
     // Providers: one column each, so that the table grows down, not across.
     if !r.providers().is_empty() {
         writeln!(out)?;
@@ -87,6 +90,51 @@ fn labels_table(r: &RunReport) -> Table {
     labels.add_row([c.labels, c.labels_removed].map(|n| Cell::new(units::count(n))));
     right_align(&mut labels, 0);
     labels
+}
+
+/// A run over several spaces: one row per space, then why each failed space failed.
+fn write_spaces(out: &mut impl Write, r: &RunReport, color: bool) -> io::Result<()> {
+    let spaces = r.spaces();
+    let mut t = new_table();
+    let (add, remove) = match r.run().dry_run {
+        true => ("to add", "to remove"),
+        false => ("added", "removed"),
+    };
+    t.set_header(vec![
+        "space",
+        "ended",
+        "seen",
+        "tagged",
+        "unchanged",
+        "failed",
+        add,
+        remove,
+    ]);
+    for s in &spaces {
+        let c = s.counts;
+        let mut row = vec![Cell::new(plain(&s.space)), Cell::new(s.status.as_str())];
+        row.extend(
+            [
+                c.seen,
+                c.tagged,
+                c.unchanged,
+                c.failed,
+                c.labels,
+                c.labels_removed,
+            ]
+            .map(|n| Cell::new(units::count(n))),
+        );
+        t.add_row(row);
+    }
+    right_align(&mut t, 2);
+    writeln!(out)?;
+    title(out, "Spaces", color)?;
+    write_table(out, &t, true, color)?;
+    for s in spaces.iter().filter(|s| s.error.is_some()) {
+        let why = s.error.as_deref().unwrap_or_default();
+        writeln!(out, "{}: {}", plain(&s.space), plain(why))?;
+    }
+    Ok(())
 }
 
 /// One column per provider, one row per figure.

@@ -230,7 +230,7 @@ impl TaskRun<'_> {
         let (failure, status) = ending(
             self.cancel.is_cancelled(),
             listed,
-            &llm,
+            llm.outage().map(|o| o.lines()),
             source.halted(),
             &config.space,
         );

@@ -85,6 +85,14 @@ impl ConfluenceClient {
         Ok(self.resolved_space(key))
     }
 
+    /// Spaces listed as they are on the site: their listing needs no lookup.
+    pub(super) fn remember_spaces(&self, spaces: &[ResolvedSpace]) {
+        let mut memo = self.memo();
+        for space in spaces {
+            memo.found.insert(space.key.clone(), space.clone());
+        }
+    }
+
     /// The space [`Self::resolve_space`] found under the real key `key`, if it did.
     pub(super) fn resolved_space(&self, key: &str) -> Option<ResolvedSpace> {
         self.memo().found.get(key).cloned()
