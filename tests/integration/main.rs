@@ -68,3 +68,6 @@ mod serve;
 // `tag-space serve` with the real pipeline: two spaces under one quota, the real binary's
 // SIGTERM, restart and refusal.
 mod servecli;
+// Several spaces in one run: one governor under one quota, a missing or locked space does not
+// stop the others, --all-spaces on Cloud and Data Center, the per-space reports.
+mod multispace;

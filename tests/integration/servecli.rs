@@ -66,17 +66,17 @@ impl Respond for TwoSpaces {
 
 /// An OpenAI-compatible server with a requests-per-minute quota, enforced as providers do:
 /// a bucket of one minute's requests, refilled continuously; a request over it gets 429.
-/// It counts every request and every 429.
-struct QuotaSim {
-    rpm: f64,
-    state: Arc<Mutex<SimState>>,
+/// It counts every request and every 429. (Also used by `multispace.rs`.)
+pub struct QuotaSim {
+    pub rpm: f64,
+    pub state: Arc<Mutex<SimState>>,
 }
 
 #[derive(Default)]
-struct SimState {
+pub struct SimState {
     level: Option<(f64, Instant)>,
-    calls: u64,
-    refused: u64,
+    pub calls: u64,
+    pub refused: u64,
 }
 
 impl Respond for QuotaSim {
