@@ -67,7 +67,8 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
 
 EXIT STATUS:
   0    every page fine
-  1    the run finished, but some pages failed
+  1    the run finished, but some pages failed (or, with several spaces, some spaces
+       could not be done: not found, no permission, locked; each is named)
   2    usage, configuration or fatal error; another run holds the space's lock; or no LLM
        provider can be used (all down before one page was classified: one line each says why)
   130  interrupted (Ctrl-C or SIGTERM): the partial table and --report files are written;

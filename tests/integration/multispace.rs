@@ -310,6 +310,7 @@ async fn a_missing_space_is_reported_and_the_others_are_labelled_exit_1() {
         .iter()
         .map(|(p, _)| p.clone())
         .collect();
+    pages.sort();
     pages.dedup();
     assert_eq!(pages, ["11001", "11002", "22001", "22002"]);
     assert!(stdout.contains("[ENG] added      11001"), "{stdout}");
@@ -320,6 +321,17 @@ async fn a_missing_space_is_reported_and_the_others_are_labelled_exit_1() {
     assert!(stdout.contains("Spaces"), "{stdout}");
 
     let report = json_file(&d.join("r.json"));
+    let schema: Value =
+        serde_json::from_str(include_str!("../../docs/report.schema.json")).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the report does not match its schema: {errors:?}"
+    );
     assert_eq!(report["schema_version"], 3);
     assert_eq!(report["run"]["space"], Value::Null);
     assert_eq!(report["run"]["spaces"], json!(["ENG", "NOPE", "OPS"]));
@@ -528,6 +540,7 @@ async fn all_spaces_on_data_center_asks_for_global_current_spaces_and_excludes()
         seen.space_lists
     );
     let mut pages: Vec<&str> = seen.posted.iter().map(|(p, _)| p.as_str()).collect();
+    pages.sort();
     pages.dedup();
     assert_eq!(pages.len(), 2, "{:?}", seen.posted);
     let report = json_file(&d.join("r.json"));
