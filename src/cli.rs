@@ -133,12 +133,7 @@ pub struct Args {
     pub all_spaces: bool,
 
     /// With --all-spaces: leave this space out. Repeatable, or comma-separated.
-    #[arg(
-        long,
-        value_name = "KEY",
-        value_delimiter = ',',
-        requires = "all_spaces"
-    )]
+    #[arg(long, value_name = "KEY", value_delimiter = ',')]
     pub exclude_space: Vec<String>,
 
     /// With several spaces: how many are labelled at once [env: TAG_SPACE_SPACE_CONCURRENCY;

@@ -512,6 +512,11 @@ fn spaces(args: &Args) -> Result<Spaces, ConfigError> {
         }
         Ok(keys)
     };
+    if !args.all_spaces && !args.exclude_space.is_empty() {
+        return Err(ConfigError::Usage(
+            "--exclude-space needs --all-spaces (e.g. tag-space --all-spaces --exclude-space ARCHIVE)".into(),
+        ));
+    }
     if args.all_spaces {
         return Ok(Spaces::All {
             exclude: keys(&args.exclude_space)?,

@@ -336,3 +336,81 @@ mod env_example {
         }
     }
 }
+
+#[test]
+fn space_is_repeatable_and_comma_separated_each_key_once_in_order() {
+    let c = load(
+        &["--space", "ENG,OPS", "--space", "DOCS", "-s", "ENG"],
+        CLOUD,
+    )
+    .unwrap();
+    assert_eq!(
+        c.spaces,
+        Spaces::Keys(vec!["ENG".into(), "OPS".into(), "DOCS".into()])
+    );
+    assert!(c.spaces.several());
+    assert_eq!(c.space, "ENG");
+    assert_eq!(c.space_concurrency, 1);
+    let one = load(&["--space", "ENG"], CLOUD).unwrap();
+    assert_eq!(one.spaces, Spaces::Keys(vec!["ENG".into()]));
+    assert!(!one.spaces.several());
+    let demo = load(&["--demo"], &[]).unwrap();
+    assert!(!demo.spaces.several());
+}
+
+#[test]
+fn all_spaces_with_exclusions_and_a_space_concurrency() {
+    let c = load(
+        &[
+            "--all-spaces",
+            "--exclude-space",
+            "ARCH,old",
+            "--space-concurrency",
+            "3",
+        ],
+        CLOUD,
+    )
+    .unwrap();
+    assert_eq!(
+        c.spaces,
+        Spaces::All {
+            exclude: vec!["ARCH".into(), "old".into()]
+        }
+    );
+    assert!(c.spaces.several());
+    assert_eq!(c.space_concurrency, 3);
+    let mut vars = CLOUD.to_vec();
+    vars.push(("TAG_SPACE_SPACE_CONCURRENCY", "2"));
+    assert_eq!(load(&["--all-spaces"], &vars).unwrap().space_concurrency, 2);
+    vars.push(("TAG_SPACE_SPACE_CONCURRENCY", "0"));
+    let vars: Vec<_> = vars.into_iter().filter(|(_, v)| *v != "2").collect();
+    let e = load(&["--all-spaces"], &vars).unwrap_err().to_string();
+    assert!(
+        e.starts_with("TAG_SPACE_SPACE_CONCURRENCY=\"0\" is invalid"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_space_selections_are_refused_with_one_line() {
+    let e = load(&["--space", "ENG,"], CLOUD).unwrap_err().to_string();
+    assert!(e.contains("an empty space key"), "{e}");
+    let e = load(&["--space", "ENG,OPS", "--via", "batch"], CLOUD)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("--via batch takes one space at a time"),
+        "{e}"
+    );
+    let e = load(&["--exclude-space", "ENG", "--space", "OPS"], CLOUD)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("--exclude-space needs --all-spaces"), "{e}");
+    let parse = |argv: &[&str]| {
+        Args::try_parse_from(std::iter::once("tag-space").chain(argv.iter().copied())).is_err()
+    };
+    assert!(parse(&["--all-spaces", "--space", "ENG"]));
+    assert!(parse(&["--all-spaces", "--demo"]));
+    assert!(parse(&[]), "a space, --all-spaces or --demo is required");
+    assert!(!parse(&["--all-spaces"]));
+}
