@@ -62,7 +62,7 @@ impl RunStop {
 
 /// How one space of the run went.
 enum Part {
-    Ran(RunReport),
+    Ran(Box<RunReport>),
     /// It did not run: its lock was held, or the run stopped before it.
     NotRun {
         space: String,
@@ -112,7 +112,7 @@ pub(super) async fn run_several(
     let mut all = new_report(config, taxonomy).over_several_spaces();
     for part in parts {
         match part {
-            Part::Ran(r) => all.absorb(r),
+            Part::Ran(r) => all.absorb(*r),
             Part::NotRun {
                 space,
                 status,
@@ -283,7 +283,7 @@ impl Several<'_> {
         if let Some(fatal) = end.fatal {
             self.stop.stop(fatal);
         }
-        Part::Ran(end.report)
+        Part::Ran(Box::new(end.report))
     }
 
     fn failed(&self, space: String, e: &anyhow::Error) -> Part {

@@ -374,7 +374,7 @@ async fn a_missing_space_is_reported_and_the_others_are_labelled_exit_1() {
 
     // The run history has each space's run, the missing one as failed.
     let store = Store::open(
-        &d.join(".cache/tag-space/state.db"),
+        d.join(".cache/tag-space/state.db"),
         StoreOptions::default(),
     )
     .unwrap();
