@@ -6,7 +6,7 @@
 //! from flags, environment and env file, and so can a test.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -14,14 +14,14 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::{self, RunEnd};
 use crate::config::Config;
 use crate::confluence::PageSource;
-use crate::ending::{OutageWatch, exit_code, one_line, record_end, write_reports};
+use crate::ending::{exit_code, one_line, record_end, write_reports};
 use crate::governor::ProviderStats;
 use crate::governor::{Chain, Governed, GovernorConfig, Quota};
 use crate::llm::gemini::GeminiProvider;
 use crate::llm::openai::OpenAiProvider;
 use crate::llm::rules::RulesProvider;
 use crate::llm::{AnyProvider, ProviderSettings};
-use crate::pipeline::{self, RunOptions, RunState};
+use crate::pipeline::{RunOptions, RunState};
 use crate::report;
 use crate::report::OutputFormat;
 use crate::report::model::{Mode, ProviderMetrics, RunInfo, RunReport, RunStatus};
@@ -35,6 +35,7 @@ mod lock;
 mod serve;
 mod settings;
 mod space;
+mod space_run;
 mod spaces;
 mod state;
 mod statedir;
@@ -46,6 +47,7 @@ pub use eval_cmd::eval_command;
 pub use jobs_cmd::jobs_command;
 pub use serve::{PipelineRunner, serve_command};
 pub use settings::report_settings;
+use space_run::{Front, SpaceRun};
 pub use taxonomy_cmd::{taxonomy_command, taxonomy_init};
 
 /// Characters of page text in one request: enough for a full batch of full pages, bounded so
@@ -157,110 +159,10 @@ async fn execute<S: PageSource>(
         chain,
         taxonomy,
         session,
-        several: None,
+        front: Front::Terminal,
     };
     let end = space.run(source).await?;
     conclude(config, end.state.as_ref(), session, end.report, end.failure)
-}
-
-/// One space's run over the run's provider chain: the whole run of a single-space run, one
-/// part of a run over several ([`spaces`]).
-pub(crate) struct SpaceRun<'a> {
-    config: &'a Config,
-    chain: &'a Chain<AnyProvider>,
-    taxonomy: &'a Taxonomy,
-    session: &'a Session,
-    /// In a run over several spaces: the run's stop (this space's stop is its child) and
-    /// why it was stopped, if by another space. The progress bar then follows the whole
-    /// run, not this space.
-    several: Option<&'a spaces::RunStop>,
-}
-
-/// How one space's run ended, before any end-of-run output.
-pub(crate) struct SpaceEnd {
-    report: RunReport,
-    /// Why the space's run failed, if it did.
-    failure: Option<anyhow::Error>,
-    state: Option<RunState>,
-    /// What stops the whole run (a total LLM outage, the site halting its work), if it
-    /// happened here.
-    fatal: Option<String>,
-}
-
-impl SpaceRun<'_> {
-    async fn run<S: PageSource>(&self, source: &S) -> anyhow::Result<SpaceEnd> {
-        let (config, chain, taxonomy, session) =
-            (self.config, self.chain, self.taxonomy, self.session);
-        let progress = &session.progress;
-        let started = Instant::now();
-        let state = state::open(config, taxonomy)?;
-        if let Some(state) = &state {
-            state::resume_rungs(chain, state);
-        }
-        // Stopped by Ctrl-C (through the session's token), by a total LLM outage (this
-        // one), or with several spaces, by what stopped the whole run.
-        let stop = match self.several {
-            Some(run) => run.token().child_token(),
-            None => session.cancel.child_token(),
-        };
-        let llm = OutageWatch::new(chain, stop.clone());
-        let mut opts = RunOptions {
-            state: state.clone(),
-            batch_size: batch_size(config, taxonomy),
-            cancel: stop,
-            // The pipeline and the providers tell one stream; the bar and the report follow it.
-            events: chain.events().clone(),
-            ..run_options(config)
-        };
-        let batch = match config.batch.enabled {
-            true => {
-                Some(via_batch::prepare(config, source, chain, taxonomy, &mut opts, session).await?)
-            }
-            false => None,
-        };
-        let mut run_report = new_report(config, taxonomy);
-        let listed = self.follow(source, &llm, &opts, &mut run_report).await;
-        if let Some(state) = &state {
-            state::remember_rungs(chain, state);
-        }
-        let submitted = match (&batch, &state) {
-            (Some(b), Some(st)) if !session.cancel.is_cancelled() => b.finish(config, st).await,
-            _ => Ok(()),
-        };
-        run_report.set_providers(providers_metrics(chain, config, batch.as_ref()));
-        match (self.several, &listed) {
-            (None, _) => run_report.set_pages_listed(progress.pages_taken()),
-            (Some(_), Ok(n)) => run_report.set_pages_listed(*n),
-            (Some(_), Err(_)) => {}
-        }
-        let halted = source.halted();
-        let outage = llm.outage().map(|o| o.lines());
-        let elsewhere = self.several.and_then(|run| run.stopped_by());
-        let (failure, status) = ending(
-            session.cancel.is_cancelled(),
-            listed,
-            outage.clone().or(elsewhere),
-            halted.clone(),
-            &config.space,
-        );
-        let (failure, status) = match submitted {
-            Err(e) if failure.is_none() => (Some(e), RunStatus::Failed),
-            _ => (failure, status),
-        };
-        run_report.set_end(status, failure.as_ref().map(one_line));
-        if let Some(state) = &state {
-            run_report.set_cache(state::metrics(state));
-        }
-        run_report.finish(SystemTime::now(), started.elapsed());
-        let fatal =
-            outage.or_else(|| halted.map(|h| format!("Confluence stopped the run's work: {h}")));
-        Ok(SpaceEnd {
-            report: run_report,
-            failure,
-            state,
-            fatal,
-        })
-    }
 }
 
 /// Each provider's figures for the report, with the rung it asked JSON by and what its
@@ -306,86 +208,6 @@ fn conclude(
     match failure {
         Some(e) => Err(e),
         None => Ok(run_report),
-    }
-}
-
-/// Why the run failed, if it did, and how it ended. The user's stop wins (exit 130): what
-/// failed after it may be the stop's doing.
-fn ending(
-    cancelled: bool,
-    listed: Result<u64, crate::confluence::ConfluenceError>,
-    outage: Option<String>,
-    confluence_halt: Option<String>,
-    space: &str,
-) -> (Option<anyhow::Error>, RunStatus) {
-    let failure: Option<anyhow::Error> = if cancelled {
-        None
-    } else if let Err(e) = listed {
-        Some(anyhow::Error::new(e).context(format!("the run over space {space} stopped early")))
-    } else if let Some(halt) = confluence_halt {
-        Some(anyhow::anyhow!(
-            "the run over space {space} stopped early: {halt}"
-        ))
-    } else {
-        outage.map(|o| anyhow::anyhow!("{o}"))
-    };
-    let status = match (&failure, cancelled) {
-        (_, true) => RunStatus::Interrupted,
-        (Some(_), false) => RunStatus::Failed,
-        (None, false) => RunStatus::Finished,
-    };
-    (failure, status)
-}
-
-impl SpaceRun<'_> {
-    /// Runs the pipeline: each outcome goes into the report (and, for the table, a page
-    /// line); in a single-space run the progress bar follows the run's events meanwhile, and
-    /// has seen all of them after (with several spaces, the whole run's bar does).
-    async fn follow<S: PageSource>(
-        &self,
-        source: &S,
-        llm: &OutageWatch<'_, AnyProvider>,
-        opts: &RunOptions,
-        run_report: &mut RunReport,
-    ) -> Result<u64, crate::confluence::ConfluenceError> {
-        let config = self.config;
-        let progress = &self.session.progress;
-        let mut events = self.several.is_none().then(|| opts.events.subscribe());
-        let page_lines = config.format == OutputFormat::Table;
-        let space = self.several.map(|_| config.space.as_str());
-        if events.is_some() {
-            progress.start(!config.log.quiet, !config.no_color);
-        }
-        let run = pipeline::run(source, llm, self.taxonomy, opts, |outcome| {
-            run_report.record(&outcome);
-            if page_lines && (!config.log.quiet || outcome.status == pipeline::Status::Failed) {
-                report::print_page_line(space, &outcome, config.dry_run);
-            }
-        });
-        // The site stopped the run's Confluence work (a quota spent, a wait above the
-        // ceiling): stop taking pages, as on an LLM outage.
-        let halt_watch = async {
-            if let Some(halted) = source.halt_token() {
-                halted.cancelled().await;
-                opts.cancel.cancel();
-            }
-            std::future::pending::<std::convert::Infallible>().await
-        };
-        let follow = async {
-            match &mut events {
-                Some(events) => progress.follow(events).await,
-                None => std::future::pending().await,
-            }
-        };
-        let listed = tokio::select! {
-            listed = run => listed,
-            never = follow => match never {},
-            never = halt_watch => match never {},
-        };
-        if let Some(events) = &mut events {
-            progress.drain(events);
-        }
-        listed
     }
 }
 

@@ -15,7 +15,8 @@ use std::time::{Instant, SystemTime};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Session, SpaceRun, lock, new_report, providers_metrics, run_end, space};
+use super::space_run::{Front, SpaceRun};
+use super::{Session, lock, new_report, providers_metrics, run_end, space};
 use crate::config::{Config, Spaces};
 use crate::confluence::ConfluenceClient;
 use crate::confluence::resolve::{KeyMatch, match_key};
@@ -264,7 +265,7 @@ impl Several<'_> {
             chain: self.chain,
             taxonomy: self.taxonomy,
             session: self.session,
-            several: Some(self.stop),
+            front: Front::Several(self.stop),
         };
         let end = match run.run(self.client).await {
             Ok(end) => end,

@@ -373,11 +373,7 @@ async fn a_missing_space_is_reported_and_the_others_are_labelled_exit_1() {
     assert!(md.contains("| NOPE | failed |"), "{md}");
 
     // The run history has each space's run, the missing one as failed.
-    let store = Store::open(
-        d.join(".cache/tag-space/state.db"),
-        StoreOptions::default(),
-    )
-    .unwrap();
+    let store = Store::open(d.join(".cache/tag-space/state.db"), StoreOptions::default()).unwrap();
     let stats = store.stats(5).unwrap();
     let runs: Vec<(String, Option<String>)> = stats
         .spaces

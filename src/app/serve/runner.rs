@@ -3,27 +3,25 @@
 //! every task, so that every task is paced by the same governors.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use futures::FutureExt;
 use futures::future::{BoxFuture, LocalBoxFuture};
-use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::super::{
-    batch_size, build_chain, ending, lock, new_report, providers_metrics, run_end, run_options,
-    space, state, statedir,
-};
+use super::super::space_run::{Front, SpaceRun};
+use super::super::{Session, build_chain, lock, run_end, space, statedir};
 use crate::config::Config;
 use crate::confluence::PageSource;
-use crate::ending::{OutageWatch, one_line, record_end};
-use crate::events::{Event, EventSink};
+use crate::ending::{one_line, record_end};
+use crate::events::Event;
 use crate::governor::Chain;
 use crate::llm::AnyProvider;
-use crate::pipeline::{self, PageOutcome, RunOptions};
+use crate::pipeline::{self, PageOutcome};
 use crate::report::model::status_str;
+use crate::report::progress::Progress;
 use crate::serve::{Mode, PageDetail, RunEnd, TaskEvent, TaskEvents, TaskRequest, TaskRunner};
 use crate::taxonomy::Taxonomy;
 
@@ -188,86 +186,36 @@ struct TaskRun<'a> {
 }
 
 impl TaskRun<'_> {
-    /// As `app::execute`, with the task's events instead of the terminal.
+    /// The CLI's space run ([`SpaceRun`]), with the task's events instead of the terminal,
+    /// and its end recorded in the run history.
     async fn execute<S: PageSource>(&self, source: &S) -> anyhow::Result<RunEnd> {
-        let config = self.config;
-        let started = Instant::now();
-        let state = state::open(config, self.taxonomy)?;
-        if let Some(state) = &state {
-            state::resume_rungs(self.chain, state);
-        }
-        let stop = self.cancel.child_token();
-        let llm = OutageWatch::new(self.chain, stop.clone());
-        // The task's own pipeline events; the governors' come from the shared chain.
-        let own = EventSink::none();
-        let opts = RunOptions {
-            state: state.clone(),
-            batch_size: batch_size(config, self.taxonomy),
-            cancel: stop,
-            events: own.clone(),
-            ..run_options(config)
+        let session = Session {
+            cancel: self.cancel.clone(),
+            // Hidden: a task shows nothing on the service's terminal.
+            progress: Progress::new(),
         };
-        let mut own_rx = own.subscribe();
-        let mut shared_rx = self.chain.events().subscribe();
-        let mut run_report = new_report(config, self.taxonomy);
-        let run = pipeline::run(source, &llm, self.taxonomy, &opts, |o| {
-            run_report.record(&o)
-        });
-        let listed = tokio::select! {
-            listed = run => listed,
-            never = self.forward(&mut own_rx, &mut shared_rx) => match never {},
+        let dry_run = self.config.dry_run;
+        let forward = |event: Event| {
+            if let Some(e) = task_event(event, dry_run) {
+                self.events.emit(e);
+            }
         };
-        while let Ok(e) = own_rx.try_recv() {
-            self.forward_one(e);
+        let run = SpaceRun {
+            config: self.config,
+            chain: self.chain,
+            taxonomy: self.taxonomy,
+            session: &session,
+            front: Front::Task(&forward),
+        };
+        let end = run.run(source).await?;
+        if let Some(state) = &end.state {
+            record_end(state, &run_end(end.failure.as_ref(), &end.report));
         }
-        if let Some(state) = &state {
-            state::remember_rungs(self.chain, state);
-        }
-        run_report.set_providers(providers_metrics(self.chain, config, None));
-        if let Ok(n) = &listed {
-            run_report.set_pages_listed(*n);
-        }
-        let (failure, status) = ending(
-            self.cancel.is_cancelled(),
-            listed,
-            llm.outage().map(|o| o.lines()),
-            source.halted(),
-            &config.space,
-        );
-        run_report.set_end(status, failure.as_ref().map(one_line));
-        if let Some(state) = &state {
-            run_report.set_cache(state::metrics(state));
-        }
-        run_report.finish(SystemTime::now(), started.elapsed());
-        if let Some(state) = &state {
-            record_end(state, &run_end(failure.as_ref(), &run_report));
-        }
-        let json = crate::report::json::to_json_value(&run_report);
+        let json = crate::report::json::to_json_value(&end.report);
         Ok(RunEnd {
-            error: failure.as_ref().map(one_line),
+            error: end.failure.as_ref().map(one_line),
             metrics: json.get("metrics").cloned(),
         })
-    }
-
-    async fn forward(
-        &self,
-        own: &mut UnboundedReceiver<Event>,
-        shared: &mut UnboundedReceiver<Event>,
-    ) -> std::convert::Infallible {
-        loop {
-            let event = tokio::select! {
-                Some(e) = own.recv() => e,
-                Some(e) = shared.recv() => e,
-                else => std::future::pending().await,
-            };
-            self.forward_one(event);
-        }
-    }
-
-    fn forward_one(&self, event: Event) {
-        if let Some(e) = task_event(event, self.config.dry_run) {
-            self.events.emit(e);
-        }
     }
 }
 
