@@ -71,3 +71,5 @@ mod servecli;
 // Several spaces in one run: one governor under one quota, a missing or locked space does not
 // stop the others, --all-spaces on Cloud and Data Center, the per-space reports.
 mod multispace;
+// A Cloud- or Data-Center-shaped site with several spaces (for multispace.rs).
+mod multisite;
