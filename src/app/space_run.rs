@@ -26,8 +26,9 @@ pub(crate) enum Front<'a> {
     /// A single-space run at a terminal: the progress bar follows this run, page lines.
     Terminal,
     /// One space of a run over several: it stops with the run (its stop is a child of the
-    /// run's), page lines name the space, and the run's bar follows all spaces.
-    Several(&'a RunStop),
+    /// run's), page lines name the space, and its pipeline's events go to the callback, which
+    /// tells the run's bar (that follows the shared chain's events itself).
+    Several(&'a RunStop, &'a dyn Fn(Event)),
     /// A task of `tag-space serve`: its own pipeline events and the shared chain's go to
     /// this callback; nothing to the terminal.
     Task(&'a dyn Fn(Event)),
@@ -67,7 +68,7 @@ impl SpaceRun<'_> {
         // Stopped by Ctrl-C or the task's stop (the session's token), by a total LLM outage
         // (this one), or with several spaces, by what stopped the whole run.
         let stop = match self.front {
-            Front::Several(run) => run.token().child_token(),
+            Front::Several(run, _) => run.token().child_token(),
             _ => self.session.cancel.child_token(),
         };
         let llm = OutageWatch::new(chain, stop.clone());
@@ -76,10 +77,11 @@ impl SpaceRun<'_> {
             batch_size: batch_size(config, taxonomy),
             cancel: stop,
             // The pipeline and the providers tell one stream; the bar and the report follow
-            // it. A task has a stream of its own: other tasks' pages are not its events.
+            // it. A task, or one of several spaces, has a stream of its own: other spaces'
+            // pages are not its events.
             events: match self.front {
-                Front::Task(_) => EventSink::none(),
-                _ => chain.events().clone(),
+                Front::Terminal => chain.events().clone(),
+                _ => EventSink::none(),
             },
             ..run_options(config)
         };
@@ -127,7 +129,7 @@ impl SpaceRun<'_> {
             (_, Err(_)) => {}
         }
         let elsewhere = match self.front {
-            Front::Several(run) => run.stopped_by(),
+            Front::Several(run, _) => run.stopped_by(),
             _ => None,
         };
         let (failure, status) = ending(
@@ -170,7 +172,7 @@ impl SpaceRun<'_> {
         let config = self.config;
         let page_lines =
             config.format == OutputFormat::Table && !matches!(self.front, Front::Task(_));
-        let space = matches!(self.front, Front::Several(_)).then_some(config.space.as_str());
+        let space = matches!(self.front, Front::Several(..)).then_some(config.space.as_str());
         let mut events = self.subscribe(opts);
         let run = pipeline::run(source, llm, self.taxonomy, opts, |outcome| {
             run_report.record(&outcome);
@@ -196,12 +198,13 @@ impl SpaceRun<'_> {
         listed
     }
 
-    /// The streams this front follows: none with several spaces (the run's bar follows the
-    /// chain), the run's at a terminal, the task's own and the shared chain's for a task.
+    /// The streams this front follows: the run's at a terminal, the space's own with several
+    /// spaces (the run's bar follows the chain's), the task's own and the shared chain's for a
+    /// task.
     fn subscribe(&self, opts: &RunOptions) -> Vec<tokio::sync::mpsc::UnboundedReceiver<Event>> {
         let config = self.config;
         match self.front {
-            Front::Several(_) => Vec::new(),
+            Front::Several(..) => vec![opts.events.subscribe()],
             Front::Terminal => {
                 let events = opts.events.subscribe();
                 self.session
@@ -219,6 +222,12 @@ impl SpaceRun<'_> {
     ) -> std::convert::Infallible {
         match (self.front, events) {
             (Front::Terminal, [events]) => self.session.progress.follow(events).await,
+            (Front::Several(_, forward), [own]) => loop {
+                match own.recv().await {
+                    Some(e) => forward(e),
+                    None => std::future::pending().await,
+                }
+            },
             (Front::Task(forward), [own, shared]) => loop {
                 let event = tokio::select! {
                     Some(e) = own.recv() => e,
@@ -236,7 +245,7 @@ impl SpaceRun<'_> {
     fn drain(&self, events: &mut [tokio::sync::mpsc::UnboundedReceiver<Event>]) {
         match (self.front, events) {
             (Front::Terminal, [events]) => self.session.progress.drain(events),
-            (Front::Task(forward), [own, _]) => {
+            (Front::Task(forward), [own, _]) | (Front::Several(_, forward), [own]) => {
                 while let Ok(e) = own.try_recv() {
                     forward(e);
                 }

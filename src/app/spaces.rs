@@ -8,7 +8,7 @@
 //! refused, a total LLM outage, Confluence halting the run's work, an unusable state file.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
@@ -21,6 +21,7 @@ use crate::config::{Config, Spaces};
 use crate::confluence::ConfluenceClient;
 use crate::confluence::resolve::{KeyMatch, match_key};
 use crate::ending::{one_line, record_end, write_reports};
+use crate::events::Event;
 use crate::governor::Chain;
 use crate::llm::AnyProvider;
 use crate::report;
@@ -97,6 +98,7 @@ pub(super) async fn run_several(
         stop: &stop,
         listed: matches!(config.spaces, Spaces::All { .. }),
         taken: RefCell::new(HashSet::new()),
+        listing: RefCell::new(HashMap::new()),
     };
     let progress = &session.progress;
     let mut events = chain.events().subscribe();
@@ -236,6 +238,8 @@ struct Several<'a> {
     listed: bool,
     /// The spaces started so far, as the site spells them.
     taken: RefCell<HashSet<String>>,
+    /// Pages each space took from its listing so far, for the progress bar.
+    listing: RefCell<HashMap<String, u64>>,
 }
 
 impl Several<'_> {
@@ -260,12 +264,14 @@ impl Several<'_> {
             Ok(held) => held,
             Err(e) => return self.failed(config.space, &e),
         };
+        let key = config.space.clone();
+        let tell = |event: Event| self.tell(&key, event);
         let run = SpaceRun {
             config: &config,
             chain: self.chain,
             taxonomy: self.taxonomy,
             session: self.session,
-            front: Front::Several(self.stop),
+            front: Front::Several(self.stop, &tell),
         };
         let end = match run.run(self.client).await {
             Ok(end) => end,
@@ -285,6 +291,24 @@ impl Several<'_> {
             self.stop.stop(fatal);
         }
         Part::Ran(Box::new(end.report))
+    }
+
+    /// One space's pipeline event, for the run's progress bar: pages taken add up over the
+    /// spaces; a space's listing total is left out (the bar then shows no total or ETA: the
+    /// spaces not listed yet are not known).
+    fn tell(&self, space: &str, event: Event) {
+        let event = match event {
+            Event::Listed { taken } => {
+                let mut listing = self.listing.borrow_mut();
+                listing.insert(space.to_string(), taken);
+                Event::Listed {
+                    taken: listing.values().sum(),
+                }
+            }
+            Event::ListingEnded { .. } => return,
+            e => e,
+        };
+        self.session.progress.observe(&event);
     }
 
     fn failed(&self, space: String, e: &anyhow::Error) -> Part {
