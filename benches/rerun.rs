@@ -140,7 +140,9 @@ async fn one_run(db: &std::path::Path, site: &LiveSite, server: &MockServer) -> 
     pipeline::run(&source, &chain, &tax, &opts, |o| {
         let status = match o.status {
             Status::Tagged => "tagged",
-            Status::Unchanged if o.reason.as_deref() == Some(pipeline::UNCHANGED_SINCE_LAST_RUN) => {
+            Status::Unchanged
+                if o.reason.as_deref() == Some(pipeline::UNCHANGED_SINCE_LAST_RUN) =>
+            {
                 "skipped unchanged"
             }
             Status::Unchanged => "labels in place",

@@ -31,6 +31,7 @@ use crate::http::snippet;
 use crate::retry::Backoff;
 
 mod bodies;
+pub use bodies::IDS_PER_REQUEST;
 mod credentials;
 mod listing;
 mod spaces;

@@ -201,9 +201,13 @@ const FILLER: &str = "<p>Open the <strong>deploy</strong> dashboard, check the b
 
 fn body_of(id: u64, version: u64, sized: bool) -> String {
     let head = if version == 1 {
-        format!("<h1>Deploy service {id}</h1><p>Step 1: build the image. Step 2: open a ticket.</p>")
+        format!(
+            "<h1>Deploy service {id}</h1><p>Step 1: build the image. Step 2: open a ticket.</p>"
+        )
     } else {
-        format!("<h1>Deploy service {id}, revision {version}</h1><p>Step 1: build the image. Step 2: open a ticket.</p>")
+        format!(
+            "<h1>Deploy service {id}, revision {version}</h1><p>Step 1: build the image. Step 2: open a ticket.</p>"
+        )
     };
     if !sized {
         return head;
@@ -308,7 +312,10 @@ impl LiveSite {
             st.labels.entry(page).or_default().insert(n.clone());
         }
         let results = self.labels_of(st, page);
-        st.ok("post", json!({"results": results, "start": 0, "limit": 200, "size": results.len()}))
+        st.ok(
+            "post",
+            json!({"results": results, "start": 0, "limit": 200, "size": results.len()}),
+        )
     }
 
     fn delete(&self, st: &mut State, page: u64, req: &Request) -> ResponseTemplate {
@@ -370,8 +377,12 @@ impl LiveSite {
                     .filter_map(|i| i.parse().ok())
                     .filter(|i| (1..=self.pages).contains(i))
                     .collect();
-                assert!(ids.len() <= 250, "the v2 id parameter takes at most 250 ids");
-                let results: Vec<Value> = ids.iter().map(|&id| self.v2_page(st, id, bodies)).collect();
+                assert!(
+                    ids.len() <= 250,
+                    "the v2 id parameter takes at most 250 ids"
+                );
+                let results: Vec<Value> =
+                    ids.iter().map(|&id| self.v2_page(st, id, bodies)).collect();
                 st.ok("bodies", json!({"results": results, "_links": {}}))
             }
             ("GET", p) if p.starts_with("/wiki/api/v2/pages/") && p.ends_with("/labels") => {

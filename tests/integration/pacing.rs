@@ -321,9 +321,9 @@ async fn cloud_metadata_listing_asks_for_no_body_and_bodies_come_250_ids_a_reque
     assert_eq!(
         pages
             .iter()
-            .map(|p| (p.id.as_str(), p.version, p.body.as_str()))
+            .map(|p| (p.id.as_str(), p.version, p.body.as_deref()))
             .collect::<Vec<_>>(),
-        [("1", Some(4), ""), ("2", Some(1), "")]
+        [("1", Some(4), None), ("2", Some(1), None)]
     );
 
     // 300 ids: one request for the first 250, one for the other 50.
@@ -400,7 +400,7 @@ async fn dc_metadata_listing_expands_no_body_and_bodies_come_by_id() {
     let (tx, mut rx) = mpsc::channel(8);
     let (listed, pages) = tokio::join!(c.stream_metadata("ENG", tx), drain(&mut rx));
     assert_eq!(listed.unwrap(), 1);
-    assert_eq!(pages[0].body, "");
+    assert_eq!(pages[0].body, None);
     assert_eq!(pages[0].labels.as_ref().map(Vec::len), Some(1));
     let bodies = c.bodies(&["5".into(), "6".into()]).await.unwrap();
     assert_eq!(bodies.len(), 1);
