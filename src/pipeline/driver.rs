@@ -6,9 +6,9 @@
 //! The listing is read as fast as it comes (metadata only: ids, titles, versions), so the
 //! total is known early; pages that need their body wait in `pending` (metadata, small). One
 //! bulk fetch at a time takes up to [`BODIES_PER_FETCH`] of them, when that many wait, when
-//! the listing is over, when `--limit` is covered, or when nothing else is in flight; its
-//! pages wait in `ready` until there is room in flight. Bodies held: at most one fetch's and
-//! one `ready` chunk's.
+//! the listing is over, or when `--limit` is covered; its pages wait in `ready` until there is
+//! room in flight, and the next fetch starts when a round of work is left of them. Bodies
+//! held: at most two fetches' worth.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -160,10 +160,6 @@ impl<'c, 'a: 'c, S: PageSource, P: Provider, F: FnMut(PageOutcome)> Driver<'c, '
                 }
                 Some(fetched) = self.fetching.next(), if !self.fetching.is_empty() => self.fetched(fetched),
                 page = self.rx.recv(), if reading => self.take(page),
-                // Nothing else to do right now (the listing has nothing ready either): read the
-                // bodies waiting rather than sit idle. After the listing, so that pages that
-                // arrived together are fetched together.
-                () = std::future::ready(()), if self.may_fetch() && self.in_flight.is_empty() => self.start_fetch(),
                 // Unreachable (the checks above end the loop first), but a select with every
                 // branch disabled would panic.
                 else => break,
@@ -284,18 +280,20 @@ impl<'c, 'a: 'c, S: PageSource, P: Provider, F: FnMut(PageOutcome)> Driver<'c, '
         }
     }
 
-    /// Whether a bulk body fetch could start: pages wait for one, none is under way, and the
-    /// last one's pages have all been admitted.
+    /// Whether a bulk body fetch could start: pages wait for one, none is under way, and no
+    /// more than a round of work in flight is left of the last one's pages (so the next
+    /// bodies arrive while those are classified).
     fn may_fetch(&self) -> bool {
+        let low = self.max_in_flight * self.ctx.opts.batch_size.max(1);
         matches!(self.phase, Phase::Reading | Phase::Finishing)
             && !self.pending.is_empty()
             && self.fetching.is_empty()
-            && self.ready.is_empty()
+            && self.ready.len() <= low
     }
 
     /// Starts the next bulk body fetch when one is due: a full chunk waits, the listing is
-    /// over, or `--limit` is covered. (When nothing else is to be done, the loop starts one
-    /// too.)
+    /// over, or `--limit` is covered. Not sooner: bodies are read in as few requests as the
+    /// listing allows, since requests, not bytes, are what a site's rate limit counts.
     fn fetch_if_due(&mut self) {
         let due = self.pending.len() >= BODIES_PER_FETCH
             || self.phase == Phase::Finishing

@@ -290,3 +290,21 @@ async fn a_page_gone_before_its_body_is_read_is_skipped_and_a_failed_read_fails_
             .contains("the site is down")
     );
 }
+
+#[tokio::test]
+async fn the_edited_pages_of_a_rerun_are_read_together() {
+    let kit = Kit::with_state(pages(300));
+    run_all(&kit, &kit.source).await;
+    let before = kit.source.body_requests().len();
+    for id in ["1", "101", "201"] {
+        kit.source.edit_page(id, "<p>How to file a Jira ticket, edited</p>");
+    }
+    let out = run_all(&kit, &kit.source).await;
+    assert_eq!(out.iter().filter(|o| o.reason.is_none()).count(), 3);
+    let requests = kit.source.body_requests();
+    assert_eq!(
+        requests[before..],
+        [vec!["1".to_string(), "101".into(), "201".into()]],
+        "one request for the three, not one each"
+    );
+}
