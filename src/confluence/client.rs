@@ -329,6 +329,10 @@ impl PageSource for ConfluenceClient {
         Some(self.gov.halt_token())
     }
 
+    fn site_stats(&self) -> Option<super::pace::SiteStats> {
+        Some(self.gov.stats())
+    }
+
     async fn labels(&self, page_id: &str) -> Result<Vec<Label>, ConfluenceError> {
         match self.flavor {
             Flavor::Cloud => self.cloud_labels(page_id).await,

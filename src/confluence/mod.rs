@@ -129,6 +129,12 @@ pub trait PageSource: Send + Sync {
         None
     }
 
+    /// What the site's governor counted so far (requests, 429s, waits, bytes); `None` for a
+    /// source that is not a Confluence site.
+    fn site_stats(&self) -> Option<pace::SiteStats> {
+        None
+    }
+
     /// Cancelled when the run's Confluence work stops, so that the run stops taking new
     /// pages (none is classified for a write that cannot happen).
     fn halt_token(&self) -> Option<CancellationToken> {

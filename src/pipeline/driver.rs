@@ -98,8 +98,16 @@ pub(super) async fn drive<S: PageSource, P: Provider>(
 /// Work being finished: a batch at the provider, or a cached answer being applied.
 type Work<'c> = LocalBoxFuture<'c, Vec<PageOutcome>>;
 
-/// A bulk body fetch: each page with its body, or its outcome (gone, or the fetch failed).
-type Fetch<'c> = LocalBoxFuture<'c, Vec<Result<Page, PageOutcome>>>;
+/// A bulk body fetch: each page with its body, or its outcome.
+type Fetch<'c> = LocalBoxFuture<'c, Vec<Fetched>>;
+
+/// One page of a bulk body fetch.
+pub(super) enum Fetched {
+    /// With its body.
+    Body(Page),
+    /// Gone since the listing, or the fetch failed: its outcome.
+    Ended(PageOutcome),
+}
 
 struct Driver<'c, 'a, S, P, F> {
     ctx: &'c Ctx<'a, S, P>,
@@ -312,12 +320,12 @@ impl<'c, 'a: 'c, S: PageSource, P: Provider, F: FnMut(PageOutcome)> Driver<'c, '
 
     /// A bulk fetch came back: its pages wait for room in flight; a page gone or unread is
     /// reported.
-    fn fetched(&mut self, fetched: Vec<Result<Page, PageOutcome>>) {
+    fn fetched(&mut self, fetched: Vec<Fetched>) {
         self.fetching_pages = 0;
         for page in fetched {
             match page {
-                Ok(page) => self.ready.push_back(page),
-                Err(outcome) => self.report(outcome),
+                Fetched::Body(page) => self.ready.push_back(page),
+                Fetched::Ended(outcome) => self.report(outcome),
             }
         }
     }
@@ -403,11 +411,11 @@ pub(super) fn fetch_bodies<S: PageSource>(source: &S, pages: Vec<Page>) -> Fetch
                 .map(|mut page| match bodies.remove(&page.id) {
                     Some(body) => {
                         page.body = Some(body);
-                        Ok(page)
+                        Fetched::Body(page)
                     }
                     None => {
                         let (meta, _) = meta_of(page);
-                        Err(PageOutcome {
+                        Fetched::Ended(PageOutcome {
                             reason: Some(GONE_SINCE_LISTED.into()),
                             ..meta.outcome(Status::Skipped)
                         })
@@ -418,7 +426,7 @@ pub(super) fn fetch_bodies<S: PageSource>(source: &S, pages: Vec<Page>) -> Fetch
                 let reason = e.to_string();
                 pages
                     .into_iter()
-                    .map(|page| Err(meta_of(page).0.failed(reason.clone())))
+                    .map(|page| Fetched::Ended(meta_of(page).0.failed(reason.clone())))
                     .collect()
             }
         }

@@ -297,7 +297,8 @@ async fn the_edited_pages_of_a_rerun_are_read_together() {
     run_all(&kit, &kit.source).await;
     let before = kit.source.body_requests().len();
     for id in ["1", "101", "201"] {
-        kit.source.edit_page(id, "<p>How to file a Jira ticket, edited</p>");
+        kit.source
+            .edit_page(id, "<p>How to file a Jira ticket, edited</p>");
     }
     let out = run_all(&kit, &kit.source).await;
     assert_eq!(out.iter().filter(|o| o.reason.is_none()).count(), 3);

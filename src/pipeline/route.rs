@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::admit::{Admitted, Listed, admit, listed};
-use super::driver::{BODIES_PER_FETCH, fetch_bodies};
+use super::driver::{BODIES_PER_FETCH, Fetched, fetch_bodies};
 use super::{Ctx, PageOutcome, Queued, Status};
 use crate::backfill::BatchPage;
 use crate::batch::{BatchItem, Batcher};
@@ -207,11 +207,11 @@ impl<S: PageSource, P: Provider> Scan<'_, '_, S, P> {
         let pages: Vec<Page> = self.pending.drain(..n).collect();
         for page in fetch_bodies(self.ctx.source, pages).await {
             match page {
-                Ok(page) => {
+                Fetched::Body(page) => {
                     let admitted = admit(self.ctx, page);
                     self.count(admitted);
                 }
-                Err(o) => {
+                Fetched::Ended(o) => {
                     tracing::warn!(page = %o.id, reason = o.reason.as_deref().unwrap_or(""), "not sent to a batch job")
                 }
             }
