@@ -224,6 +224,38 @@ mod tests {
     use super::super::testkit::{Kit, page};
     use super::*;
 
+    #[tokio::test]
+    async fn scan_reads_bodies_in_bulk_and_stops_at_the_limit() {
+        let pages: Vec<_> = (1..=7)
+            .map(|i| page(&i.to_string(), &format!("<p>How to {i}</p>")))
+            .collect();
+        let mut kit = Kit::with_state(pages);
+        let route = BatchRoute::new(5, 10_000, HashSet::new(), HashSet::new(), false);
+        scan(&kit.source, &kit.provider, &kit.taxonomy, &kit.opts, &route)
+            .await
+            .unwrap();
+        let routed: Vec<usize> = route.take().batches.iter().map(Vec::len).collect();
+        assert_eq!(routed, [5, 2]);
+        assert_eq!(
+            kit.source.body_requests().len(),
+            1,
+            "one bulk read for the 7"
+        );
+
+        kit.opts.limit = Some(3);
+        let route = BatchRoute::new(5, 10_000, HashSet::new(), HashSet::new(), false);
+        scan(&kit.source, &kit.provider, &kit.taxonomy, &kit.opts, &route)
+            .await
+            .unwrap();
+        let routed: Vec<usize> = route.take().batches.iter().map(Vec::len).collect();
+        assert_eq!(routed, [3]);
+        assert_eq!(
+            kit.source.body_requests()[1].len(),
+            3,
+            "no more bodies than the limit"
+        );
+    }
+
     #[test]
     fn a_page_goes_to_a_job_unless_a_job_failed_it_or_an_open_job_covers_it() {
         let kit = Kit::with_state(vec![]);
