@@ -104,6 +104,9 @@ impl SpaceRun<'_> {
             _ => Ok(()),
         };
         run_report.set_providers(providers_metrics(chain, config, batch.as_ref()));
+        if let Some(site) = source.site_stats() {
+            run_report.set_confluence(site);
+        }
         let end = Ended {
             listed,
             submitted,

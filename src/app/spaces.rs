@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::space_run::{Front, SpaceRun};
 use super::{Session, lock, new_report, providers_metrics, run_end, space};
 use crate::config::{Config, Spaces};
-use crate::confluence::ConfluenceClient;
 use crate::confluence::resolve::{KeyMatch, match_key};
+use crate::confluence::{ConfluenceClient, PageSource};
 use crate::ending::{one_line, record_end, write_reports};
 use crate::events::Event;
 use crate::governor::Chain;
@@ -125,6 +125,10 @@ pub(super) async fn run_several(
         }
     }
     all.set_providers(providers_metrics(chain, config, None));
+    // The site's figures once, for the whole run: every space went through the one client.
+    if let Some(site) = client.site_stats() {
+        all.set_confluence(site);
+    }
     let failure = end_of_all(&mut all, session, &stop);
     all.finish(SystemTime::now(), started.elapsed());
     write_reports(config.format, config.no_color, &config.reports, &all)?;
