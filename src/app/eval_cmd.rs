@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::{INTERRUPT_GRACE, MAX_BATCH_CHARS, build_chain, lock, space, state, statedir};
+use super::{INTERRUPT_GRACE, MAX_BATCH_CHARS, build_chain_with, lock, space, state, statedir};
 use crate::cache::{self, LabelStatus, RunEnd};
 use crate::cli::{Args, EvalArgs};
 use crate::config::Config;
@@ -22,6 +22,8 @@ use crate::eval::select::select;
 use crate::eval::source::Selected;
 use crate::governor::Chain;
 use crate::llm::AnyProvider;
+use crate::llm::examples::ExamplePool;
+use crate::llm::prompt::PromptOptions;
 use crate::pipeline::{self, RunOptions, RunState, Status};
 use crate::taxonomy::Taxonomy;
 use crate::taxonomy::draft::PageLabels;
@@ -41,6 +43,11 @@ pub fn eval_command(args: &Args, cmd: &EvalArgs) -> anyhow::Result<u8> {
     a.dry_run = true;
     crate::report::logging::init(&crate::config::log_settings(&a));
     let mut config = Config::load(&a)?;
+    if cmd.llm {
+        config = config.with_demo_llm(&a)?;
+    }
+    config.reason = EvalArgs::switch(cmd.reason, cmd.no_reason, config.reason);
+    config.few_shot = EvalArgs::switch(cmd.few_shot, cmd.no_few_shot, config.few_shot);
     if config.demo {
         config.space = demo::eval::SPACE_KEY.to_string();
     }
@@ -61,12 +68,11 @@ async fn eval(mut config: Config, cmd: &EvalArgs) -> anyhow::Result<u8> {
         taxonomy = demo::eval::with_aliases(taxonomy)?;
     }
     let taxonomy = Arc::new(taxonomy);
-    let chain = build_chain(&config, &taxonomy, std::time::Duration::ZERO)?;
     let report = if config.demo {
-        evaluate(&config, &demo::eval::source(), &chain, &taxonomy, cmd).await?
+        evaluate(&config, &demo::eval::source(), &taxonomy, cmd).await?
     } else {
         let client = space::connect(&mut config).await?;
-        evaluate(&config, &client, &chain, &taxonomy, cmd).await?
+        evaluate(&config, &client, &taxonomy, cmd).await?
     };
     write_table(&mut std::io::stdout().lock(), &report)?;
     for path in &cmd.report {
@@ -97,13 +103,12 @@ fn write_report(path: &std::path::Path, report: &EvalReport) -> anyhow::Result<(
 async fn evaluate<S: PageSource>(
     config: &Config,
     source: &S,
-    chain: &Chain<AnyProvider>,
-    taxonomy: &Taxonomy,
+    taxonomy: &Arc<Taxonomy>,
     cmd: &EvalArgs,
 ) -> anyhow::Result<EvalReport> {
     let cancel = Default::default();
     let _lock = lock::take(config, &cancel).await?;
-    let state = state::open(config, taxonomy)?;
+    let mut state = state::open(config, taxonomy)?;
     let mut pages = read_space_labels(source, &config.space)
         .await
         .with_context(|| format!("cannot read the labels of space {}", config.space))?;
@@ -111,6 +116,12 @@ async fn evaluate<S: PageSource>(
     if let Some(st) = &state {
         human_only(st, &mut pages)?;
     }
+    let prompt = prompt_options(config, taxonomy, &pages);
+    if let Some(st) = &mut state {
+        st.setup.prompt_version = prompt.version();
+    }
+    let chain = build_chain_with(config, taxonomy, std::time::Duration::ZERO, &prompt)?;
+    let chain = &chain;
     let chosen = select(taxonomy, pages, cmd.sample, cmd.seed, cmd.limit);
     let labels: HashMap<String, Vec<Label>> = chosen
         .pages
@@ -145,7 +156,26 @@ async fn evaluate<S: PageSource>(
         listed,
         chosen,
         proposed,
+        prompt.version(),
     ))
+}
+
+/// The prompt of this evaluation: the reason switch, and with few-shot on, every page with
+/// human taxonomy labels as the example pool (a page is never shown beside itself: see
+/// [`ExamplePool::choose`]).
+fn prompt_options(config: &Config, taxonomy: &Taxonomy, pages: &[PageLabels]) -> PromptOptions {
+    let examples = config.few_shot.then(|| {
+        Arc::new(ExamplePool::new(
+            taxonomy,
+            pages
+                .iter()
+                .map(|p| (p.id.as_str(), p.title.as_str(), p.labels.as_slice())),
+        ))
+    });
+    PromptOptions {
+        reason: config.reason,
+        examples,
+    }
 }
 
 /// A dry run over the selected pages, through the same pipeline, governor and cache as a run.
@@ -208,6 +238,7 @@ fn build_report(
     listed: u64,
     chosen: crate::eval::select::Selection,
     mut proposed: HashMap<String, Vec<String>>,
+    prompt_version: String,
 ) -> EvalReport {
     let mut observations = Vec::new();
     let mut results = Vec::new();
@@ -234,7 +265,7 @@ fn build_report(
         schema_version: SCHEMA_VERSION,
         space: config.space.clone(),
         model: state.map_or_else(|| state_model(config), |s| s.setup.model.clone()),
-        prompt_version: crate::llm::prompt::PROMPT_VERSION.to_string(),
+        prompt_version,
         taxonomy_fingerprint: taxonomy.fingerprint().to_string(),
         pages: PageCounts {
             listed,

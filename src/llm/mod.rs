@@ -9,6 +9,7 @@ mod any;
 pub mod batch;
 pub mod budget;
 mod error;
+pub mod examples;
 pub mod gemini;
 pub mod openai;
 mod pacific;
@@ -17,6 +18,8 @@ pub mod rules;
 pub mod schema;
 mod settings;
 pub mod structured;
+#[cfg(test)]
+mod switches_tests;
 pub mod validate;
 mod wire;
 

@@ -25,6 +25,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use super::schema::{REASON_FIELD, TAGS_FIELD};
 use super::{LlmError, LlmErrorKind, PageText};
 use crate::taxonomy::Taxonomy;
 
@@ -311,7 +312,19 @@ pub fn schema_ignored(content: &str, batch: &[PageText], taxonomy: &Taxonomy) ->
                 short(id)
             ));
         };
-        if let Some(k) = page.keys().find(|k| !categories.contains(&k.as_str())) {
+        // With the reason switch a page is `{"reason": "...", "tags": {<categories>}}`.
+        let page = match page.get(TAGS_FIELD) {
+            Some(Value::Object(tags))
+                if page.keys().all(|k| k == REASON_FIELD || k == TAGS_FIELD) =>
+            {
+                tags
+            }
+            _ => page,
+        };
+        if let Some(k) = page
+            .keys()
+            .find(|k| k.as_str() != REASON_FIELD && !categories.contains(&k.as_str()))
+        {
             return Some(format!(
                 "page '{}' has key '{}', not a category",
                 short(id),

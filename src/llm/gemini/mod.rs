@@ -39,7 +39,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::ProviderSettings;
-use super::schema::{SchemaForm, response_schema};
+use super::schema::{SchemaForm, response_schema_with};
 use super::structured::{self, GEMINI_RUNGS, Ladder};
 use super::wire;
 use super::{
@@ -68,6 +68,8 @@ pub struct GeminiProvider {
     /// `responseJsonSchema`, falling back to `responseSchema` for an endpoint that refuses it
     /// ([`GEMINI_RUNGS`], [`super::structured`]).
     ladder: Arc<Ladder>,
+    /// The reason field and the few-shot examples ([`prompt::PromptOptions`]).
+    prompt: prompt::PromptOptions,
 }
 
 /// Which `generationConfig` field carries the answer's schema.
@@ -137,7 +139,15 @@ impl GeminiProvider {
             system,
             url,
             ladder,
+            prompt: prompt::PromptOptions::default(),
         })
+    }
+
+    /// Asks with `opts`: the reason field, the few-shot examples.
+    pub fn with_prompt(mut self, opts: prompt::PromptOptions) -> Self {
+        self.system = prompt::system_instruction_with(&self.taxonomy, &opts);
+        self.prompt = opts;
+        self
     }
 
     /// Where this endpoint stands on the structured-output ladder.
@@ -158,6 +168,7 @@ impl GeminiProvider {
 
     /// [`Self::request_body`] with the schema in the field of `rung` ([`GEMINI_RUNGS`]).
     fn request_body_at(&self, batch: &[PageText], max_output_tokens: u32, rung: usize) -> Value {
+        let reason = self.prompt.reason;
         let mut generation = json!({
             "temperature": 0.0,
             "maxOutputTokens": max_output_tokens,
@@ -166,10 +177,11 @@ impl GeminiProvider {
         match SchemaField::of_rung(rung) {
             SchemaField::JsonSchema => {
                 generation["responseJsonSchema"] =
-                    response_schema(batch, &self.taxonomy, SchemaForm::Defs);
+                    response_schema_with(batch, &self.taxonomy, SchemaForm::Defs, reason);
             }
             SchemaField::OpenApi => {
-                let expanded = response_schema(batch, &self.taxonomy, SchemaForm::Expanded);
+                let expanded =
+                    response_schema_with(batch, &self.taxonomy, SchemaForm::Expanded, reason);
                 generation["responseSchema"] = to_gemini_schema(&expanded);
             }
         }
@@ -178,7 +190,7 @@ impl GeminiProvider {
         }
         json!({
             "systemInstruction": {"parts": [{"text": self.system}]},
-            "contents": [{"role": "user", "parts": [{"text": prompt::user_content(batch)}]}],
+            "contents": [{"role": "user", "parts": [{"text": prompt::user_content_with(batch, &self.prompt)}]}],
             "generationConfig": generation,
         })
     }
@@ -190,8 +202,11 @@ impl Provider for GeminiProvider {
     }
 
     fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
-        let tokens = budget::answer_tokens(batch, &self.taxonomy)
+        let mut tokens = budget::answer_tokens(batch, &self.taxonomy)
             .saturating_add(thinking_allowance(&self.settings.model));
+        if self.prompt.reason {
+            tokens = tokens.saturating_add(budget::reason_tokens(batch));
+        }
         Some(OutputBudget::new(tokens, self.settings.max_output_tokens))
     }
 
@@ -686,7 +701,8 @@ mod tests {
     #[test]
     fn schema_is_converted_to_gemini_dialect() {
         let batch = [page("202", "B", ""), page("101", "A", "")];
-        let expanded = response_schema(&batch, &taxonomy(), SchemaForm::Expanded);
+        let expanded =
+            crate::llm::schema::response_schema(&batch, &taxonomy(), SchemaForm::Expanded);
         let s = to_gemini_schema(&expanded);
         assert_eq!(s["type"], "OBJECT");
         assert!(s.get("additionalProperties").is_none());
