@@ -68,3 +68,5 @@ mod serve;
 // `tag-space serve` with the real pipeline: two spaces under one quota, the real binary's
 // SIGTERM, restart and refusal.
 mod servecli;
+// The prompt switches (few-shot examples, the reason field) through `eval --demo --llm`.
+mod evalprompt;
