@@ -30,6 +30,7 @@ use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
 mod cache_cmd;
+mod describe;
 mod eval_cmd;
 mod jobs_cmd;
 mod lock;
@@ -113,6 +114,7 @@ fn prompt_options(config: &Config) -> PromptOptions {
     PromptOptions {
         reason: config.reason,
         examples: None,
+        describe: false,
     }
 }
 
@@ -160,7 +162,11 @@ fn build_chain_with(
     }
     if config.rules {
         providers.push(governed(
-            AnyProvider::Rules(RulesProvider::new(taxonomy.clone()).with_delay(rules_delay)),
+            AnyProvider::Rules(
+                RulesProvider::new(taxonomy.clone())
+                    .with_delay(rules_delay)
+                    .describing(prompt.describe),
+            ),
             None,
         ));
     }

@@ -175,6 +175,7 @@ fn prompt_options(config: &Config, taxonomy: &Taxonomy, pages: &[PageLabels]) ->
     PromptOptions {
         reason: config.reason,
         examples,
+        describe: false,
     }
 }
 

@@ -107,6 +107,13 @@ pub struct TaxonomyInitArgs {
     /// Overwrite the --output file.
     #[arg(long, requires = "output")]
     pub force: bool,
+    /// Have the configured LLM (GEMINI_*/OPENAI_*) write each tag's description from a few
+    /// titles of its pages, paced like a run. With --demo: a template of the titles, no model.
+    #[arg(long)]
+    pub describe: bool,
+    /// With --describe: print the prompt's size (estimated tokens) and make no call.
+    #[arg(long, requires = "describe")]
+    pub dry_run: bool,
     /// Keep a label (with its aliases) only when at least N pages carry it.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub min_pages: u64,

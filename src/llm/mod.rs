@@ -8,6 +8,7 @@
 mod any;
 pub mod batch;
 pub mod budget;
+pub mod describe;
 mod error;
 pub mod examples;
 pub mod gemini;

@@ -45,12 +45,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ProviderSettings;
-use super::schema::{SchemaForm, response_schema_with};
+use super::schema::SchemaForm;
 use super::structured::{self, Ladder, OPENAI_RUNGS, StructuredMode};
 use super::wire::{self, parse_go_duration, wait_in_message};
 use super::{
-    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
-    budget, prompt,
+    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage, prompt,
 };
 use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
@@ -188,7 +187,7 @@ impl OpenAiProvider {
     /// do not, drop it), then no `response_format` and the schema in the prompt.
     fn request_body_at(&self, batch: &[PageText], max_output_tokens: u32, rung: usize) -> Value {
         let mut user = prompt::user_content_with(batch, &self.prompt);
-        let schema = |form| response_schema_with(batch, &self.taxonomy, form, self.prompt.reason);
+        let schema = |form| prompt::answer_schema(batch, &self.taxonomy, form, &self.prompt);
         let response_format = match rung {
             JSON_SCHEMA => Some(json!({
                 "type": "json_schema",
@@ -294,10 +293,7 @@ impl Provider for OpenAiProvider {
     }
 
     fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
-        let mut tokens = budget::answer_tokens(batch, &self.taxonomy);
-        if self.prompt.reason {
-            tokens = tokens.saturating_add(budget::reason_tokens(batch));
-        }
+        let mut tokens = prompt::answer_tokens(batch, &self.taxonomy, &self.prompt);
         if is_reasoning_model(&self.settings.model) {
             tokens = tokens.saturating_add(REASONING_ALLOWANCE);
         }
@@ -592,6 +588,7 @@ pub(crate) fn classify_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::budget;
     use reqwest::header::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

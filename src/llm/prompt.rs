@@ -25,7 +25,6 @@ use super::examples::{self, ExamplePool};
 use super::schema::unique_pages;
 pub use super::schema::{
     OPENAI_MAX_ENUM_VALUES, REASON_FIELD, SchemaForm, max_pages_per_request, response_schema,
-    response_schema_with,
 };
 use crate::taxonomy::Taxonomy;
 
@@ -46,6 +45,9 @@ pub struct PromptOptions {
     /// `TAG_SPACE_FEW_SHOT`: pages of the same space with their human tags, chosen per batch
     /// ([`ExamplePool::choose`]).
     pub examples: Option<Arc<ExamplePool>>,
+    /// `taxonomy init --describe`: not labels but one description per tag
+    /// ([`super::describe`]); the other switches do not apply.
+    pub describe: bool,
 }
 
 impl PromptOptions {
@@ -54,6 +56,9 @@ impl PromptOptions {
     /// with another prompt, or beside other examples, is never reused.
     pub fn version(&self) -> String {
         let mut v = PROMPT_VERSION.to_string();
+        if self.describe {
+            v.push_str("+describe");
+        }
         if self.reason {
             v.push_str("+reason");
         }
@@ -72,6 +77,9 @@ pub fn system_instruction(taxonomy: &Taxonomy) -> String {
 /// [`system_instruction`] for `opts`: the answer's shape with the reason, the examples' rule.
 /// Still the same for every batch of a run.
 pub fn system_instruction_with(taxonomy: &Taxonomy, opts: &PromptOptions) -> String {
+    if opts.describe {
+        return super::describe::system_instruction();
+    }
     let max = taxonomy.max_labels_per_page();
     let mut s = String::new();
     s.push_str(
@@ -141,6 +149,9 @@ pub fn user_content(batch: &[PageText]) -> String {
 
 /// [`user_content`] with the batch's examples first, when `opts` has a pool.
 pub fn user_content_with(batch: &[PageText], opts: &PromptOptions) -> String {
+    if opts.describe {
+        return super::describe::user_content(batch);
+    }
     let ids: Vec<String> = unique_pages(batch)
         .map(|p| format!("\"{}\"", escape(&p.id, true)))
         .collect();
@@ -168,6 +179,34 @@ pub fn user_content_with(batch: &[PageText], opts: &PromptOptions) -> String {
         );
     }
     s
+}
+
+/// The schema of the answer `opts` asks for: labels (with the reason when on), or the tags'
+/// descriptions.
+pub fn answer_schema(
+    batch: &[PageText],
+    taxonomy: &Taxonomy,
+    form: SchemaForm,
+    opts: &PromptOptions,
+) -> Value {
+    if opts.describe {
+        super::describe::response_schema(batch)
+    } else {
+        super::schema::response_schema_with(batch, taxonomy, form, opts.reason)
+    }
+}
+
+/// The output tokens a complete answer to `opts` can need (before a thinking allowance).
+pub fn answer_tokens(batch: &[PageText], taxonomy: &Taxonomy, opts: &PromptOptions) -> u32 {
+    if opts.describe {
+        return super::describe::answer_tokens(batch);
+    }
+    let tokens = super::budget::answer_tokens(batch, taxonomy);
+    if opts.reason {
+        tokens.saturating_add(super::budget::reason_tokens(batch))
+    } else {
+        tokens
+    }
 }
 
 /// The model's answer could not be read as labels.

@@ -25,6 +25,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use super::describe::DESCRIPTION_FIELD;
 use super::schema::{REASON_FIELD, TAGS_FIELD};
 use super::{LlmError, LlmErrorKind, PageText};
 use crate::taxonomy::Taxonomy;
@@ -321,10 +322,11 @@ pub fn schema_ignored(content: &str, batch: &[PageText], taxonomy: &Taxonomy) ->
             }
             _ => page,
         };
-        if let Some(k) = page
-            .keys()
-            .find(|k| k.as_str() != REASON_FIELD && !categories.contains(&k.as_str()))
-        {
+        if let Some(k) = page.keys().find(|k| {
+            // A description request's answer (`taxonomy init --describe`) has this key.
+            ![REASON_FIELD, DESCRIPTION_FIELD].contains(&k.as_str())
+                && !categories.contains(&k.as_str())
+        }) {
             return Some(format!(
                 "page '{}' has key '{}', not a category",
                 short(id),

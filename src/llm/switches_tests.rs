@@ -82,6 +82,7 @@ fn each_switch_changes_the_system_instruction_only_when_on() {
         &PromptOptions {
             reason: true,
             examples: None,
+            describe: false,
         },
     );
     assert!(reason.contains("\"reason\" first"), "{reason}");
@@ -90,6 +91,7 @@ fn each_switch_changes_the_system_instruction_only_when_on() {
         &PromptOptions {
             reason: false,
             examples: Some(pool()),
+            describe: false,
         },
     );
     assert!(shots.contains("<example>"), "{shots}");
@@ -102,6 +104,7 @@ fn examples_lead_the_user_content_and_a_batch_page_is_not_among_them() {
     let opts = PromptOptions {
         reason: false,
         examples: Some(pool()),
+        describe: false,
     };
     let batch = [
         page(
@@ -149,6 +152,7 @@ fn the_output_budget_counts_each_pages_reason() {
         .with_prompt(PromptOptions {
             reason: true,
             examples: None,
+            describe: false,
         });
     use crate::llm::Provider;
     let (a, b) = (
@@ -171,11 +175,13 @@ fn the_version_names_each_switch_and_the_example_pool() {
     let reason = PromptOptions {
         reason: true,
         examples: None,
+        describe: false,
     };
     assert_eq!(reason.version(), format!("{PROMPT_VERSION}+reason"));
     let shots = PromptOptions {
         reason: false,
         examples: Some(pool()),
+        describe: false,
     };
     assert!(
         shots
@@ -186,6 +192,7 @@ fn the_version_names_each_switch_and_the_example_pool() {
     let other = PromptOptions {
         reason: false,
         examples: Some(other),
+        describe: false,
     };
     assert_ne!(
         shots.version(),
@@ -216,6 +223,7 @@ fn an_answer_of_an_older_prompt_version_is_not_reused() {
     let reason = PromptOptions {
         reason: true,
         examples: None,
+        describe: false,
     };
     assert!(store.lookup(&key(&reason.version())).unwrap().is_none());
 }

@@ -39,12 +39,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::ProviderSettings;
-use super::schema::{SchemaForm, response_schema_with};
+use super::schema::SchemaForm;
 use super::structured::{self, GEMINI_RUNGS, Ladder};
 use super::wire;
 use super::{
-    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
-    budget, prompt,
+    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage, prompt,
 };
 use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
@@ -168,7 +167,6 @@ impl GeminiProvider {
 
     /// [`Self::request_body`] with the schema in the field of `rung` ([`GEMINI_RUNGS`]).
     fn request_body_at(&self, batch: &[PageText], max_output_tokens: u32, rung: usize) -> Value {
-        let reason = self.prompt.reason;
         let mut generation = json!({
             "temperature": 0.0,
             "maxOutputTokens": max_output_tokens,
@@ -177,11 +175,15 @@ impl GeminiProvider {
         match SchemaField::of_rung(rung) {
             SchemaField::JsonSchema => {
                 generation["responseJsonSchema"] =
-                    response_schema_with(batch, &self.taxonomy, SchemaForm::Defs, reason);
+                    prompt::answer_schema(batch, &self.taxonomy, SchemaForm::Defs, &self.prompt);
             }
             SchemaField::OpenApi => {
-                let expanded =
-                    response_schema_with(batch, &self.taxonomy, SchemaForm::Expanded, reason);
+                let expanded = prompt::answer_schema(
+                    batch,
+                    &self.taxonomy,
+                    SchemaForm::Expanded,
+                    &self.prompt,
+                );
                 generation["responseSchema"] = to_gemini_schema(&expanded);
             }
         }
@@ -202,11 +204,8 @@ impl Provider for GeminiProvider {
     }
 
     fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
-        let mut tokens = budget::answer_tokens(batch, &self.taxonomy)
+        let tokens = prompt::answer_tokens(batch, &self.taxonomy, &self.prompt)
             .saturating_add(thinking_allowance(&self.settings.model));
-        if self.prompt.reason {
-            tokens = tokens.saturating_add(budget::reason_tokens(batch));
-        }
         Some(OutputBudget::new(tokens, self.settings.max_output_tokens))
     }
 
@@ -490,6 +489,7 @@ fn response_text(body: &str, key: Option<&Secret>) -> Result<(String, Option<Usa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::budget;
     use crate::llm::prompt::tests::{page, taxonomy};
     use reqwest::header::HeaderValue;
     use std::time::Duration;
