@@ -148,7 +148,7 @@ async fn evaluate<S: PageSource>(
             },
         );
     }
-    Ok(build_report(
+    let mut report = build_report(
         config,
         taxonomy,
         chain,
@@ -156,8 +156,9 @@ async fn evaluate<S: PageSource>(
         listed,
         chosen,
         proposed,
-        prompt.version(),
-    ))
+    );
+    report.prompt_version = prompt.version();
+    Ok(report)
 }
 
 /// The prompt of this evaluation: the reason switch, and with few-shot on, every page with
@@ -239,7 +240,6 @@ fn build_report(
     listed: u64,
     chosen: crate::eval::select::Selection,
     mut proposed: HashMap<String, Vec<String>>,
-    prompt_version: String,
 ) -> EvalReport {
     let mut observations = Vec::new();
     let mut results = Vec::new();
@@ -266,7 +266,7 @@ fn build_report(
         schema_version: SCHEMA_VERSION,
         space: config.space.clone(),
         model: state.map_or_else(|| state_model(config), |s| s.setup.model.clone()),
-        prompt_version,
+        prompt_version: crate::llm::prompt::PROMPT_VERSION.to_string(),
         taxonomy_fingerprint: taxonomy.fingerprint().to_string(),
         pages: PageCounts {
             listed,

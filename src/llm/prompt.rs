@@ -163,9 +163,9 @@ pub fn user_content_with(batch: &[PageText], opts: &PromptOptions) -> String {
     if !s.is_empty() {
         s.push('\n');
     }
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "Pages to label: {}. Their ids: {}.\n",
+        "Pages to label: {}. Their ids: {}.",
         ids.len(),
         ids.join(", ")
     );
