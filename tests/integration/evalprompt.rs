@@ -220,3 +220,26 @@ async fn a_switch_is_a_new_prompt_version_and_answers_of_another_are_not_reused(
         calls() - reasoned
     );
 }
+
+/// A labelling run has no pool of human-labelled pages: it says so instead of silently
+/// ignoring the setting.
+#[test]
+fn a_labelling_run_warns_that_it_ignores_few_shot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .env("TAG_SPACE_FEW_SHOT", "true")
+        .env("TAG_SPACE_CACHE_PATH", dir.path())
+        .env("TAG_SPACE_LOCK_DIR", dir.path().join("locks"))
+        .current_dir(dir.path())
+        .args(["--demo", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TAG_SPACE_FEW_SHOT is used by tag-space eval only"),
+        "{stderr}"
+    );
+}
