@@ -101,7 +101,7 @@ fn build_chain(
     taxonomy: &Arc<Taxonomy>,
     rules_delay: std::time::Duration,
 ) -> anyhow::Result<Chain<AnyProvider>> {
-    if config.few_shot {
+    if config.few_shot == Some(true) {
         tracing::warn!(
             "TAG_SPACE_FEW_SHOT is used by tag-space eval only: this run shows the model no examples"
         );

@@ -48,7 +48,7 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
     TAG_SPACE_REASON              true | false: each page's answer starts with a short
                                   reason before its tags (default false; docs/eval.md)
     TAG_SPACE_FEW_SHOT            true | false: tag-space eval shows the model labelled pages
-                                  of the space (default false; eval only; docs/eval.md)
+                                  of the space (default true; eval only; docs/eval.md)
     TAG_SPACE_CACHE_ENABLED       true | false (default true)
     TAG_SPACE_CACHE_SIZE          in-memory cache entries (default 1000)
     TAG_SPACE_CACHE_PATH          state file, or a directory to keep state.db in (default:

@@ -47,7 +47,10 @@ pub fn eval_command(args: &Args, cmd: &EvalArgs) -> anyhow::Result<u8> {
         config = config.with_demo_llm(&a)?;
     }
     config.reason = EvalArgs::switch(cmd.reason, cmd.no_reason, config.reason);
-    config.few_shot = EvalArgs::switch(cmd.few_shot, cmd.no_few_shot, config.few_shot);
+    // Few-shot is on unless switched off: it raised micro F1 on the bundled space
+    // (BENCHMARKS.md, "Prompt switches on a real local model").
+    let few_shot = config.few_shot.unwrap_or(true);
+    config.few_shot = Some(EvalArgs::switch(cmd.few_shot, cmd.no_few_shot, few_shot));
     if config.demo {
         config.space = demo::eval::SPACE_KEY.to_string();
     }
@@ -165,7 +168,9 @@ async fn evaluate<S: PageSource>(
 /// human taxonomy labels as the example pool (a page is never shown beside itself: see
 /// [`ExamplePool::choose`]).
 fn prompt_options(config: &Config, taxonomy: &Taxonomy, pages: &[PageLabels]) -> PromptOptions {
-    let examples = config.few_shot.then(|| {
+    // The keyword rules read no examples: no pool, and the version says so.
+    let llm = config.gemini.is_some() || config.openai.is_some();
+    let examples = (config.few_shot == Some(true) && llm).then(|| {
         Arc::new(ExamplePool::new(
             taxonomy,
             pages

@@ -54,7 +54,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
     /// Show the model a few labelled pages of the space beside each batch, chosen by word
-    /// overlap, never a page of the batch [env: TAG_SPACE_FEW_SHOT].
+    /// overlap, never a page of the batch (the default) [env: TAG_SPACE_FEW_SHOT].
     #[arg(long, overrides_with = "no_few_shot")]
     pub few_shot: bool,
     /// No few-shot examples, whatever TAG_SPACE_FEW_SHOT says.

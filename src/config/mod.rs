@@ -148,9 +148,10 @@ pub struct Config {
     pub taxonomy_path: Option<PathBuf>,
     /// `TAG_SPACE_REASON`: each page's answer starts with a short reason (docs/eval.md).
     pub reason: bool,
-    /// `TAG_SPACE_FEW_SHOT`: `tag-space eval` shows the model labelled pages of the space;
-    /// a labelling run has no such pool yet and warns that it ignores it.
-    pub few_shot: bool,
+    /// `TAG_SPACE_FEW_SHOT`: `tag-space eval` shows the model labelled pages of the space
+    /// (`None`, unset: on, see docs/eval.md); a labelling run has no such pool yet and warns
+    /// when it is set to true.
+    pub few_shot: Option<bool>,
     pub cache: CacheSettings,
     /// `--sync`: also remove labels tag-space added that no longer apply.
     pub sync: bool,
@@ -250,7 +251,9 @@ impl Config {
                 .clone()
                 .or_else(|| get("TAG_SPACE_TAXONOMY").map(PathBuf::from)),
             reason: sources::parse_bool("TAG_SPACE_REASON", get("TAG_SPACE_REASON"), false)?,
-            few_shot: sources::parse_bool("TAG_SPACE_FEW_SHOT", get("TAG_SPACE_FEW_SHOT"), false)?,
+            few_shot: get("TAG_SPACE_FEW_SHOT")
+                .map(|v| sources::parse_bool("TAG_SPACE_FEW_SHOT", Some(v), true))
+                .transpose()?,
             cache,
             sync: args.sync,
             reports,

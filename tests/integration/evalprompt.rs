@@ -141,7 +141,12 @@ async fn few_shot_examples_never_show_a_page_its_own_labels() {
 async fn the_reason_is_asked_first_scored_past_and_written_nowhere() {
     let (server, rec) = llm().await;
     let dir = tempfile::tempdir().unwrap();
-    let out = eval(&server, dir.path(), &["--reason", "--report", "e.md"]).await;
+    let out = eval(
+        &server,
+        dir.path(),
+        &["--reason", "--report", "e.md", "--no-few-shot"],
+    )
+    .await;
     let body = rec.bodies.lock().unwrap()[0].clone();
     let schema =
         tag_space::llm::schema::inline_refs(&body["response_format"]["json_schema"]["schema"]);
@@ -195,23 +200,24 @@ async fn a_switch_is_a_new_prompt_version_and_answers_of_another_are_not_reused(
     let (server, rec) = llm().await;
     let dir = tempfile::tempdir().unwrap();
     let calls = || rec.bodies.lock().unwrap().len();
-    eval(&server, dir.path(), &[]).await;
+    eval(&server, dir.path(), &["--no-few-shot"]).await;
     let base = calls();
     assert!(base > 0);
-    eval(&server, dir.path(), &[]).await;
+    eval(&server, dir.path(), &["--no-few-shot"]).await;
     assert_eq!(calls(), base, "unchanged: answered from the cache");
-    eval(&server, dir.path(), &["--reason"]).await;
+    eval(&server, dir.path(), &["--no-few-shot", "--reason"]).await;
     let reasoned = calls();
     assert!(
         reasoned > base,
         "the baseline's answers were reused for --reason"
     );
-    eval(&server, dir.path(), &["--reason"]).await;
+    eval(&server, dir.path(), &["--no-few-shot", "--reason"]).await;
     assert_eq!(calls(), reasoned);
-    eval(&server, dir.path(), &["--few-shot"]).await;
+    // Few-shot is on by default.
+    eval(&server, dir.path(), &[]).await;
     assert!(
         calls() > reasoned,
-        "the baseline's answers were reused for --few-shot"
+        "the baseline's answers were reused for few-shot"
     );
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("e.json")).unwrap()).unwrap();
@@ -219,6 +225,8 @@ async fn a_switch_is_a_new_prompt_version_and_answers_of_another_are_not_reused(
         report["calls"].as_u64().unwrap() as usize,
         calls() - reasoned
     );
+    let version = report["prompt_version"].as_str().unwrap();
+    assert!(version.contains("+few-shot:"), "on by default: {version}");
 }
 
 /// A labelling run has no pool of human-labelled pages: it says so instead of silently
