@@ -223,6 +223,9 @@ async fn execute<S: PageSource>(
     };
     run_report.set_providers(providers_metrics(chain, config, batch.as_ref()));
     run_report.set_pages_listed(progress.pages_taken());
+    if let Some(site) = source.site_stats() {
+        run_report.set_confluence(site);
+    }
     let (failure, status) = ending(
         session.cancel.is_cancelled(),
         listed,
