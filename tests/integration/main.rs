@@ -73,3 +73,5 @@ mod servecli;
 mod multispace;
 // A Cloud- or Data-Center-shaped site with several spaces (for multispace.rs).
 mod multisite;
+// The prompt switches (few-shot examples, the reason field) through `eval --demo --llm`.
+mod evalprompt;
