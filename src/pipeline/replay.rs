@@ -67,7 +67,8 @@ pub async fn apply_planned<S: PageSource>(
         key: None,
     };
     let Some(now) = now else {
-        return meta.failed("the page is gone, or this account cannot see it any more: not applied");
+        return meta
+            .failed("the page is gone, or this account cannot see it any more: not applied");
     };
     if now.version != Some(page.version) {
         let current = now.version.map_or("unknown".into(), |v| v.to_string());

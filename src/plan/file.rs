@@ -74,7 +74,8 @@ pub fn read(path: &Path) -> Result<Plan, PlanError> {
         path: path.to_path_buf(),
         detail,
     };
-    let versioned: Versioned = serde_json::from_str(&text).map_err(|e| unparseable(e.to_string()))?;
+    let versioned: Versioned =
+        serde_json::from_str(&text).map_err(|e| unparseable(e.to_string()))?;
     match versioned.plan_version {
         None => return Err(unparseable("it has no plan_version".into())),
         Some(v) if v.as_u64() != Some(PLAN_VERSION) => {

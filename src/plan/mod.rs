@@ -172,7 +172,11 @@ fn normalise(url: &str) -> String {
         .map(|i| i + 3)
         .and_then(|start| url[start..].find('/').map(|j| start + j))
         .unwrap_or(url.len());
-    format!("{}{}", url[..host_end].to_ascii_lowercase(), &url[host_end..])
+    format!(
+        "{}{}",
+        url[..host_end].to_ascii_lowercase(),
+        &url[host_end..]
+    )
 }
 
 #[cfg(test)]

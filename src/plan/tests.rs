@@ -59,7 +59,13 @@ fn only_pages_with_writes_are_planned_and_a_written_plan_reads_back() {
     assert_eq!(read(&path).unwrap(), p);
     let w = p.spaces[0].pages[0].to_write().unwrap();
     assert_eq!(w.content_hash, ContentHash::of_page("T", "1"));
-    assert_eq!((w.add, w.remove), (vec!["type-howto".to_string()], vec!["status-draft".to_string()]));
+    assert_eq!(
+        (w.add, w.remove),
+        (
+            vec!["type-howto".to_string()],
+            vec!["status-draft".to_string()]
+        )
+    );
     assert_eq!(w.provider, Provenance::Provider("gemini"));
 }
 
@@ -74,7 +80,10 @@ fn a_changed_value_breaks_the_checksum_but_reformatting_does_not() {
     std::fs::write(&path, compact.replace("type-howto", "type-policy")).unwrap();
     let e = read(&path).unwrap_err();
     assert!(matches!(e, PlanError::Checksum { .. }), "{e}");
-    assert!(e.to_string().contains("changed after tag-space wrote it"), "{e}");
+    assert!(
+        e.to_string().contains("changed after tag-space wrote it"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -82,7 +91,11 @@ fn other_versions_and_other_files_are_named_as_such() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plan.json");
     let text = serde_json::to_string(&plan()).unwrap();
-    std::fs::write(&path, text.replace("\"plan_version\":1", "\"plan_version\":2")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("\"plan_version\":1", "\"plan_version\":2"),
+    )
+    .unwrap();
     assert!(matches!(read(&path), Err(PlanError::Version { found, .. }) if found == "2"));
     std::fs::write(&path, "{\"results\": []}").unwrap();
     let e = read(&path).unwrap_err();
@@ -94,16 +107,28 @@ fn other_versions_and_other_files_are_named_as_such() {
     assert!(e.to_string().contains("at mode"), "{e}");
     let e = read(&dir.path().join("missing.json")).unwrap_err();
     assert!(matches!(e, PlanError::Read { .. }));
-    assert!(!e.to_string().contains("No such file"), "the cause is the source: {e}");
+    assert!(
+        !e.to_string().contains("No such file"),
+        "the cause is the source: {e}"
+    );
 }
 
 #[test]
 fn the_site_is_compared_normalised() {
     let p = plan();
     let path = std::path::Path::new("plan.json");
-    assert!(p.check_site(path, "HTTPS://Acme.Atlassian.net/", "cloud").is_ok());
-    assert!(p.check_site(path, "https://other.atlassian.net", "cloud").is_err());
-    assert!(p.check_site(path, "https://acme.atlassian.net", "datacenter").is_err());
+    assert!(
+        p.check_site(path, "HTTPS://Acme.Atlassian.net/", "cloud")
+            .is_ok()
+    );
+    assert!(
+        p.check_site(path, "https://other.atlassian.net", "cloud")
+            .is_err()
+    );
+    assert!(
+        p.check_site(path, "https://acme.atlassian.net", "datacenter")
+            .is_err()
+    );
     let e = p
         .check_site(path, "https://other.atlassian.net", "cloud")
         .unwrap_err();

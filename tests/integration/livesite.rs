@@ -61,6 +61,9 @@ pub struct State {
     pub requests: BTreeMap<&'static str, u64>,
     /// Label name to its id (a label's id is the same on every page).
     ids: BTreeMap<String, u64>,
+    /// Page id to how many times a person edited it: each edit bumps its version (from 1)
+    /// and changes its body. Labels never bump a version, as on a real site.
+    pub edits: BTreeMap<u64, u64>,
 }
 
 impl State {
@@ -80,6 +83,15 @@ impl State {
             Person::Removes(page, l) => {
                 self.labels.entry(*page).or_default().remove(*l);
             }
+        }
+    }
+    pub fn version(&self, page: u64) -> u64 {
+        1 + self.edits.get(&page).copied().unwrap_or(0)
+    }
+    fn body(&self, page: u64) -> String {
+        match self.edits.get(&page) {
+            Some(n) => format!("{}<p>Edited {n} times.</p>", body_of(page)),
+            None => body_of(page),
         }
     }
     pub fn has(&self, page: u64, label: &str) -> bool {
@@ -119,6 +131,11 @@ impl LiveSite {
 
     pub fn person_removes(&self, page: u64, label: &'static str) {
         self.state().apply(&Person::Removes(page, label));
+    }
+
+    /// A person edits the page: its version moves on.
+    pub fn person_edits(&self, page: u64) {
+        *self.state().edits.entry(page).or_default() += 1;
     }
 
     /// Starts a server answering as this site.
@@ -266,8 +283,8 @@ impl LiveSite {
                 let results: Vec<Value> = (from + 1..=to)
                     .map(|id| json!({
                         "id": id.to_string(), "status": "current", "title": format!("How to deploy service {id}"),
-                        "spaceId": "1", "version": {"number": 1},
-                        "body": {"storage": {"representation": "storage", "value": body_of(id)}},
+                        "spaceId": "1", "version": {"number": st.version(id)},
+                        "body": {"storage": {"representation": "storage", "value": st.body(id)}},
                         "_links": {"webui": format!("/spaces/ENG/pages/{id}")}
                     }))
                     .collect();
@@ -354,8 +371,8 @@ impl LiveSite {
                         json!({
                             "id": id.to_string(), "type": "page", "status": "current",
                             "title": format!("How to deploy service {id}"),
-                            "version": {"number": 1},
-                            "body": {"storage": {"value": body_of(id), "representation": "storage"}},
+                            "version": {"number": st.version(id)},
+                            "body": {"storage": {"value": st.body(id), "representation": "storage"}},
                             "metadata": {"labels": {"results": labels, "start": 0, "limit": 200, "size": labels.len(), "_links": {}}},
                             "_links": {"webui": format!("/pages/viewpage.action?pageId={id}")}
                         })

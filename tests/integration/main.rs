@@ -68,3 +68,5 @@ mod serve;
 // `tag-space serve` with the real pipeline: two spaces under one quota, the real binary's
 // SIGTERM, restart and refusal.
 mod servecli;
+// Plan files: --dry-run --plan, then apply exactly the plan (issue 15).
+mod plan;
