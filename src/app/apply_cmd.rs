@@ -161,11 +161,9 @@ async fn apply_space(
 ) -> anyhow::Result<()> {
     let client = space::connect(config).await?;
     let _lock = lock::take(config, &session.cancel).await?;
-    let state = state::open(config, taxonomy)?.with_context(|| {
-        format!(
-            "apply needs the state file (the label ledger says which labels are tag-space's): set TAG_SPACE_CACHE_PATH or --cache-path to the one the plan's dry run used"
-        )
-    })?;
+    let state = state::open(config, taxonomy)?.context(
+        "apply needs the state file (the label ledger says which labels are tag-space's): set TAG_SPACE_CACHE_PATH or --cache-path to the one the plan's dry run used",
+    )?;
     let mut now = match listed(&client, &config.space, writes).await {
         Ok(now) => now,
         Err(e) => {

@@ -70,3 +70,5 @@ mod serve;
 mod servecli;
 // Plan files: --dry-run --plan, then apply exactly the plan (issue 15).
 mod plan;
+// The README's "In CI" examples, run as written against the fakes.
+mod ci_readme;
