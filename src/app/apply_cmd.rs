@@ -94,6 +94,11 @@ pub async fn apply(
         (Some(_), false) => RunStatus::Failed,
         (None, false) => RunStatus::Finished,
     };
+    if stale > 0 {
+        report::warning_line(&format!(
+            "stale pages (edited since the plan, so left alone): {stale}; make a new plan for them"
+        ));
+    }
     run_report.set_end(status, failure.as_ref().map(one_line));
     run_report.finish(SystemTime::now(), started.elapsed());
     let written = write_reports(config.format, config.no_color, &config.reports, &run_report);

@@ -245,6 +245,11 @@ async fn edited_page_is_stale(flavor: Flavor) {
         e.posted()
     );
     assert!(e.has(1, "type-howto") && e.has(3, "status-draft"));
+    assert!(
+        stderr(&out).contains("stale pages (edited since the plan, so left alone): 1"),
+        "{}",
+        stderr(&out)
+    );
     let line = stdout(&out);
     assert!(
         line.contains("stale: edited since the plan (version 1 planned, 2 now)"),
