@@ -199,20 +199,25 @@ async fn execute<S: PageSource>(
         source.halted(),
         &config.space,
     );
-    let (failure, status) = match submitted {
-        Err(e) if failure.is_none() => (Some(e), RunStatus::Failed),
-        _ => (failure, status),
-    };
-    let (failure, status) = match plan_out::save(config, plan, status) {
-        Err(e) if failure.is_none() => (Some(e), RunStatus::Failed),
-        _ => (failure, status),
-    };
+    let (failure, status) = or_failed((failure, status), submitted);
+    let (failure, status) = or_failed((failure, status), plan_out::save(config, plan, status));
     run_report.set_end(status, failure.as_ref().map(one_line));
     if let Some(state) = &state {
         run_report.set_cache(state::metrics(state));
     }
     run_report.finish(SystemTime::now(), started.elapsed());
     conclude(config, state.as_ref(), session, run_report, failure)
+}
+
+/// The run's failure, or else `then`'s error (and the run then failed).
+fn or_failed(
+    (failure, status): (Option<anyhow::Error>, RunStatus),
+    then: anyhow::Result<()>,
+) -> (Option<anyhow::Error>, RunStatus) {
+    match then {
+        Err(e) if failure.is_none() => (Some(e), RunStatus::Failed),
+        _ => (failure, status),
+    }
 }
 
 /// Each provider's figures for the report, with the rung it asked JSON by and what its

@@ -62,33 +62,16 @@ pub async fn apply(
         },
         &taxonomy,
     );
-    let (mut stale, mut failure) = (0, None);
+    let mut stale = 0;
     let page_lines = config.format == OutputFormat::Table;
-    for (key, writes) in &planned {
-        config.space = key.clone();
-        let mut record = |o: &PageOutcome| {
-            stale += u64::from(is_stale(o));
-            run_report.record(o);
-            if page_lines && (!config.log.quiet || o.status == Status::Failed) {
-                report::print_page_line(o, config.dry_run);
-            }
-        };
-        if let Err(e) = apply_space(
-            &mut config.clone(),
-            &taxonomy,
-            writes,
-            &session,
-            &mut record,
-        )
-        .await
-        {
-            failure = Some(e);
-            break;
+    let mut record = |o: &PageOutcome| {
+        stale += u64::from(is_stale(o));
+        run_report.record(o);
+        if page_lines && (!config.log.quiet || o.status == Status::Failed) {
+            report::print_page_line(o, config.dry_run);
         }
-        if session.cancel.is_cancelled() {
-            break;
-        }
-    }
+    };
+    let failure = apply_spaces(&config, &taxonomy, &planned, &session, &mut record).await;
     let status = match (&failure, session.cancel.is_cancelled()) {
         (_, true) => RunStatus::Interrupted,
         (Some(_), false) => RunStatus::Failed,
@@ -106,6 +89,29 @@ pub async fn apply(
         return Err(e);
     }
     Ok(exit_code(status, run_report.counts().failed + stale))
+}
+
+/// Each space in turn, until one fails (its error) or the run is stopped.
+async fn apply_spaces(
+    config: &Config,
+    taxonomy: &Taxonomy,
+    planned: &Planned,
+    session: &Session,
+    record: &mut dyn FnMut(&PageOutcome),
+) -> Option<anyhow::Error> {
+    for (key, writes) in planned {
+        let mut config = Config {
+            space: key.clone(),
+            ..config.clone()
+        };
+        if let Err(e) = apply_space(&mut config, taxonomy, writes, session, record).await {
+            return Some(e);
+        }
+        if session.cancel.is_cancelled() {
+            break;
+        }
+    }
+    None
 }
 
 /// Refuses a plan for another site or taxonomy, or with a page this build cannot read.
