@@ -25,10 +25,7 @@ pub(super) fn builder(
             path.display()
         );
     }
-    let site = Site {
-        base_url: site.root.clone(),
-        flavor: site.flavor.to_string(),
-    };
+    let site = Site::new(&site.root, &site.flavor.to_string());
     let mode = if config.sync {
         PlanMode::Sync
     } else {

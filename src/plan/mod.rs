@@ -136,6 +136,26 @@ pub enum PlanError {
     OtherTaxonomy { path: PathBuf },
 }
 
+impl Site {
+    /// The site a plan records for this root (a [`crate::confluence::ConfluenceSettings`]
+    /// root) and flavour. A user or password in the URL is dropped: a plan is shared for
+    /// review, and no secret goes into one.
+    pub fn new(root: &str, flavor: &str) -> Self {
+        let base_url = match url::Url::parse(root) {
+            Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.as_str().trim_end_matches('/').to_string()
+            }
+            _ => root.to_string(),
+        };
+        Site {
+            base_url,
+            flavor: flavor.to_string(),
+        }
+    }
+}
+
 impl Plan {
     /// Refuses a plan made on another site than `base_url` (a [`Site::base_url`]) of this
     /// flavour. Scheme and host are compared without case; the path as it is.
@@ -145,13 +165,15 @@ impl Plan {
         base_url: &str,
         flavor: &str,
     ) -> Result<(), PlanError> {
-        if normalise(&self.site.base_url) == normalise(base_url) && self.site.flavor == flavor {
+        let now = Site::new(base_url, flavor);
+        if normalise(&self.site.base_url) == normalise(&now.base_url) && self.site.flavor == flavor
+        {
             return Ok(());
         }
         Err(PlanError::OtherSite {
             path: path.to_path_buf(),
             planned: format!("{} ({})", self.site.base_url, self.site.flavor),
-            configured: format!("{base_url} ({flavor})"),
+            configured: format!("{} ({flavor})", now.base_url),
         })
     }
 

@@ -137,3 +137,27 @@ fn the_site_is_compared_normalised() {
         "plan.json is a plan for https://acme.atlassian.net (cloud), not for the configured site https://other.atlassian.net (cloud): set CONFLUENCE_BASE_URL (and the credentials) for the plan's site, or make a new plan"
     );
 }
+
+#[test]
+fn no_user_or_password_of_the_base_url_goes_into_a_plan_or_its_refusal() {
+    let site = Site::new("https://bot:s3cret@acme.example/confluence", "datacenter");
+    assert_eq!(site.base_url, "https://acme.example/confluence");
+    let e = plan()
+        .check_site(
+            std::path::Path::new("p.json"),
+            "https://bot:s3cret@other.example",
+            "cloud",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("s3cret") && !e.contains("bot@"), "{e}");
+    assert!(
+        plan()
+            .check_site(
+                std::path::Path::new("p.json"),
+                "https://u:p@acme.atlassian.net",
+                "cloud"
+            )
+            .is_ok()
+    );
+}
