@@ -237,7 +237,10 @@ async fn edited_page_is_stale(flavor: Flavor) {
     let e = env(flavor).await;
     e.plan("full", &[]);
     e.site.person_edits(2);
-    let out = e.apply("full", &["--report", "applied.json"]);
+    let out = e.apply(
+        "full",
+        &["--report", "applied.json", "--report", "applied.md"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         e.posted().iter().all(|(p, _)| *p != 2),
@@ -254,6 +257,12 @@ async fn edited_page_is_stale(flavor: Flavor) {
     assert!(
         line.contains("stale: edited since the plan (version 1 planned, 2 now)"),
         "{line}"
+    );
+    let md = std::fs::read_to_string(e.path("applied.md")).unwrap();
+    assert!(
+        md.contains("### Stale: edited since the plan, not applied (1)")
+            && md.contains("How to deploy service 2"),
+        "{md}"
     );
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(e.path("applied.json")).unwrap()).unwrap();
