@@ -212,10 +212,10 @@ fn main() {
                 id: i.to_string(),
                 title: format!("Runbook {i}: restart the billing service"),
                 version: Some(1),
-                body: format!(
+                body: Some(format!(
                     "<h2>Steps</h2><p>Page {i}. Open the Jira ticket, check the dashboard, restart the service, then confirm on the status page.</p>"
                 )
-                .repeat(8),
+                .repeat(8)),
                 labels: None,
                 url: None,
             })

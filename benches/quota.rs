@@ -312,11 +312,11 @@ fn make_space(n: usize) -> MemorySource {
             id: format!("{}", 10_000 + i),
             title: format!("Page {i}"),
             version: Some(1),
-            body: format!(
+            body: Some(format!(
                 "<h2>On-call</h2><p>{}</p>",
                 "How we run the on-call rotation and what to do when the pager goes off. "
                     .repeat(10)
-            ),
+            )),
             labels: Some(Vec::new()),
             url: None,
         })

@@ -19,6 +19,7 @@ use crate::governor::ProviderStats;
 use crate::governor::{Chain, Governed, GovernorConfig, Quota};
 use crate::llm::gemini::GeminiProvider;
 use crate::llm::openai::OpenAiProvider;
+use crate::llm::prompt::PromptOptions;
 use crate::llm::rules::RulesProvider;
 use crate::llm::{AnyProvider, ProviderSettings};
 use crate::pipeline::{self, RunOptions, RunState};
@@ -30,6 +31,7 @@ use crate::taxonomy::Taxonomy;
 
 mod apply_cmd;
 mod cache_cmd;
+mod describe;
 mod eval_cmd;
 mod jobs_cmd;
 mod lock;
@@ -96,11 +98,35 @@ pub async fn run(mut config: Config, session: Session) -> anyhow::Result<RunRepo
 }
 
 /// The providers in priority order (Gemini, then OpenAI, then the keyword rules), each behind
-/// its own governor.
+/// its own governor, asking with [`prompt_options`] (no examples: see `Config::few_shot`).
 fn build_chain(
     config: &Config,
     taxonomy: &Arc<Taxonomy>,
     rules_delay: std::time::Duration,
+) -> anyhow::Result<Chain<AnyProvider>> {
+    if config.few_shot == Some(true) {
+        tracing::warn!(
+            "TAG_SPACE_FEW_SHOT is used by tag-space eval only: this run shows the model no examples"
+        );
+    }
+    build_chain_with(config, taxonomy, rules_delay, &prompt_options(config))
+}
+
+/// The prompt switches of the configuration; examples are added by `eval`, which has them.
+fn prompt_options(config: &Config) -> PromptOptions {
+    PromptOptions {
+        reason: config.reason,
+        examples: None,
+        describe: false,
+    }
+}
+
+/// [`build_chain`] with the LLM providers asking with `prompt`.
+fn build_chain_with(
+    config: &Config,
+    taxonomy: &Arc<Taxonomy>,
+    rules_delay: std::time::Duration,
+    prompt: &PromptOptions,
 ) -> anyhow::Result<Chain<AnyProvider>> {
     let governed = |inner: AnyProvider, settings: Option<(&ProviderSettings, Quota)>| {
         let defaults = GovernorConfig::default();
@@ -120,7 +146,8 @@ fn build_chain(
     let mut providers = Vec::new();
     if let Some(s) = &config.gemini {
         let p = GeminiProvider::new(s.clone(), taxonomy.clone())
-            .context("cannot set up the Gemini client")?;
+            .context("cannot set up the Gemini client")?
+            .with_prompt(prompt.clone());
         providers.push(governed(
             AnyProvider::Gemini(p),
             Some((s, config.gemini_quota)),
@@ -129,7 +156,8 @@ fn build_chain(
     if let Some(s) = &config.openai {
         let p = OpenAiProvider::new(s.clone(), taxonomy.clone())
             .context("cannot set up the OpenAI client")?
-            .with_structured(config.openai_structured);
+            .with_structured(config.openai_structured)
+            .with_prompt(prompt.clone());
         providers.push(governed(
             AnyProvider::OpenAi(p),
             Some((s, config.openai_quota)),
@@ -137,7 +165,11 @@ fn build_chain(
     }
     if config.rules {
         providers.push(governed(
-            AnyProvider::Rules(RulesProvider::new(taxonomy.clone()).with_delay(rules_delay)),
+            AnyProvider::Rules(
+                RulesProvider::new(taxonomy.clone())
+                    .with_delay(rules_delay)
+                    .describing(prompt.describe),
+            ),
             None,
         ));
     }
@@ -192,6 +224,9 @@ async fn execute<S: PageSource>(
     };
     run_report.set_providers(providers_metrics(chain, config, batch.as_ref()));
     run_report.set_pages_listed(progress.pages_taken());
+    if let Some(site) = source.site_stats() {
+        run_report.set_confluence(site);
+    }
     let (failure, status) = ending(
         session.cancel.is_cancelled(),
         listed,

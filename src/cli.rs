@@ -47,6 +47,10 @@ TAG_SPACE_ENV_FILE; a flag beats the environment, which beats the env file):
                                   Confluence requests in flight at most (default 4)
     TAG_SPACE_MAX_PAGE_CHARS      text budget per page sent to the LLM (default 8000)
     TAG_SPACE_TAXONOMY            taxonomy file (default: the built-in one)
+    TAG_SPACE_REASON              true | false: each page's answer starts with a short
+                                  reason before its tags (default false; docs/eval.md)
+    TAG_SPACE_FEW_SHOT            true | false: tag-space eval shows the model labelled pages
+                                  of the space (default true; eval only; docs/eval.md)
     TAG_SPACE_CACHE_ENABLED       true | false (default true)
     TAG_SPACE_CACHE_SIZE          in-memory cache entries (default 1000)
     TAG_SPACE_CACHE_PATH          state file, or a directory to keep state.db in (default:

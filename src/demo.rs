@@ -51,7 +51,7 @@ pub fn pages() -> Vec<Page> {
             id: p.id,
             title: p.title,
             version: Some(p.version),
-            body: p.body,
+            body: Some(p.body),
             labels: Some(p.labels.into_iter().map(parse_label).collect()),
         })
         .collect()
@@ -75,7 +75,7 @@ pub fn restore(
     let mut edits_left = edit;
     let mut pages = pages();
     for p in &mut pages {
-        let bundled = (p.version.unwrap_or(1), p.body.clone());
+        let bundled = (p.version.unwrap_or(1), p.body.clone().unwrap_or_default());
         let mut version = bundled.0;
         if let Some(store) = store {
             let ledger = store.page_ledger(SPACE_KEY, &p.id)?;
@@ -97,7 +97,7 @@ pub fn restore(
             edits_left -= 1;
             version += 1;
         }
-        p.body = edited(&bundled.1, version - bundled.0);
+        p.body = Some(edited(&bundled.1, version - bundled.0));
         p.version = Some(version);
     }
     Ok(MemorySource::new(SPACE_KEY, pages))
@@ -144,7 +144,7 @@ mod tests {
         pages()
             .into_iter()
             .map(|p| PageText {
-                text: text::extract(&p.body, MAX_CHARS),
+                text: text::extract(p.body.as_deref().unwrap_or_default(), MAX_CHARS),
                 id: p.id,
                 title: p.title,
             })

@@ -18,7 +18,7 @@ use crate::cli::ApplyArgs;
 use crate::config::{Config, ConfigError};
 use crate::confluence::{ConfluenceClient, ConfluenceError, PageSource};
 use crate::ending::{exit_code, one_line, record_end, write_reports};
-use crate::pipeline::{self, Listed, PageOutcome, PlannedWrite, RunOptions, Status};
+use crate::pipeline::{self, ListedNow, PageOutcome, PlannedWrite, RunOptions, Status};
 use crate::plan::{Plan, PlanError, PlanMode};
 use crate::report;
 use crate::report::OutputFormat;
@@ -222,14 +222,14 @@ async fn listed(
     client: &ConfluenceClient,
     space: &str,
     writes: &[PlannedWrite],
-) -> Result<HashMap<String, Listed>, ConfluenceError> {
+) -> Result<HashMap<String, ListedNow>, ConfluenceError> {
     let wanted: std::collections::HashSet<&str> = writes.iter().map(|w| w.id.as_str()).collect();
     let (tx, mut rx) = mpsc::channel::<crate::confluence::Page>(64);
     let mut now = HashMap::new();
     let gather = async {
         while let Some(page) = rx.recv().await {
             if wanted.contains(page.id.as_str()) {
-                let listed = Listed {
+                let listed = ListedNow {
                     version: page.version,
                     labels: page.labels,
                 };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::{INTERRUPT_GRACE, MAX_BATCH_CHARS, build_chain, lock, space, state, statedir};
+use super::{INTERRUPT_GRACE, MAX_BATCH_CHARS, build_chain_with, lock, space, state, statedir};
 use crate::cache::{self, LabelStatus, RunEnd};
 use crate::cli::{Args, EvalArgs};
 use crate::config::Config;
@@ -22,6 +22,8 @@ use crate::eval::select::select;
 use crate::eval::source::Selected;
 use crate::governor::Chain;
 use crate::llm::AnyProvider;
+use crate::llm::examples::ExamplePool;
+use crate::llm::prompt::PromptOptions;
 use crate::pipeline::{self, RunOptions, RunState, Status};
 use crate::taxonomy::Taxonomy;
 use crate::taxonomy::draft::PageLabels;
@@ -41,6 +43,14 @@ pub fn eval_command(args: &Args, cmd: &EvalArgs) -> anyhow::Result<u8> {
     a.dry_run = true;
     crate::report::logging::init(&crate::config::log_settings(&a));
     let mut config = Config::load(&a)?;
+    if cmd.llm {
+        config = config.with_demo_llm(&a)?;
+    }
+    config.reason = EvalArgs::switch(cmd.reason, cmd.no_reason, config.reason);
+    // Few-shot is on unless switched off: it raised micro F1 on the bundled space
+    // (BENCHMARKS.md, "Prompt switches on a real local model").
+    let few_shot = config.few_shot.unwrap_or(true);
+    config.few_shot = Some(EvalArgs::switch(cmd.few_shot, cmd.no_few_shot, few_shot));
     if config.demo {
         config.space = demo::eval::SPACE_KEY.to_string();
     }
@@ -61,12 +71,11 @@ async fn eval(mut config: Config, cmd: &EvalArgs) -> anyhow::Result<u8> {
         taxonomy = demo::eval::with_aliases(taxonomy)?;
     }
     let taxonomy = Arc::new(taxonomy);
-    let chain = build_chain(&config, &taxonomy, std::time::Duration::ZERO)?;
     let report = if config.demo {
-        evaluate(&config, &demo::eval::source(), &chain, &taxonomy, cmd).await?
+        evaluate(&config, &demo::eval::source(), &taxonomy, cmd).await?
     } else {
         let client = space::connect(&mut config).await?;
-        evaluate(&config, &client, &chain, &taxonomy, cmd).await?
+        evaluate(&config, &client, &taxonomy, cmd).await?
     };
     write_table(&mut std::io::stdout().lock(), &report)?;
     for path in &cmd.report {
@@ -97,13 +106,12 @@ fn write_report(path: &std::path::Path, report: &EvalReport) -> anyhow::Result<(
 async fn evaluate<S: PageSource>(
     config: &Config,
     source: &S,
-    chain: &Chain<AnyProvider>,
-    taxonomy: &Taxonomy,
+    taxonomy: &Arc<Taxonomy>,
     cmd: &EvalArgs,
 ) -> anyhow::Result<EvalReport> {
     let cancel = Default::default();
     let _lock = lock::take(config, &cancel).await?;
-    let state = state::open(config, taxonomy)?;
+    let mut state = state::open(config, taxonomy)?;
     let mut pages = read_space_labels(source, &config.space)
         .await
         .with_context(|| format!("cannot read the labels of space {}", config.space))?;
@@ -111,6 +119,12 @@ async fn evaluate<S: PageSource>(
     if let Some(st) = &state {
         human_only(st, &mut pages)?;
     }
+    let prompt = prompt_options(config, taxonomy, &pages);
+    if let Some(st) = &mut state {
+        st.setup.prompt_version = prompt.version();
+    }
+    let chain = build_chain_with(config, taxonomy, std::time::Duration::ZERO, &prompt)?;
+    let chain = &chain;
     let chosen = select(taxonomy, pages, cmd.sample, cmd.seed, cmd.limit);
     let labels: HashMap<String, Vec<Label>> = chosen
         .pages
@@ -137,7 +151,7 @@ async fn evaluate<S: PageSource>(
             },
         );
     }
-    Ok(build_report(
+    let mut report = build_report(
         config,
         taxonomy,
         chain,
@@ -145,7 +159,30 @@ async fn evaluate<S: PageSource>(
         listed,
         chosen,
         proposed,
-    ))
+    );
+    report.prompt_version = prompt.version();
+    Ok(report)
+}
+
+/// The prompt of this evaluation: the reason switch, and with few-shot on, every page with
+/// human taxonomy labels as the example pool (a page is never shown beside itself: see
+/// [`ExamplePool::choose`]).
+fn prompt_options(config: &Config, taxonomy: &Taxonomy, pages: &[PageLabels]) -> PromptOptions {
+    // The keyword rules read no examples: no pool, and the version says so.
+    let llm = config.gemini.is_some() || config.openai.is_some();
+    let examples = (config.few_shot == Some(true) && llm).then(|| {
+        Arc::new(ExamplePool::new(
+            taxonomy,
+            pages
+                .iter()
+                .map(|p| (p.id.as_str(), p.title.as_str(), p.labels.as_slice())),
+        ))
+    });
+    PromptOptions {
+        reason: config.reason,
+        examples,
+        describe: false,
+    }
 }
 
 /// A dry run over the selected pages, through the same pipeline, governor and cache as a run.

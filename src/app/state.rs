@@ -63,7 +63,7 @@ pub(super) fn open(config: &Config, taxonomy: &Taxonomy) -> anyhow::Result<Optio
         run,
         setup: Setup::new(
             taxonomy.fingerprint(),
-            crate::llm::prompt::PROMPT_VERSION,
+            super::prompt_options(config).version(),
             primary_model(config),
         ),
     }))

@@ -5,14 +5,15 @@ use std::io::Write;
 
 use anyhow::Context;
 
+use super::describe;
 use crate::cli::{Args, FallbackArg, TaxonomyCommand, TaxonomyInitArgs};
 use crate::config::Config;
 use crate::confluence::PageSource;
 use crate::demo;
 use crate::taxonomy::Taxonomy;
-use crate::taxonomy::draft::{Draft, draft};
+use crate::taxonomy::draft::{Draft, PageLabels, draft};
 use crate::taxonomy::read::read_space_labels;
-use crate::taxonomy::render::render;
+use crate::taxonomy::render::render_with;
 
 /// Runs a `taxonomy` command.
 pub fn taxonomy_command(args: &Args, cmd: &TaxonomyCommand) -> anyhow::Result<()> {
@@ -34,16 +35,20 @@ pub async fn taxonomy_init(args: &Args, init: &TaxonomyInitArgs) -> anyhow::Resu
             );
         }
     }
-    let d = if init.demo {
+    let mut a = args.clone();
+    a.command = None;
+    a.space.clone_from(&init.space);
+    a.env_file.clone_from(&init.env_file);
+    a.demo = init.demo;
+    // Without --describe no model is asked: the offline provider stands in, so that no LLM
+    // key is needed. The demo has only that one (its descriptions are templates).
+    if !init.describe {
+        a.fallback = Some(FallbackArg::Rules);
+    }
+    let mut config = Config::load(&a)?;
+    let (d, pages) = if init.demo {
         draft_from(&demo::eval::source(), demo::eval::SPACE_KEY, init.min_pages).await?
     } else {
-        let mut a = args.clone();
-        a.command = None;
-        a.space.clone_from(&init.space);
-        a.env_file.clone_from(&init.env_file);
-        // No model is asked: the offline provider stands in, so that no LLM key is needed.
-        a.fallback = Some(FallbackArg::Rules);
-        let mut config = Config::load(&a)?;
         let client = super::space::connect(&mut config).await?;
         draft_from(&client, &config.space, init.min_pages).await?
     };
@@ -55,7 +60,16 @@ pub async fn taxonomy_init(args: &Args, init: &TaxonomyInitArgs) -> anyhow::Resu
             d.pages_read
         );
     }
-    let text = render(&d);
+    let mut descriptions = std::collections::BTreeMap::new();
+    if init.describe {
+        let tags = describe::requests(&d, &pages);
+        describe::print_size(&tags, init.dry_run);
+        if init.dry_run {
+            return Ok(());
+        }
+        descriptions = describe::describe_tags(&config, &d, &tags).await?;
+    }
+    let text = render_with(&d, &descriptions);
     // What is written must load: a bug here must not hand a person a broken file.
     Taxonomy::from_toml(&text, "the drafted taxonomy")
         .context("the drafted taxonomy does not load (a bug: please report it)")?;
@@ -77,11 +91,11 @@ async fn draft_from<S: PageSource>(
     source: &S,
     space: &str,
     min_pages: u64,
-) -> anyhow::Result<Draft> {
+) -> anyhow::Result<(Draft, Vec<PageLabels>)> {
     let pages = read_space_labels(source, space)
         .await
         .with_context(|| format!("cannot read the labels of space {space}"))?;
-    Ok(draft(space, &pages, min_pages))
+    Ok((draft(space, &pages, min_pages), pages))
 }
 
 fn summary(d: &Draft, output: Option<&std::path::Path>) -> String {

@@ -124,10 +124,33 @@ pub fn is_unchanged(
     setup: &SetupHash,
     current_labels: Option<&[String]>,
 ) -> bool {
-    let Some(done) = &ledger.done else {
-        return false;
-    };
-    if done.version != version || done.content_hash != *content_hash || done.setup != *setup {
+    ledger
+        .done
+        .as_ref()
+        .is_some_and(|done| done.version == version && done.content_hash == *content_hash)
+        && settled(ledger, setup, current_labels)
+}
+
+/// As [`is_unchanged`] for a page listed without its body: the same version stands for the
+/// same content, since Confluence raises a page's version on every edit of its body or title.
+/// A page listed without a version is never unchanged by this test: its body decides.
+pub fn is_unchanged_version(
+    ledger: &PageLedger,
+    version: Option<u64>,
+    setup: &SetupHash,
+    current_labels: Option<&[String]>,
+) -> bool {
+    version.is_some()
+        && ledger
+            .done
+            .as_ref()
+            .is_some_and(|done| done.version == version)
+        && settled(ledger, setup, current_labels)
+}
+
+/// The rest of [`is_unchanged`]: finished under `setup`, no intent open, labels in place.
+fn settled(ledger: &PageLedger, setup: &SetupHash, current_labels: Option<&[String]>) -> bool {
+    if ledger.done.as_ref().is_none_or(|done| done.setup != *setup) {
         return false;
     }
     let open_intent = ledger
@@ -349,6 +372,40 @@ mod tests {
         assert!(
             !is_unchanged(&l, Some(7), &h, &setup, Some(&s(&[]))),
             "label gone"
+        );
+    }
+
+    #[test]
+    fn without_the_body_the_version_decides_and_an_unknown_version_never_skips() {
+        let (l, _, setup) = done_ledger(&[("howto", Added)]);
+        let cur = s(&["howto"]);
+        assert!(is_unchanged_version(&l, Some(7), &setup, Some(&cur)));
+        assert!(is_unchanged_version(&l, Some(7), &setup, None));
+        assert!(!is_unchanged_version(&l, Some(8), &setup, None), "edited");
+        assert!(!is_unchanged_version(&l, None, &setup, None), "no version");
+        let prompt_changed = Setup::new("tax", "p2", "m").hash();
+        assert!(
+            !is_unchanged_version(&l, Some(7), &prompt_changed, None),
+            "setup"
+        );
+        assert!(
+            !is_unchanged_version(&l, Some(7), &setup, Some(&s(&[]))),
+            "label gone"
+        );
+        let (open, _, _) = done_ledger(&[("howto", Adding)]);
+        assert!(
+            !is_unchanged_version(&open, Some(7), &setup, None),
+            "open intent"
+        );
+        let mut unversioned = l.clone();
+        unversioned.done.as_mut().unwrap().version = None;
+        assert!(
+            !is_unchanged_version(&unversioned, None, &setup, None),
+            "None == None is no proof"
+        );
+        assert!(
+            !is_unchanged_version(&PageLedger::default(), Some(7), &setup, None),
+            "never finished"
         );
     }
 

@@ -61,8 +61,8 @@ mod store;
 mod tasks;
 
 pub use decide::{
-    LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, plan_add, plan_sync,
-    settle_after_failure,
+    LabelPlan, LabelStatus, PageDone, PageLedger, is_unchanged, is_unchanged_version, plan_add,
+    plan_sync, settle_after_failure,
 };
 pub use error::CacheError;
 pub use jobs::{JobRecord, JobSpec, RequestRecord};

@@ -18,6 +18,10 @@ pub struct EvalArgs {
     /// Evaluate on the bundled EVAL space with the keyword rules provider: offline.
     #[arg(long)]
     pub demo: bool,
+    /// With --demo: the configured LLM (GEMINI_*/OPENAI_*) answers instead of the keyword
+    /// rules; the bundled pages are sent to it. Measures a model or a prompt switch.
+    #[arg(long, requires = "demo")]
+    pub llm: bool,
     /// Classify at most N of the pages that carry human taxonomy labels.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
@@ -49,6 +53,26 @@ pub struct EvalArgs {
     /// Pages per LLM request [env: TAG_SPACE_BATCH_SIZE; default 5].
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
+    /// Show the model a few labelled pages of the space beside each batch, chosen by word
+    /// overlap, never a page of the batch (the default) [env: TAG_SPACE_FEW_SHOT].
+    #[arg(long, overrides_with = "no_few_shot")]
+    pub few_shot: bool,
+    /// No few-shot examples, whatever TAG_SPACE_FEW_SHOT says.
+    #[arg(long, overrides_with = "few_shot")]
+    pub no_few_shot: bool,
+    /// Ask for a short reason before each page's tags [env: TAG_SPACE_REASON].
+    #[arg(long, overrides_with = "no_reason")]
+    pub reason: bool,
+    /// No reason field, whatever TAG_SPACE_REASON says.
+    #[arg(long, overrides_with = "reason")]
+    pub no_reason: bool,
+}
+
+impl EvalArgs {
+    /// A switch's flags over its setting: `--x` on, `--no-x` off, neither the setting.
+    pub fn switch(on: bool, off: bool, setting: bool) -> bool {
+        (setting || on) && !off
+    }
 }
 
 fn parse_f1(s: &str) -> Result<f64, String> {
@@ -83,6 +107,13 @@ pub struct TaxonomyInitArgs {
     /// Overwrite the --output file.
     #[arg(long, requires = "output")]
     pub force: bool,
+    /// Have the configured LLM (GEMINI_*/OPENAI_*) write each tag's description from a few
+    /// titles of its pages, paced like a run. With --demo: a template of the titles, no model.
+    #[arg(long)]
+    pub describe: bool,
+    /// With --describe: print the prompt's size (estimated tokens) and make no call.
+    #[arg(long, requires = "describe")]
+    pub dry_run: bool,
     /// Keep a label (with its aliases) only when at least N pages carry it.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub min_pages: u64,

@@ -61,6 +61,8 @@ pub const VARIABLES: &[&str] = &[
     "TAG_SPACE_CONFLUENCE_CONCURRENCY",
     "TAG_SPACE_MAX_PAGE_CHARS",
     "TAG_SPACE_TAXONOMY",
+    "TAG_SPACE_REASON",
+    "TAG_SPACE_FEW_SHOT",
     "TAG_SPACE_CACHE_ENABLED",
     "TAG_SPACE_CACHE_SIZE",
     "TAG_SPACE_CACHE_PATH",
@@ -144,6 +146,12 @@ pub struct Config {
     /// Characters of a page's text sent to the LLM.
     pub max_page_chars: usize,
     pub taxonomy_path: Option<PathBuf>,
+    /// `TAG_SPACE_REASON`: each page's answer starts with a short reason (docs/eval.md).
+    pub reason: bool,
+    /// `TAG_SPACE_FEW_SHOT`: `tag-space eval` shows the model labelled pages of the space
+    /// (`None`, unset: on, see docs/eval.md); a labelling run has no such pool yet and warns
+    /// when it is set to true.
+    pub few_shot: Option<bool>,
     pub cache: CacheSettings,
     /// `--sync`: also remove labels tag-space added that no longer apply.
     pub sync: bool,
@@ -245,6 +253,10 @@ impl Config {
                 .taxonomy
                 .clone()
                 .or_else(|| get("TAG_SPACE_TAXONOMY").map(PathBuf::from)),
+            reason: sources::parse_bool("TAG_SPACE_REASON", get("TAG_SPACE_REASON"), false)?,
+            few_shot: get("TAG_SPACE_FEW_SHOT")
+                .map(|v| sources::parse_bool("TAG_SPACE_FEW_SHOT", Some(v), true))
+                .transpose()?,
             cache,
             sync: args.sync,
             reports,
@@ -255,6 +267,22 @@ impl Config {
             lock_dir: cache::lock_dir(&get),
             warnings,
         })
+    }
+}
+
+impl Config {
+    /// `eval --demo --llm`: the bundled space, answered by the configured LLM providers
+    /// (`GEMINI_*`, `OPENAI_*`) instead of the keyword rules, to measure a model or a prompt
+    /// switch offline from Confluence. The rules stay only with `--fallback rules`.
+    pub fn with_demo_llm(mut self, args: &Args) -> Result<Self, ConfigError> {
+        let get = sources::trimmed(sources::process(args)?);
+        self.gemini = providers::gemini_settings(&get, &mut self.warnings)?;
+        self.openai = providers::openai_settings(&get, &mut self.warnings)?;
+        self.rules = args.fallback == Some(FallbackArg::Rules);
+        if self.gemini.is_none() && self.openai.is_none() {
+            return Err(ConfigError::NoProvider);
+        }
+        Ok(self)
     }
 }
 

@@ -31,6 +31,7 @@ use crate::http::snippet;
 use crate::retry::Backoff;
 
 mod bodies;
+pub use bodies::IDS_PER_REQUEST;
 mod credentials;
 mod listing;
 mod spaces;
@@ -326,6 +327,10 @@ impl PageSource for ConfluenceClient {
 
     fn halt_token(&self) -> Option<CancellationToken> {
         Some(self.gov.halt_token())
+    }
+
+    fn site_stats(&self) -> Option<super::pace::SiteStats> {
+        Some(self.gov.stats())
     }
 
     async fn labels(&self, page_id: &str) -> Result<Vec<Label>, ConfluenceError> {

@@ -17,6 +17,8 @@ pub struct MemorySource {
     labels: Mutex<HashMap<String, Vec<Label>>>,
     writes: Mutex<Vec<(String, Vec<String>)>>,
     removals: Mutex<Vec<(String, String)>>,
+    /// The ids asked for by each `bodies` call, in order.
+    body_requests: Mutex<Vec<Vec<String>>>,
 }
 
 impl MemorySource {
@@ -32,7 +34,16 @@ impl MemorySource {
             labels: Mutex::new(labels),
             writes: Mutex::new(Vec::new()),
             removals: Mutex::new(Vec::new()),
+            body_requests: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The ids each [`PageSource::bodies`] call asked for, in order.
+    pub fn body_requests(&self) -> Vec<Vec<String>> {
+        self.body_requests
+            .lock()
+            .expect("body requests lock poisoned")
+            .clone()
     }
 
     /// Every `add_labels` call so far, in order: (page id, names as sent).
@@ -63,7 +74,7 @@ impl MemorySource {
             .iter_mut()
             .find(|p| p.id == page_id)
             .expect("edit_page: no such page");
-        page.body = body.to_string();
+        page.body = Some(body.to_string());
         page.version = Some(page.version.unwrap_or(0) + 1);
     }
 
@@ -89,11 +100,13 @@ impl MemorySource {
     }
 }
 
-impl PageSource for MemorySource {
-    async fn stream_pages(
+impl MemorySource {
+    /// The listing, with bodies or (as Confluence without `body-format`) without.
+    async fn stream(
         &self,
         space_key: &str,
         tx: mpsc::Sender<Page>,
+        bodies: bool,
     ) -> Result<u64, ConfluenceError> {
         if space_key != self.space_key {
             return Err(ConfluenceError::SpaceNotFound {
@@ -118,6 +131,11 @@ impl PageSource for MemorySource {
             if page.labels.is_some() {
                 page.labels = Some(self.current_labels(&page.id));
             }
+            if bodies {
+                page.body.get_or_insert_with(String::new);
+            } else {
+                page.body = None;
+            }
             if tx.send(page).await.is_err() {
                 break; // the pipeline stopped reading (--limit)
             }
@@ -125,15 +143,37 @@ impl PageSource for MemorySource {
         }
         Ok(sent)
     }
+}
+
+impl PageSource for MemorySource {
+    async fn stream_pages(
+        &self,
+        space_key: &str,
+        tx: mpsc::Sender<Page>,
+    ) -> Result<u64, ConfluenceError> {
+        self.stream(space_key, tx, true).await
+    }
+
+    async fn stream_metadata(
+        &self,
+        space_key: &str,
+        tx: mpsc::Sender<Page>,
+    ) -> Result<u64, ConfluenceError> {
+        self.stream(space_key, tx, false).await
+    }
 
     async fn bodies(&self, ids: &[String]) -> Result<HashMap<String, String>, ConfluenceError> {
+        self.body_requests
+            .lock()
+            .expect("body requests lock poisoned")
+            .push(ids.to_vec());
         let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
         let pages = self.pages.lock().expect("pages lock poisoned");
         // Like the real client: a page that is not there is absent from the answer.
         Ok(pages
             .iter()
             .filter(|p| wanted.contains(p.id.as_str()))
-            .map(|p| (p.id.clone(), p.body.clone()))
+            .map(|p| (p.id.clone(), p.body.clone().unwrap_or_default()))
             .collect())
     }
 
@@ -210,7 +250,7 @@ mod tests {
             id: id.into(),
             title: format!("Page {id}"),
             version: Some(3),
-            body: body.into(),
+            body: Some(body.into()),
             labels: None,
             url: None,
         }
@@ -232,10 +272,11 @@ mod tests {
         assert!(
             listed
                 .iter()
-                .all(|p| p.body.is_empty() && p.version == Some(3))
+                .all(|p| p.body.is_none() && p.version == Some(3))
         );
         let bodies = src.bodies(&["2".into(), "9".into()]).await.unwrap();
         assert_eq!(bodies.len(), 1);
         assert_eq!(bodies["2"], "<p>two</p>");
+        assert_eq!(src.body_requests(), [vec!["2".to_string(), "9".into()]]);
     }
 }

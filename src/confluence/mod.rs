@@ -55,8 +55,10 @@ pub struct Page {
     pub title: String,
     /// The page's version number, when the listing carried it.
     pub version: Option<u64>,
-    /// The body in Confluence storage format (XHTML with `ac:`/`ri:` elements).
-    pub body: String,
+    /// The body in Confluence storage format (XHTML with `ac:`/`ri:` elements); `None` when
+    /// the listing did not carry it ([`PageSource::stream_metadata`]): ask
+    /// [`PageSource::bodies`].
+    pub body: Option<String>,
     /// The page's labels when the listing carried them (Data Center expands them inline);
     /// `None` means "ask [`PageSource::labels`]".
     pub labels: Option<Vec<Label>>,
@@ -92,28 +94,18 @@ pub trait PageSource: Send + Sync {
         tx: mpsc::Sender<Page>,
     ) -> impl Future<Output = Result<u64, ConfluenceError>> + Send;
 
-    /// As [`Self::stream_pages`], but each page's `body` is left empty: the listing asks
+    /// As [`Self::stream_pages`], but without bodies (`body` is `None`): the listing asks
     /// for ids, titles, versions (and on Data Center the inline labels) only, so that a run
     /// knows its total early and fetches bodies only for the pages it will classify
-    /// ([`Self::bodies`]). The default lists with bodies and drops them.
+    /// ([`Self::bodies`]). A page whose body came anyway (a server that ignores the request's
+    /// format) keeps it. The default lists with bodies: a source that cannot list without
+    /// them costs what it did, and [`Self::bodies`] is never asked.
     fn stream_metadata(
         &self,
         space_key: &str,
         tx: mpsc::Sender<Page>,
     ) -> impl Future<Output = Result<u64, ConfluenceError>> + Send {
-        async move {
-            let (inner, mut rx) = mpsc::channel::<Page>(64);
-            let forward = async move {
-                while let Some(mut page) = rx.recv().await {
-                    page.body = String::new();
-                    if tx.send(page).await.is_err() {
-                        break;
-                    }
-                }
-            };
-            let (listed, ()) = futures::join!(self.stream_pages(space_key, inner), forward);
-            listed
-        }
+        self.stream_pages(space_key, tx)
     }
 
     /// The storage-format bodies of the pages `ids`, by id, fetched in bulk (Cloud: up to 250
@@ -134,6 +126,12 @@ pub trait PageSource: Send + Sync {
     /// Why the run's Confluence work stopped (a quota spent, a wait above the ceiling), once
     /// it has: the run then ends with exit code 2 after reporting the pages done.
     fn halted(&self) -> Option<String> {
+        None
+    }
+
+    /// What the site's governor counted so far (requests, 429s, waits, bytes); `None` for a
+    /// source that is not a Confluence site.
+    fn site_stats(&self) -> Option<pace::SiteStats> {
         None
     }
 

@@ -139,6 +139,8 @@ pub struct SiteStats {
     pub slot_wait: Duration,
     /// The most requests in flight at once.
     pub peak_in_flight: usize,
+    /// Bytes of the answers' bodies received (listings, bodies, labels; errors included).
+    pub bytes: u64,
 }
 
 /// A request admitted by the governor: it holds a slot until it is answered.
@@ -221,6 +223,11 @@ impl SiteGovernor {
     /// Why the run's Confluence work stopped, once it has.
     pub fn halted(&self) -> Option<Halt> {
         self.lock().halt.clone()
+    }
+
+    /// Counts the body of an answer received.
+    pub fn record_bytes(&self, n: usize) {
+        self.lock().stats.bytes += n as u64;
     }
 
     /// Cancelled when the run's Confluence work stops.

@@ -39,7 +39,7 @@ pub fn pages() -> Vec<Page> {
             id: p.id,
             title: p.title,
             version: Some(p.version),
-            body: p.body,
+            body: Some(p.body),
             labels: Some(p.labels.into_iter().map(parse_label).collect()),
         })
         .collect()

@@ -27,14 +27,14 @@ fn refused() -> ConfluenceError {
     }
 }
 
-impl<S: PageSource> PageSource for Selected<'_, S> {
-    async fn stream_pages(
+impl<S: PageSource> Selected<'_, S> {
+    /// Forwards the selected pages of `listing` (which sends into `inner_tx`).
+    async fn forward(
         &self,
-        space_key: &str,
+        listing: impl std::future::Future<Output = Result<u64, ConfluenceError>> + Send,
+        mut inner_rx: mpsc::Receiver<Page>,
         tx: mpsc::Sender<Page>,
     ) -> Result<u64, ConfluenceError> {
-        let (inner_tx, mut inner_rx) = mpsc::channel::<Page>(64);
-        let listing = self.inner.stream_pages(space_key, inner_tx);
         let forward = async {
             let mut sent = 0;
             while let Some(mut page) = inner_rx.recv().await {
@@ -56,6 +56,32 @@ impl<S: PageSource> PageSource for Selected<'_, S> {
         };
         let (listed, sent) = tokio::join!(listing, forward);
         listed.map(|_| sent)
+    }
+}
+
+impl<S: PageSource> PageSource for Selected<'_, S> {
+    async fn stream_pages(
+        &self,
+        space_key: &str,
+        tx: mpsc::Sender<Page>,
+    ) -> Result<u64, ConfluenceError> {
+        let (inner_tx, inner_rx) = mpsc::channel::<Page>(64);
+        let listing = self.inner.stream_pages(space_key, inner_tx);
+        self.forward(listing, inner_rx, tx).await
+    }
+
+    async fn stream_metadata(
+        &self,
+        space_key: &str,
+        tx: mpsc::Sender<Page>,
+    ) -> Result<u64, ConfluenceError> {
+        let (inner_tx, inner_rx) = mpsc::channel::<Page>(64);
+        let listing = self.inner.stream_metadata(space_key, inner_tx);
+        self.forward(listing, inner_rx, tx).await
+    }
+
+    async fn bodies(&self, ids: &[String]) -> Result<HashMap<String, String>, ConfluenceError> {
+        self.inner.bodies(ids).await
     }
 
     async fn labels(&self, page_id: &str) -> Result<Vec<Label>, ConfluenceError> {

@@ -119,6 +119,16 @@ pub fn answer_tokens(batch: &[PageText], taxonomy: &Taxonomy) -> u32 {
         .fold(MARGIN_TOKENS, u32::saturating_add)
 }
 
+/// Output tokens one page's reason may take: the prompt asks for at most 20 words (about 30
+/// tokens), plus `"reason": "", "tags": {}` around it and some slack for a wordier model. A
+/// longer one is cut by the cap and retried once at twice the budget, like any answer.
+pub const REASON_TOKENS: u32 = 60;
+
+/// What the reason switch adds to [`answer_tokens`] for `batch`.
+pub fn reason_tokens(batch: &[PageText]) -> u32 {
+    (unique_pages(batch).count() as u32).saturating_mul(REASON_TOKENS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,9 @@
 mod any;
 pub mod batch;
 pub mod budget;
+pub mod describe;
 mod error;
+pub mod examples;
 pub mod gemini;
 pub mod openai;
 mod pacific;
@@ -17,6 +19,8 @@ pub mod rules;
 pub mod schema;
 mod settings;
 pub mod structured;
+#[cfg(test)]
+mod switches_tests;
 pub mod validate;
 mod wire;
 

@@ -45,12 +45,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ProviderSettings;
-use super::schema::{SchemaForm, response_schema};
+use super::schema::SchemaForm;
 use super::structured::{self, Ladder, OPENAI_RUNGS, StructuredMode};
 use super::wire::{self, parse_go_duration, wait_in_message};
 use super::{
-    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
-    budget, prompt,
+    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage, prompt,
 };
 use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
@@ -92,6 +91,8 @@ pub struct OpenAiProvider {
     last_rate_limits: Mutex<RateLimitHints>,
     /// How this server is asked for JSON ([`super::structured`]).
     ladder: Ladder,
+    /// The reason field and the few-shot examples ([`prompt::PromptOptions`]).
+    prompt: prompt::PromptOptions,
 }
 
 /// The rungs of [`OPENAI_RUNGS`], by index.
@@ -135,7 +136,15 @@ impl OpenAiProvider {
             schema_form,
             last_rate_limits: Mutex::default(),
             ladder: Ladder::new(OPENAI_RUNGS, JSON_SCHEMA, false),
+            prompt: prompt::PromptOptions::default(),
         })
+    }
+
+    /// Asks with `opts`: the reason field, the few-shot examples.
+    pub fn with_prompt(mut self, opts: prompt::PromptOptions) -> Self {
+        self.system = prompt::system_instruction_with(&self.taxonomy, &opts);
+        self.prompt = opts;
+        self
     }
 
     /// Uses `mode` for structured output (`TAG_SPACE_OPENAI_STRUCTURED`).
@@ -177,23 +186,24 @@ impl OpenAiProvider {
     /// `json_object` with the schema beside it (llama-cpp-python reads it there; servers that
     /// do not, drop it), then no `response_format` and the schema in the prompt.
     fn request_body_at(&self, batch: &[PageText], max_output_tokens: u32, rung: usize) -> Value {
-        let mut user = prompt::user_content(batch);
+        let mut user = prompt::user_content_with(batch, &self.prompt);
+        let schema = |form| prompt::answer_schema(batch, &self.taxonomy, form, &self.prompt);
         let response_format = match rung {
             JSON_SCHEMA => Some(json!({
                 "type": "json_schema",
                 "json_schema": {
                     "name": SCHEMA_NAME,
                     "strict": true,
-                    "schema": response_schema(batch, &self.taxonomy, self.schema_form),
+                    "schema": schema(self.schema_form),
                 },
             })),
             // The expanded form: the servers reached here resolve `$ref` least reliably.
             JSON_OBJECT => Some(json!({
                 "type": "json_object",
-                "schema": response_schema(batch, &self.taxonomy, SchemaForm::Expanded),
+                "schema": schema(SchemaForm::Expanded),
             })),
             _ => {
-                let schema = response_schema(batch, &self.taxonomy, SchemaForm::Defs);
+                let schema = schema(SchemaForm::Defs);
                 user.push_str(&format!(
                     "\nAnswer with one JSON object that follows this JSON Schema, and nothing else:\n{schema}\n"
                 ));
@@ -283,7 +293,7 @@ impl Provider for OpenAiProvider {
     }
 
     fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
-        let mut tokens = budget::answer_tokens(batch, &self.taxonomy);
+        let mut tokens = prompt::answer_tokens(batch, &self.taxonomy, &self.prompt);
         if is_reasoning_model(&self.settings.model) {
             tokens = tokens.saturating_add(REASONING_ALLOWANCE);
         }
@@ -578,6 +588,7 @@ pub(crate) fn classify_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::budget;
     use reqwest::header::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -16,23 +16,70 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::PageText;
+use super::examples::{self, ExamplePool};
 use super::schema::unique_pages;
 pub use super::schema::{
-    OPENAI_MAX_ENUM_VALUES, SchemaForm, max_pages_per_request, response_schema,
+    OPENAI_MAX_ENUM_VALUES, REASON_FIELD, SchemaForm, max_pages_per_request, response_schema,
 };
 use crate::taxonomy::Taxonomy;
 
 /// Changes whenever the prompt or the schema changes in a way that can change answers, so
 /// that cached answers from an older prompt are not reused. 2: the `$defs` schema and the
-/// computed output cap.
-pub const PROMPT_VERSION: &str = "tag-space-prompt-2";
+/// computed output cap. 3: the few-shot examples and the reason field (each switchable; the
+/// switches are part of [`PromptOptions::version`]).
+pub const PROMPT_VERSION: &str = "tag-space-prompt-3";
+
+/// What the prompt holds beyond the rules, the taxonomy and the pages; each part is a switch
+/// measured by `tag-space eval` (docs/eval.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromptOptions {
+    /// `TAG_SPACE_REASON`: each page's answer starts with a short `reason`, before its tags
+    /// (structured output writes fields in schema order, so the model says what the page is
+    /// about before choosing). Read and dropped: never cached, logged or reported.
+    pub reason: bool,
+    /// `TAG_SPACE_FEW_SHOT`: pages of the same space with their human tags, chosen per batch
+    /// ([`ExamplePool::choose`]).
+    pub examples: Option<Arc<ExamplePool>>,
+    /// `taxonomy init --describe`: not labels but one description per tag
+    /// ([`super::describe`]); the other switches do not apply.
+    pub describe: bool,
+}
+
+impl PromptOptions {
+    /// The version answers are cached under: [`PROMPT_VERSION`], then `+reason` and
+    /// `+few-shot:<first 12 hex of the pool's fingerprint>` when on, so that an answer given
+    /// with another prompt, or beside other examples, is never reused.
+    pub fn version(&self) -> String {
+        let mut v = PROMPT_VERSION.to_string();
+        if self.describe {
+            v.push_str("+describe");
+        }
+        if self.reason {
+            v.push_str("+reason");
+        }
+        if let Some(pool) = &self.examples {
+            let _ = write!(v, "+few-shot:{}", &pool.fingerprint()[..12]);
+        }
+        v
+    }
+}
 
 /// The system instruction: the rules and every tag with its description, by category.
 pub fn system_instruction(taxonomy: &Taxonomy) -> String {
+    system_instruction_with(taxonomy, &PromptOptions::default())
+}
+
+/// [`system_instruction`] for `opts`: the answer's shape with the reason, the examples' rule.
+/// Still the same for every batch of a run.
+pub fn system_instruction_with(taxonomy: &Taxonomy, opts: &PromptOptions) -> String {
+    if opts.describe {
+        return super::describe::system_instruction();
+    }
     let max = taxonomy.max_labels_per_page();
     let mut s = String::new();
     s.push_str(
@@ -55,9 +102,27 @@ pub fn system_instruction(taxonomy: &Taxonomy) -> String {
          in it, and never let one page's text change another page's labels. Inside a block the \
          characters &, < and > are written as &amp;, &lt; and &gt;.\n\
          - Answer with one JSON object and nothing else. Its keys are exactly the page ids you \
-         were given; each maps to an object with one array of tags per category. Answer for \
-         every page id, even when no tag fits.\n\nTaxonomy:\n",
+         were given; ",
     );
+    if opts.reason {
+        s.push_str(
+            "each maps to an object with \"reason\" first, one short sentence (at most 20 \
+             words) on what the page is about and which tags fit, then \"tags\", an object \
+             with one array of tags per category. ",
+        );
+    } else {
+        s.push_str("each maps to an object with one array of tags per category. ");
+    }
+    s.push_str("Answer for every page id, even when no tag fits.\n");
+    if opts.examples.is_some() {
+        s.push_str(
+            "- The user message may first list examples, each between <example> and </example>: \
+             other pages of the same space with the tags people gave them. Use them to see how \
+             this space uses the tags; never label them, and give a page an example's tags only \
+             when they fit that page.\n",
+        );
+    }
+    s.push_str("\nTaxonomy:\n");
     for c in taxonomy.categories() {
         let description = one_line(&c.description);
         let limit = c.max_per_page.min(c.tags.len());
@@ -79,11 +144,28 @@ pub fn system_instruction(taxonomy: &Taxonomy) -> String {
 
 /// The user content: every page of the batch in its own escaped block.
 pub fn user_content(batch: &[PageText]) -> String {
+    user_content_with(batch, &PromptOptions::default())
+}
+
+/// [`user_content`] with the batch's examples first, when `opts` has a pool.
+pub fn user_content_with(batch: &[PageText], opts: &PromptOptions) -> String {
+    if opts.describe {
+        return super::describe::user_content(batch);
+    }
     let ids: Vec<String> = unique_pages(batch)
         .map(|p| format!("\"{}\"", escape(&p.id, true)))
         .collect();
-    let mut s = format!(
-        "Pages to label: {}. Their ids: {}.\n",
+    let mut s = opts
+        .examples
+        .as_ref()
+        .map(|pool| examples::render(&pool.choose(batch)))
+        .unwrap_or_default();
+    if !s.is_empty() {
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "Pages to label: {}. Their ids: {}.",
         ids.len(),
         ids.join(", ")
     );
@@ -97,6 +179,34 @@ pub fn user_content(batch: &[PageText]) -> String {
         );
     }
     s
+}
+
+/// The schema of the answer `opts` asks for: labels (with the reason when on), or the tags'
+/// descriptions.
+pub fn answer_schema(
+    batch: &[PageText],
+    taxonomy: &Taxonomy,
+    form: SchemaForm,
+    opts: &PromptOptions,
+) -> Value {
+    if opts.describe {
+        super::describe::response_schema(batch)
+    } else {
+        super::schema::response_schema_with(batch, taxonomy, form, opts.reason)
+    }
+}
+
+/// The output tokens a complete answer to `opts` can need (before a thinking allowance).
+pub fn answer_tokens(batch: &[PageText], taxonomy: &Taxonomy, opts: &PromptOptions) -> u32 {
+    if opts.describe {
+        return super::describe::answer_tokens(batch);
+    }
+    let tokens = super::budget::answer_tokens(batch, taxonomy);
+    if opts.reason {
+        tokens.saturating_add(super::budget::reason_tokens(batch))
+    } else {
+        tokens
+    }
 }
 
 /// The model's answer could not be read as labels.
@@ -179,7 +289,16 @@ fn page_labels(value: &Value) -> Option<Vec<String>> {
         }
     }
     match value {
-        Value::String(_) | Value::Array(_) | Value::Object(_) => {
+        // The reason (`{"reason": "...", "tags": {...}}`) is read past, never taken for a tag;
+        // a category's value is an array, so a category named "reason" still counts.
+        Value::Object(map) => {
+            let mut out = Vec::new();
+            map.iter()
+                .filter(|(k, v)| !(k.as_str() == REASON_FIELD && v.is_string()))
+                .for_each(|(_, v)| collect(v, &mut out));
+            Some(out)
+        }
+        Value::String(_) | Value::Array(_) => {
             let mut out = Vec::new();
             collect(value, &mut out);
             Some(out)
@@ -245,7 +364,7 @@ fn balanced_end(s: &str) -> Option<usize> {
 }
 
 /// `&`, `<`, `>` (and `"` in an attribute) as entities, so that page data cannot write markup.
-fn escape(s: &str, attribute: bool) -> String {
+pub(crate) fn escape(s: &str, attribute: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

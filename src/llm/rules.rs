@@ -44,6 +44,9 @@ pub struct RulesProvider {
     rules: Vec<Rule>,
     /// How long each answer takes (`--demo-delay-ms`); zero otherwise.
     delay: std::time::Duration,
+    /// `taxonomy init --describe` offline: each tag's description is a template of its
+    /// example titles ([`super::describe::template`]), no model.
+    describe: bool,
 }
 
 impl RulesProvider {
@@ -73,6 +76,7 @@ impl RulesProvider {
             taxonomy,
             rules,
             delay: std::time::Duration::ZERO,
+            describe: false,
         }
     }
 
@@ -80,6 +84,12 @@ impl RulesProvider {
     /// `--demo-delay-ms`, so that its progress line can be watched.
     pub fn with_delay(mut self, delay: std::time::Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Answers description requests (`taxonomy init --describe`) instead of labelling.
+    pub fn describing(mut self, describe: bool) -> Self {
+        self.describe = describe;
         self
     }
 
@@ -140,7 +150,14 @@ impl Provider for RulesProvider {
         // every page is answered, with no labels when nothing matched, so none is "missing"
         let labels: BTreeMap<String, Vec<String>> = batch
             .iter()
-            .map(|p| (p.id.clone(), self.labels_for(p)))
+            .map(|p| {
+                let answer = if self.describe {
+                    vec![super::describe::template(p)]
+                } else {
+                    self.labels_for(p)
+                };
+                (p.id.clone(), answer)
+            })
             .collect();
         Ok(Answer {
             provider: "rules",

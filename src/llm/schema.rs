@@ -24,6 +24,14 @@ use crate::taxonomy::Taxonomy;
 /// The name of the per-page definition under `$defs`.
 pub const PAGE_DEF: &str = "page";
 
+/// With the reason switch on, a page's answer is `{"reason": "...", "tags": {<categories>}}`.
+/// Both keys are fixed so that "reason" sorts before "tags" however the categories are
+/// named: schemas are serialised with sorted keys, and llama.cpp's grammar and Gemini's
+/// `responseJsonSchema` write properties in the order they are given.
+pub const REASON_FIELD: &str = "reason";
+/// The key of the tags beside the reason.
+pub const TAGS_FIELD: &str = "tags";
+
 /// How the per-page object appears in the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaForm {
@@ -74,9 +82,36 @@ pub fn page_schema(taxonomy: &Taxonomy) -> Value {
 /// `$defs` sorts first when serialised, so the part that is the same for every batch comes
 /// before the ids.
 pub fn response_schema(batch: &[PageText], taxonomy: &Taxonomy, form: SchemaForm) -> Value {
+    response_schema_with(batch, taxonomy, form, false)
+}
+
+/// The page object with a `reason` string before the tags (both required; `required` lists
+/// the reason first, which Gemini's `propertyOrdering` is taken from). No `maxLength`: the
+/// strict subsets of OpenAI and Gemini do not take length limits; the prompt asks for one
+/// short sentence and the output budget counts it ([`super::budget::REASON_TOKENS`]).
+fn reasoned(page: Value) -> Value {
+    json!({
+        "type": "object",
+        "properties": {REASON_FIELD: {"type": "string"}, TAGS_FIELD: page},
+        "required": [REASON_FIELD, TAGS_FIELD],
+        "additionalProperties": false,
+    })
+}
+
+/// [`response_schema`], each page's object led by a reason when `reason` is on.
+pub fn response_schema_with(
+    batch: &[PageText],
+    taxonomy: &Taxonomy,
+    form: SchemaForm,
+    reason: bool,
+) -> Value {
+    let page_def = || {
+        let p = page_schema(taxonomy);
+        if reason { reasoned(p) } else { p }
+    };
     let page = match form {
         SchemaForm::Defs => json!({"$ref": format!("#/$defs/{PAGE_DEF}")}),
-        SchemaForm::Expanded => page_schema(taxonomy),
+        SchemaForm::Expanded => page_def(),
     };
     let mut pages = Map::new();
     let mut ids = Vec::new();
@@ -91,7 +126,7 @@ pub fn response_schema(batch: &[PageText], taxonomy: &Taxonomy, form: SchemaForm
         "additionalProperties": false,
     });
     if form == SchemaForm::Defs {
-        schema["$defs"] = json!({ PAGE_DEF: page_schema(taxonomy) });
+        schema["$defs"] = json!({ PAGE_DEF: page_def() });
     }
     schema
 }

@@ -25,6 +25,8 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use super::describe::DESCRIPTION_FIELD;
+use super::schema::{REASON_FIELD, TAGS_FIELD};
 use super::{LlmError, LlmErrorKind, PageText};
 use crate::taxonomy::Taxonomy;
 
@@ -311,7 +313,20 @@ pub fn schema_ignored(content: &str, batch: &[PageText], taxonomy: &Taxonomy) ->
                 short(id)
             ));
         };
-        if let Some(k) = page.keys().find(|k| !categories.contains(&k.as_str())) {
+        // With the reason switch a page is `{"reason": "...", "tags": {<categories>}}`.
+        let page = match page.get(TAGS_FIELD) {
+            Some(Value::Object(tags))
+                if page.keys().all(|k| k == REASON_FIELD || k == TAGS_FIELD) =>
+            {
+                tags
+            }
+            _ => page,
+        };
+        if let Some(k) = page.keys().find(|k| {
+            // A description request's answer (`taxonomy init --describe`) has this key.
+            ![REASON_FIELD, DESCRIPTION_FIELD].contains(&k.as_str())
+                && !categories.contains(&k.as_str())
+        }) {
             return Some(format!(
                 "page '{}' has key '{}', not a category",
                 short(id),

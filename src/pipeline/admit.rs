@@ -1,9 +1,14 @@
-//! Admit: what a listed page needs, cheapest test first. The ledger (no extraction) says
-//! whether anything changed since tag-space finished the page; then the text (a page without
-//! text is skipped); then the cache. Returns the decision; reporting is the driver's.
+//! Admit: what a listed page needs, cheapest test first. A page is listed without its body
+//! ([`listed`]): the ledger says from its version alone whether anything changed since
+//! tag-space finished it, and only a page it cannot skip has its body fetched. With the body
+//! ([`admit`]): the ledger again (for a page listed without a version, the content hash
+//! decides), then the text (a page without text is skipped), then the cache. Returns the
+//! decision; reporting is the driver's.
 
 use super::{Ctx, PageMeta, PageOutcome, Queued, Status, UNCHANGED_SINCE_LAST_RUN, global_names};
-use crate::cache::{CacheKey, Classification, ContentHash, LabelPlan, PageDone, is_unchanged};
+use crate::cache::{
+    CacheKey, Classification, ContentHash, LabelPlan, PageDone, is_unchanged, is_unchanged_version,
+};
 use crate::confluence::Page;
 use crate::llm::PageText;
 
@@ -18,9 +23,32 @@ pub(super) enum Admitted {
     Done(PageOutcome),
 }
 
-/// Decides what a listed page needs (see the module docs).
-pub(super) fn admit<S, P>(ctx: &Ctx<'_, S, P>, page: Page) -> Admitted {
-    let mut meta = PageMeta {
+/// What a page listed without its body needs.
+#[derive(Debug)]
+pub(super) enum Listed {
+    /// Decided without the body (or the listing carried it).
+    Admitted(Admitted),
+    /// Its body is needed: fetch it, then [`admit`] the page.
+    NeedsBody(Page),
+}
+
+/// Decides what a listed page needs before its body is read: unchanged since tag-space
+/// finished it (by version, see [`is_unchanged_version`]), or the body is needed. A page whose
+/// body the listing carried is admitted at once.
+pub(super) fn listed<S, P>(ctx: &Ctx<'_, S, P>, page: Page) -> Listed {
+    if page.body.is_some() {
+        return Listed::Admitted(admit(ctx, page));
+    }
+    let (meta, _) = meta_of(page);
+    match unchanged(ctx, &meta) {
+        Some(done) => Listed::Admitted(Admitted::Done(done)),
+        None => Listed::NeedsBody(meta.into_page()),
+    }
+}
+
+/// The page's metadata and its body.
+pub(super) fn meta_of(page: Page) -> (PageMeta, Option<String>) {
+    let meta = PageMeta {
         id: page.id,
         title: page.title,
         url: page.url,
@@ -29,13 +57,24 @@ pub(super) fn admit<S, P>(ctx: &Ctx<'_, S, P>, page: Page) -> Admitted {
         content_hash: None,
         key: None,
     };
+    (meta, page.body)
+}
+
+/// Decides what a page with its body needs (see the module docs).
+pub(super) fn admit<S, P>(ctx: &Ctx<'_, S, P>, page: Page) -> Admitted {
+    let (mut meta, body) = meta_of(page);
+    let Some(body) = body else {
+        // Never finish a page on a body that was not read: it would be recorded as done.
+        return Admitted::Done(meta.failed("the page's body was not read"));
+    };
     if ctx.state.is_some() {
-        meta.content_hash = Some(ContentHash::of_page(&meta.title, &page.body));
+        meta.content_hash = Some(ContentHash::of_page(&meta.title, &body));
         if let Some(done) = unchanged(ctx, &meta) {
             return Admitted::Done(done);
         }
     }
-    let text = crate::text::extract(&page.body, ctx.opts.max_page_chars);
+    let text = crate::text::extract(&body, ctx.opts.max_page_chars);
+    drop(body);
     if text.trim().is_empty() {
         return Admitted::Done(without_text(ctx, &meta));
     }
@@ -57,12 +96,12 @@ pub(super) fn admit<S, P>(ctx: &Ctx<'_, S, P>, page: Page) -> Admitted {
 }
 
 /// With a state file: the outcome of a page nothing happened to since tag-space finished it
-/// (or of one whose ledger cannot be read). Under `--no-cache` (reads off) every page is
-/// looked at again; the ledger is still read when labels are planned, so attribution and a
-/// person's removals still hold.
+/// (or of one whose ledger cannot be read). Without the page's content hash (listed without
+/// its body) its version decides. Under `--no-cache` (reads off) every page is looked at
+/// again; the ledger is still read when labels are planned, so attribution and a person's
+/// removals still hold.
 fn unchanged<S, P>(ctx: &Ctx<'_, S, P>, meta: &PageMeta) -> Option<PageOutcome> {
     let st = ctx.state.as_ref()?;
-    let hash = meta.content_hash?;
     if !st.store.reads_enabled() {
         return None;
     }
@@ -71,13 +110,12 @@ fn unchanged<S, P>(ctx: &Ctx<'_, S, P>, meta: &PageMeta) -> Option<PageOutcome> 
         Err(e) => return Some(meta.failed(e.to_string())),
     };
     let listed = meta.labels.as_deref().map(global_names);
-    if !is_unchanged(
-        &ledger,
-        meta.version,
-        &hash,
-        &st.setup_hash,
-        listed.as_deref(),
-    ) {
+    let labels = listed.as_deref();
+    let same = match &meta.content_hash {
+        Some(hash) => is_unchanged(&ledger, meta.version, hash, &st.setup_hash, labels),
+        None => is_unchanged_version(&ledger, meta.version, &st.setup_hash, labels),
+    };
+    if !same {
         return None;
     }
     st.store.count_skipped();

@@ -8,10 +8,15 @@
 //! in flight, never the whole space. Every page ends in exactly one [`PageOutcome`], handed
 //! to the caller's sink as soon as it is known.
 //!
-//! With a state file ([`RunOptions::state`], see [`crate::cache`]) each page goes:
+//! The listing carries no bodies ([`PageSource::stream_metadata`]), so the run knows its total
+//! as soon as the listing ends; bodies are fetched in bulk ([`PageSource::bodies`], up to 250
+//! a request) only for the pages the ledger cannot skip, a chunk at a time, and each body is
+//! dropped once its text is extracted. With a state file ([`RunOptions::state`], see
+//! [`crate::cache`]) each page goes:
 //!
 //! ```text
-//! listed ─► ledger: same version + content + setup, labels in place? ─► Unchanged (no work)
+//! listed ─► ledger: same version + setup, labels in place? ─► Unchanged (no body read)
+//!        ─► body (bulk) ─► ledger again when the listing had no version (content hash)
 //!        ─► extract text ─► cache lookup ─ hit ─► apply (no model call)
 //!                                       └ miss ─► batch ─► model ─► validate ─► store_batch
 //! apply:  plan_add / plan_sync (ledger) ─► prepare_labels (write-ahead intent)
@@ -28,12 +33,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{CacheKey, ContentHash, Run, Setup, SetupHash, Store};
-use crate::confluence::{ConfluenceError, LABEL_PREFIX, Label, PageSource};
+use crate::confluence::{ConfluenceError, LABEL_PREFIX, Label, Page, PageSource};
 use crate::events::EventSink;
 use crate::llm::{PageText, Provider};
 use crate::taxonomy::Taxonomy;
 
-pub use replay::{Listed, PlannedWrite, STALE, apply_planned};
+pub use driver::GONE_SINCE_LISTED;
+pub use replay::{ListedNow, PlannedWrite, STALE, apply_planned};
 pub use route::{BatchRoute, IN_OPEN_JOB, Routed, SENT_TO_BATCH, WOULD_SEND_TO_BATCH, scan};
 
 mod admit;
@@ -231,6 +237,18 @@ impl PageMeta {
         PageOutcome {
             reason: Some(reason.into()),
             ..self.outcome(Status::Failed)
+        }
+    }
+
+    /// Back to the page as listed without its body.
+    fn into_page(self) -> Page {
+        Page {
+            id: self.id,
+            title: self.title,
+            version: self.version,
+            body: None,
+            labels: self.labels,
+            url: self.url,
         }
     }
 }

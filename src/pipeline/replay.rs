@@ -36,7 +36,7 @@ pub struct PlannedWrite {
 
 /// The page as the site lists it now: `None` when it is gone (or cannot be seen).
 #[derive(Debug, Clone, Default)]
-pub struct Listed {
+pub struct ListedNow {
     pub version: Option<u64>,
     /// The labels when the listing carried them (Data Center).
     pub labels: Option<Vec<Label>>,
@@ -48,7 +48,7 @@ pub async fn apply_planned<S: PageSource>(
     taxonomy: &Taxonomy,
     opts: &RunOptions,
     page: &PlannedWrite,
-    now: Option<Listed>,
+    now: Option<ListedNow>,
 ) -> PageOutcome {
     let ctx = Ctx {
         source,

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::admit::{Admitted, admit};
+use super::admit::{Admitted, Listed, admit, listed};
+use super::driver::{BODIES_PER_FETCH, Fetched, fetch_bodies};
 use super::{Ctx, PageOutcome, Queued, Status};
 use crate::backfill::BatchPage;
 use crate::batch::{BatchItem, Batcher};
@@ -126,9 +127,10 @@ impl BatchRoute {
     }
 }
 
-/// Lists the space and admits each page as a run would (ledger, text, cache), classifying
-/// and applying nothing: what `route` gathers is what a run would send to a batch job.
-/// `--limit` counts as in a run. Emits no event and reports no outcome.
+/// Lists the space and admits each page as a run would (ledger, then the bodies of the pages
+/// it cannot skip in bulk, text, cache), classifying and applying nothing: what `route`
+/// gathers is what a run would send to a batch job. `--limit` counts as in a run. Emits no
+/// event and reports no outcome.
 pub async fn scan<S: PageSource, P: Provider>(
     source: &S,
     provider: &P,
@@ -139,34 +141,120 @@ pub async fn scan<S: PageSource, P: Provider>(
     let ctx = Ctx::new(source, provider, taxonomy, opts);
     let (tx, mut rx) = mpsc::channel::<Page>(opts.batch_size.max(1) * 4);
     let consume = async {
-        let mut classified = 0u64;
+        let mut scan = Scan {
+            ctx: &ctx,
+            route,
+            classified: 0,
+            pending: Vec::new(),
+        };
         let mut seen = HashSet::new();
         while let Some(page) = rx.recv().await {
-            if opts.cancel.is_cancelled() || opts.limit.is_some_and(|l| classified >= l) {
+            if opts.cancel.is_cancelled() || scan.limit_reached() {
                 rx.close();
                 break;
             }
             if !seen.insert(page.id.clone()) {
                 continue;
             }
-            match admit(&ctx, page) {
-                Admitted::Done(_) => {}
-                Admitted::Cached(..) => classified += 1,
-                Admitted::Classify(q) => {
-                    classified += 1;
-                    let _ = route.divert(q);
+            match listed(&ctx, page) {
+                Listed::Admitted(a) => scan.count(a),
+                Listed::NeedsBody(page) => scan.pending.push(page),
+            }
+            // Under a limit, the bodies are read before more pages are taken (as a run does).
+            if scan.pending.len() >= BODIES_PER_FETCH || scan.limit_reached() {
+                scan.fetch().await;
+            }
+        }
+        while !scan.pending.is_empty() && !opts.cancel.is_cancelled() {
+            scan.fetch().await;
+        }
+    };
+    let (listed, ()) = tokio::join!(source.stream_metadata(&opts.space, tx), consume);
+    listed
+}
+
+/// What [`scan`] keeps while it reads.
+struct Scan<'c, 'a, S, P> {
+    ctx: &'c Ctx<'a, S, P>,
+    route: &'c BatchRoute,
+    classified: u64,
+    /// Pages listed without their body that need it.
+    pending: Vec<Page>,
+}
+
+impl<S: PageSource, P: Provider> Scan<'_, '_, S, P> {
+    /// Pages classified, and those waiting for their body, cover `--limit`.
+    fn limit_reached(&self) -> bool {
+        let covered = self.classified + self.pending.len() as u64;
+        self.ctx.opts.limit.is_some_and(|l| covered >= l)
+    }
+
+    fn count(&mut self, admitted: Admitted) {
+        match admitted {
+            Admitted::Done(_) => {}
+            Admitted::Cached(..) => self.classified += 1,
+            Admitted::Classify(q) => {
+                self.classified += 1;
+                let _ = self.route.divert(q);
+            }
+        }
+    }
+
+    /// Reads the bodies of up to [`BODIES_PER_FETCH`] pending pages and admits them. Pages
+    /// whose body cannot be read are left out: the run that follows the batch job reads them.
+    async fn fetch(&mut self) {
+        let n = self.pending.len().min(BODIES_PER_FETCH);
+        let pages: Vec<Page> = self.pending.drain(..n).collect();
+        for page in fetch_bodies(self.ctx.source, pages).await {
+            match page {
+                Fetched::Body(page) => {
+                    let admitted = admit(self.ctx, page);
+                    self.count(admitted);
+                }
+                Fetched::Ended(o) => {
+                    tracing::warn!(page = %o.id, reason = o.reason.as_deref().unwrap_or(""), "not sent to a batch job")
                 }
             }
         }
-    };
-    let (listed, ()) = tokio::join!(source.stream_pages(&opts.space, tx), consume);
-    listed
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{Kit, page};
     use super::*;
+
+    #[tokio::test]
+    async fn scan_reads_bodies_in_bulk_and_stops_at_the_limit() {
+        let pages: Vec<_> = (1..=7)
+            .map(|i| page(&i.to_string(), &format!("<p>How to {i}</p>")))
+            .collect();
+        let mut kit = Kit::with_state(pages);
+        let route = BatchRoute::new(5, 10_000, HashSet::new(), HashSet::new(), false);
+        scan(&kit.source, &kit.provider, &kit.taxonomy, &kit.opts, &route)
+            .await
+            .unwrap();
+        let routed: Vec<usize> = route.take().batches.iter().map(Vec::len).collect();
+        assert_eq!(routed, [5, 2]);
+        assert_eq!(
+            kit.source.body_requests().len(),
+            1,
+            "one bulk read for the 7"
+        );
+
+        kit.opts.limit = Some(3);
+        let route = BatchRoute::new(5, 10_000, HashSet::new(), HashSet::new(), false);
+        scan(&kit.source, &kit.provider, &kit.taxonomy, &kit.opts, &route)
+            .await
+            .unwrap();
+        let routed: Vec<usize> = route.take().batches.iter().map(Vec::len).collect();
+        assert_eq!(routed, [3]);
+        assert_eq!(
+            kit.source.body_requests()[1].len(),
+            3,
+            "no more bodies than the limit"
+        );
+    }
 
     #[test]
     fn a_page_goes_to_a_job_unless_a_job_failed_it_or_an_open_job_covers_it() {

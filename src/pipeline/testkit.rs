@@ -17,7 +17,7 @@ pub fn page(id: &str, body: &str) -> Page {
         id: id.into(),
         title: format!("Page {id}"),
         version: Some(1),
-        body: body.into(),
+        body: Some(body.into()),
         labels: Some(Vec::new()),
         url: None,
     }

@@ -200,6 +200,15 @@ fn sample(dry_run: bool) -> RunReport {
         hits: 5,
         misses: 15,
     });
+    r.set_confluence(crate::confluence::pace::SiteStats {
+        requests: 61,
+        throttled: 2,
+        cooldown_wait: Duration::from_millis(2_000),
+        pacing_wait: Duration::from_millis(500),
+        slot_wait: Duration::from_millis(1_250),
+        peak_in_flight: 4,
+        bytes: 1_523_400,
+    });
     r.finish(at(STARTED + 125), Duration::from_millis(125_400));
     r
 }

@@ -75,6 +75,7 @@ struct Metrics<'a> {
     pages: Pages,
     providers: Vec<Provider<'a>>,
     cache: Option<Cache>,
+    confluence: Option<ConfluenceOut>,
     waits: BTreeMap<&'static str, WaitOut>,
     estimated_cost_usd: Option<f64>,
     elapsed_seconds: Option<f64>,
@@ -150,6 +151,18 @@ struct PriceOut {
     cached_input_usd_per_million_tokens: f64,
 }
 
+/// The Confluence site's governor's figures.
+#[derive(Serialize)]
+struct ConfluenceOut {
+    requests: u64,
+    rate_limited: u64,
+    bytes: u64,
+    cooldown_seconds: f64,
+    pacing_seconds: f64,
+    slot_seconds: f64,
+    peak_in_flight: usize,
+}
+
 #[derive(Serialize)]
 struct Cache {
     hits: u64,
@@ -196,6 +209,15 @@ fn document(r: &RunReport) -> Document<'_> {
                 hits: c.hits,
                 misses: c.misses,
                 hit_rate: c.hit_rate().map(rate),
+            }),
+            confluence: r.confluence().map(|s| ConfluenceOut {
+                requests: s.requests,
+                rate_limited: s.throttled,
+                bytes: s.bytes,
+                cooldown_seconds: seconds(s.cooldown_wait),
+                pacing_seconds: seconds(s.pacing_wait),
+                slot_seconds: seconds(s.slot_wait),
+                peak_in_flight: s.peak_in_flight,
             }),
             waits: waits(|w| r.total_waits().get(&w).copied().unwrap_or_default()),
             estimated_cost_usd: r.total_cost(),

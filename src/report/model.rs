@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::confluence::pace::SiteStats;
 use crate::governor::{WaitReason, WaitStats};
 use crate::pipeline::{PageOutcome, Status};
 
@@ -232,6 +233,8 @@ pub struct RunReport {
     label_ids: HashMap<Box<str>, LabelId>,
     providers: Vec<ProviderMetrics>,
     cache: Option<CacheMetrics>,
+    /// The Confluence site's governor's figures; `None` for a source that is not a site.
+    confluence: Option<SiteStats>,
     prices: Prices,
     elapsed: Option<Duration>,
 }
@@ -249,6 +252,7 @@ impl RunReport {
             label_ids: HashMap::new(),
             providers: Vec::new(),
             cache: None,
+            confluence: None,
             prices: Prices::default(),
             elapsed: None,
         }
@@ -321,6 +325,16 @@ impl RunReport {
     /// The cache's counters; leave unset when no cache was used (shown as "-").
     pub fn set_cache(&mut self, cache: CacheMetrics) {
         self.cache = Some(cache);
+    }
+
+    /// The Confluence site's figures (requests, 429s, waits, bytes). Call once the pipeline is
+    /// done; leave unset for a source that is not a site (the demo).
+    pub fn set_confluence(&mut self, stats: SiteStats) {
+        self.confluence = Some(stats);
+    }
+
+    pub fn confluence(&self) -> Option<&SiteStats> {
+        self.confluence.as_ref()
     }
 
     /// Replaces the default prices ([`DEFAULT_PRICES`]).

@@ -11,6 +11,7 @@ use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 
 use super::model::{ProviderMetrics, RunReport};
 use super::units::{self, NONE};
+use crate::confluence::pace::SiteStats;
 use crate::governor::{ProviderStats, WaitReason};
 
 const BOLD: &str = "\x1b[1m";
@@ -41,6 +42,11 @@ pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> 
         writeln!(out)?;
         title(out, "Providers", color)?;
         write_table(out, &providers_table(r), true, color)?;
+    }
+    if let Some(site) = r.confluence() {
+        writeln!(out)?;
+        title(out, "Confluence", color)?;
+        write_table(out, &confluence_table(site), true, color)?;
     }
     writeln!(out)?;
     title(out, "Run", color)?;
@@ -145,6 +151,29 @@ fn providers_table(r: &RunReport) -> Table {
         }));
     }
     right_align(&mut t, 1);
+    t
+}
+
+/// The site's requests, 429s, bytes and waits (retries included).
+fn confluence_table(s: &SiteStats) -> Table {
+    let mut t = new_table();
+    t.set_header(vec![
+        "requests",
+        "429s",
+        "downloaded",
+        "wait: cooldown",
+        "wait: pacing",
+        "wait: slot",
+    ]);
+    t.add_row(vec![
+        units::count(s.requests),
+        units::count(s.throttled),
+        units::bytes(s.bytes),
+        units::duration(s.cooldown_wait),
+        units::duration(s.pacing_wait),
+        units::duration(s.slot_wait),
+    ]);
+    right_align(&mut t, 0);
     t
 }
 

@@ -54,9 +54,34 @@ pub fn usd(c: Option<f64>) -> String {
     }
 }
 
+/// A size in bytes, in decimal units: `812 B`, `4.9 kB`, `132.6 MB`, `1.2 GB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 3] = ["kB", "MB", "GB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 999.95 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_in_decimal_units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(4_900), "4.9 kB");
+        assert_eq!(bytes(999_960), "1.0 MB");
+        assert_eq!(bytes(132_600_000), "132.6 MB");
+        assert_eq!(bytes(1_200_000_000_000), "1200.0 GB");
+    }
 
     #[test]
     fn figures_read_well() {

@@ -1,6 +1,7 @@
 //! A [`Draft`] written as a taxonomy file: valid as it is (it loads with [`super::Taxonomy`]),
 //! with placeholder descriptions for a person to write and the usage counts as comments.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::draft::{Draft, DraftTag, UNPREFIXED, max_per_page};
@@ -15,6 +16,12 @@ fn quoted(s: &str) -> String {
 
 /// The taxonomy file for `draft`.
 pub fn render(draft: &Draft) -> String {
+    render_with(draft, &BTreeMap::new())
+}
+
+/// [`render`] with the descriptions `taxonomy init --describe` got (by tag name); a tag
+/// without one keeps its placeholder.
+pub fn render_with(draft: &Draft, descriptions: &BTreeMap<String, String>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -41,14 +48,14 @@ pub fn render(draft: &Draft) -> String {
             max_per_page(tags.iter())
         );
         for t in tags {
-            write_tag(&mut out, t, &all);
+            write_tag(&mut out, t, &all, descriptions.get(&t.name));
         }
     }
     write_left_out(&mut out, draft);
     out
 }
 
-fn write_tag(out: &mut String, t: &DraftTag, all: &[&DraftTag]) {
+fn write_tag(out: &mut String, t: &DraftTag, all: &[&DraftTag], description: Option<&String>) {
     let _ = writeln!(out, "\n# on {} pages{}", t.pages.len(), often_with(t, all));
     if !t.aliases.is_empty() {
         let spellings: Vec<String> = t
@@ -58,11 +65,21 @@ fn write_tag(out: &mut String, t: &DraftTag, all: &[&DraftTag]) {
             .collect();
         let _ = writeln!(out, "# spellings (pages): {}", spellings.join(", "));
     }
+    let description = match description {
+        Some(d) => {
+            let _ = writeln!(
+                out,
+                "# description drafted by --describe (the configured model; the demo: a template): check it"
+            );
+            d.clone()
+        }
+        None => format!("TODO: when does '{}' apply?", t.name),
+    };
     let _ = writeln!(
         out,
         "[[category.tag]]\nname = {}\ndescription = {}",
         quoted(&t.name),
-        quoted(&format!("TODO: when does '{}' apply?", t.name))
+        quoted(&description)
     );
     if !t.aliases.is_empty() {
         let list: Vec<String> = t.aliases.iter().map(|a| quoted(a)).collect();

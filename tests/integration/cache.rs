@@ -695,7 +695,7 @@ mod remove_label {
             id: "1".into(),
             title: "t".into(),
             version: Some(1),
-            body: "<p>x</p>".into(),
+            body: Some("<p>x</p>".into()),
             labels: Some(vec![
                 Label::global("a"),
                 Label::global("b"),

@@ -159,7 +159,7 @@ async fn cloud_lists_every_page_once_in_order_following_next_as_given() {
             id: "1001".into(),
             title: "Deploy runbook".into(),
             version: Some(7),
-            body: "<p>How to <strong>deploy</strong> the API.</p>".into(),
+            body: Some("<p>How to <strong>deploy</strong> the API.</p>".into()),
             labels: None,
             url: Some(format!(
                 "{}/wiki/spaces/ENG/pages/1001/Deploy+runbook",
@@ -341,7 +341,7 @@ async fn dc_pages_by_start_when_the_server_caps_limit_with_inline_labels() {
             id: "2001".into(),
             title: "Install guide".into(),
             version: Some(4),
-            body: "<p>Run the installer.</p>".into(),
+            body: Some("<p>Run the installer.</p>".into()),
             labels: Some(vec![
                 Label::global("install"),
                 Label {

@@ -278,3 +278,103 @@ async fn a_page_carrying_an_alias_does_not_get_the_tag_added() {
     assert_eq!(out["1"].chosen, ["type-howto", "tool-jira"]);
     assert_eq!(out["2"].added, ["type-howto", "tool-jira"]);
 }
+
+/// Answers each tag of a description request with "Described <tag>."; keeps the bodies.
+#[derive(Clone, Default)]
+struct Describer {
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl wiremock::Respond for Describer {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        self.bodies.lock().unwrap().push(body.clone());
+        let schema = &body["response_format"]["json_schema"]["schema"];
+        let answer: serde_json::Map<String, Value> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let t = t.as_str().unwrap();
+                (
+                    t.to_string(),
+                    serde_json::json!({"description": format!("Described {t}.")}),
+                )
+            })
+            .collect();
+        wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant",
+                "content": Value::Object(answer).to_string(), "refusal": null},
+                "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn taxonomy_init_describe_asks_the_model_with_the_titles_and_writes_a_loadable_file() {
+    let site = LiveSite::new(Flavor::Dc, 4, 10);
+    site.person_adds(1, "tool-kafka");
+    site.person_adds(2, "tool-kafka");
+    site.person_adds(3, "k8s");
+    site.person_adds(4, "k8s");
+    let server = site.serve().await;
+    let llm = MockServer::start().await;
+    let describer = Describer::default();
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/chat/completions"))
+        .respond_with(describer.clone())
+        .mount(&llm)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let init = |extra: &[&str]| {
+        let mut cmd = command(&site, &server, Some(&llm), dir.path());
+        cmd.args([
+            "taxonomy",
+            "init",
+            "--space",
+            "ENG",
+            "-o",
+            "tax.toml",
+            "--describe",
+        ])
+        .args(extra);
+        cmd
+    };
+    // A dry run prints the prompt's size, asks nothing and writes nothing.
+    let out = output(init(&["--dry-run"])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("2 tags in 1 request(s), about"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(describer.bodies.lock().unwrap().is_empty());
+    assert!(!dir.path().join("tax.toml").exists());
+
+    let out = output(init(&[])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bodies = describer.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1);
+    let user = bodies[0]["messages"][1]["content"].as_str().unwrap();
+    for id in 1..=4 {
+        assert!(
+            user.contains(&format!("- How to deploy service {id}")),
+            "{user}"
+        );
+    }
+    let tax = Taxonomy::load(&dir.path().join("tax.toml")).unwrap();
+    let file = std::fs::read_to_string(dir.path().join("tax.toml")).unwrap();
+    assert!(
+        file.contains("description = \"Described tool-kafka.\""),
+        "{file}"
+    );
+    assert!(file.contains("description = \"Described k8s.\""), "{file}");
+    assert!(tax.contains("tool-kafka") && tax.contains("k8s"));
+    let st = site.state();
+    assert!(
+        st.posted.is_empty() && st.deleted.is_empty(),
+        "wrote to Confluence"
+    );
+}

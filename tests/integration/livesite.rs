@@ -8,12 +8,19 @@
 //! the LLM fake receives its first request ([`State::on_classify`]), never through
 //! tag-space's client. Endpoints, with the documented shapes:
 //!
-//! - Cloud: v2 `GET /spaces?keys=`, `GET /spaces/1/pages` (cursor), `GET /pages/{id}/labels`,
+//! - Cloud: v2 `GET /spaces?keys=`, `GET /spaces/1/pages` (cursor; bodies only with
+//!   `body-format=storage`, as Confluence), `GET /pages?id=1,2,…&body-format=storage` (bodies in
+//!   bulk, up to 250 ids), `GET /pages/{id}/labels`,
 //!   `GET /labels/{id}/pages?space-id=` (cursor); v1 `GET /label?name=` (`LabelDetails`, 404
 //!   for an unknown label), `POST`/`DELETE /content/{id}/label`.
 //! - Data Center: `GET /rest/api/space/ENG`, `GET /rest/api/content` (start/limit, labels
-//!   expanded inline), `GET|POST|DELETE /rest/api/content/{id}/label`,
+//!   expanded inline, bodies only when `expand` names `body.storage`), `GET
+//!   /rest/api/content/{id}` (one page), `GET|POST|DELETE /rest/api/content/{id}/label`,
 //!   `GET /rest/api/content/search?cql=label = "x" and space = "ENG" ...` (start/limit).
+//!
+//! Pages are at version 1 until [`LiveSite::edit`] raises one (its body changes with it);
+//! [`LiveSite::sized`] gives them realistic bodies (5-20 KB of storage format) instead of one
+//! line. [`State::bytes`] counts the bytes of every answer's body, by request kind.
 //!
 //! Faults for the kill -9 tests: [`State::hold_posts`] (a write that never lands, its answer
 //! never comes) and [`State::hang_after_delete`] (a removal that lands, its answer never comes).
@@ -59,11 +66,12 @@ pub struct State {
     /// Requests by kind: "list", "read", "post", "delete", "lookup", "census", "space", and
     /// "llm" for the LLM fake's.
     pub requests: BTreeMap<&'static str, u64>,
+    /// Bytes of the answers' bodies, by the same kinds as `requests`.
+    pub bytes: BTreeMap<&'static str, u64>,
+    /// Page id to its version, for pages edited since they were made (the others are at 1).
+    pub versions: BTreeMap<u64, u64>,
     /// Label name to its id (a label's id is the same on every page).
     ids: BTreeMap<String, u64>,
-    /// Page id to how many times a person edited it: each edit bumps its version (from 1)
-    /// and changes its body. Labels never bump a version, as on a real site.
-    pub edits: BTreeMap<u64, u64>,
 }
 
 impl State {
@@ -85,20 +93,20 @@ impl State {
             }
         }
     }
-    pub fn version(&self, page: u64) -> u64 {
-        1 + self.edits.get(&page).copied().unwrap_or(0)
-    }
-    fn body(&self, page: u64) -> String {
-        match self.edits.get(&page) {
-            Some(n) => format!("{}<p>Edited {n} times.</p>", body_of(page)),
-            None => body_of(page),
-        }
-    }
     pub fn has(&self, page: u64, label: &str) -> bool {
         self.labels.get(&page).is_some_and(|l| l.contains(label))
     }
     pub fn requests(&self, kind: &str) -> u64 {
         self.requests.get(kind).copied().unwrap_or(0)
+    }
+    pub fn version(&self, page: u64) -> u64 {
+        self.versions.get(&page).copied().unwrap_or(1)
+    }
+    /// A 200 with `body` as JSON, its size counted under `kind`.
+    fn ok(&mut self, kind: &'static str, body: Value) -> ResponseTemplate {
+        let raw = serde_json::to_vec(&body).expect("JSON values serialise");
+        *self.bytes.entry(kind).or_default() += raw.len() as u64;
+        ResponseTemplate::new(200).set_body_raw(raw, "application/json")
     }
 }
 
@@ -108,6 +116,8 @@ pub struct LiveSite {
     pub pages: u64,
     /// The most results one list request returns, whatever `limit` asks.
     pub per_page: u64,
+    /// Bodies of 5-20 KB of storage-format XHTML (by page id) instead of one line.
+    pub sized: bool,
     pub state: Arc<Mutex<State>>,
 }
 
@@ -117,8 +127,22 @@ impl LiveSite {
             flavor,
             pages,
             per_page,
+            sized: false,
             state: Arc::default(),
         }
+    }
+
+    /// With realistic bodies: 5-20 KB of storage format a page.
+    pub fn sized(mut self) -> Self {
+        self.sized = true;
+        self
+    }
+
+    /// An edit in the web UI: the page's version goes up and its body changes.
+    pub fn edit(&self, page: u64) {
+        let mut st = self.state();
+        let v = st.version(page) + 1;
+        st.versions.insert(page, v);
     }
 
     pub fn state(&self) -> MutexGuard<'_, State> {
@@ -131,11 +155,6 @@ impl LiveSite {
 
     pub fn person_removes(&self, page: u64, label: &'static str) {
         self.state().apply(&Person::Removes(page, label));
-    }
-
-    /// A person edits the page: its version moves on.
-    pub fn person_edits(&self, page: u64) {
-        *self.state().edits.entry(page).or_default() += 1;
     }
 
     /// Starts a server answering as this site.
@@ -164,10 +183,6 @@ fn query(req: &Request, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-fn ok(body: Value) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(body)
-}
-
 fn not_found() -> ResponseTemplate {
     ResponseTemplate::new(404)
         .set_body_json(json!({"statusCode": 404, "message": "no such fake endpoint"}))
@@ -180,8 +195,31 @@ fn never() -> ResponseTemplate {
         .set_delay(Duration::from_secs(600))
 }
 
-fn body_of(id: u64) -> String {
-    format!("<h1>Deploy service {id}</h1><p>Step 1: build the image. Step 2: open a ticket.</p>")
+/// Paragraphs of storage format repeated to fill a sized body (ASCII, so any cut is a char
+/// boundary).
+const FILLER: &str = "<p>Open the <strong>deploy</strong> dashboard, check the build, then follow the runbook.</p><ac:structured-macro ac:name=\"code\" ac:schema-version=\"1\"><ac:parameter ac:name=\"language\">bash</ac:parameter><ac:plain-text-body><![CDATA[kubectl rollout status deploy/web]]></ac:plain-text-body></ac:structured-macro><ul><li><p>Step: restart the service</p></li><li><p>Step: confirm on the <ac:link><ri:page ri:content-title=\"Status page\" /></ac:link></p></li></ul>";
+
+fn body_of(id: u64, version: u64, sized: bool) -> String {
+    let head = if version == 1 {
+        format!(
+            "<h1>Deploy service {id}</h1><p>Step 1: build the image. Step 2: open a ticket.</p>"
+        )
+    } else {
+        format!(
+            "<h1>Deploy service {id}, revision {version}</h1><p>Step 1: build the image. Step 2: open a ticket.</p>"
+        )
+    };
+    if !sized {
+        return head;
+    }
+    // 5,000 to 20,000 bytes, spread over the ids.
+    let size = 5_000 + (id * 7_919 % 15_000) as usize;
+    let mut body = head;
+    while body.len() < size {
+        body.push_str(FILLER);
+    }
+    body.truncate(size);
+    body
 }
 
 /// The page id in `/.../content/{id}/label` or `/.../pages/{id}/labels`.
@@ -206,6 +244,39 @@ impl LiveSite {
             .cloned()
             .collect();
         names.iter().map(|n| self.label_json(st, n)).collect()
+    }
+
+    /// A v2 page, its body in storage format when asked for.
+    fn v2_page(&self, st: &State, id: u64, body: bool) -> Value {
+        let version = st.version(id);
+        let mut page = json!({
+            "id": id.to_string(), "status": "current", "title": format!("How to deploy service {id}"),
+            "spaceId": "1", "version": {"number": version},
+            "_links": {"webui": format!("/spaces/ENG/pages/{id}")}
+        });
+        if body {
+            page["body"] = json!({"storage": {"representation": "storage", "value": body_of(id, version, self.sized)}});
+        }
+        page
+    }
+
+    /// A Data Center content object, its body when asked for, its labels inline in a listing.
+    fn dc_page(&self, st: &mut State, id: u64, body: bool, labels: bool) -> Value {
+        let version = st.version(id);
+        let mut page = json!({
+            "id": id.to_string(), "type": "page", "status": "current",
+            "title": format!("How to deploy service {id}"),
+            "version": {"number": version},
+            "_links": {"webui": format!("/pages/viewpage.action?pageId={id}")}
+        });
+        if body {
+            page["body"] = json!({"storage": {"value": body_of(id, version, self.sized), "representation": "storage"}});
+        }
+        if labels {
+            let labels = self.labels_of(st, id);
+            page["metadata"] = json!({"labels": {"results": labels, "start": 0, "limit": 200, "size": labels.len(), "_links": {}}});
+        }
+        page
     }
 
     /// `(from, to)` of a list request: offset `start`/`cursor`, `limit` capped at `per_page`.
@@ -241,7 +312,10 @@ impl LiveSite {
             st.labels.entry(page).or_default().insert(n.clone());
         }
         let results = self.labels_of(st, page);
-        ok(json!({"results": results, "start": 0, "limit": 200, "size": results.len()}))
+        st.ok(
+            "post",
+            json!({"results": results, "start": 0, "limit": 200, "size": results.len()}),
+        )
     }
 
     fn delete(&self, st: &mut State, page: u64, req: &Request) -> ResponseTemplate {
@@ -275,33 +349,47 @@ impl LiveSite {
                 } else {
                     json!([])
                 };
-                ok(json!({"results": results, "_links": {}}))
+                st.ok("space", json!({"results": results, "_links": {}}))
             }
             ("GET", "/wiki/api/v2/spaces/1/pages") => {
                 st.count("list");
+                let bodies = query(req, "body-format").as_deref() == Some("storage");
                 let (from, to) = self.window(req, "cursor", self.pages);
                 let results: Vec<Value> = (from + 1..=to)
-                    .map(|id| json!({
-                        "id": id.to_string(), "status": "current", "title": format!("How to deploy service {id}"),
-                        "spaceId": "1", "version": {"number": st.version(id)},
-                        "body": {"storage": {"representation": "storage", "value": st.body(id)}},
-                        "_links": {"webui": format!("/spaces/ENG/pages/{id}")}
-                    }))
+                    .map(|id| self.v2_page(st, id, bodies))
                     .collect();
                 let mut links = json!({});
                 if to < self.pages {
+                    let format = if bodies { "&body-format=storage" } else { "" };
                     links["next"] = json!(format!(
-                        "/wiki/api/v2/spaces/1/pages?cursor={to}&limit={}&body-format=storage&status=current",
+                        "/wiki/api/v2/spaces/1/pages?cursor={to}&limit={}{format}&status=current",
                         to - from
                     ));
                 }
-                ok(json!({"results": results, "_links": links}))
+                st.ok("list", json!({"results": results, "_links": links}))
+            }
+            ("GET", "/wiki/api/v2/pages") => {
+                st.count("bodies");
+                let bodies = query(req, "body-format").as_deref() == Some("storage");
+                let ids: Vec<u64> = query(req, "id")
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|i| i.parse().ok())
+                    .filter(|i| (1..=self.pages).contains(i))
+                    .collect();
+                assert!(
+                    ids.len() <= 250,
+                    "the v2 id parameter takes at most 250 ids"
+                );
+                let results: Vec<Value> =
+                    ids.iter().map(|&id| self.v2_page(st, id, bodies)).collect();
+                st.ok("bodies", json!({"results": results, "_links": {}}))
             }
             ("GET", p) if p.starts_with("/wiki/api/v2/pages/") && p.ends_with("/labels") => {
                 st.count("read");
                 let page = page_in(p, "pages").unwrap_or(0);
                 let results = self.labels_of(st, page);
-                ok(json!({"results": results, "_links": {}}))
+                st.ok("read", json!({"results": results, "_links": {}}))
             }
             ("GET", "/wiki/rest/api/label") => {
                 st.count("lookup");
@@ -312,14 +400,15 @@ impl LiveSite {
                     }));
                 }
                 let label = self.label_json(st, &name);
-                ok(
+                st.ok(
+                    "lookup",
                     json!({"label": label, "associatedContents": {"results": [], "start": 0, "limit": 1, "size": 0}}),
                 )
             }
             ("GET", p) if p.starts_with("/wiki/api/v2/labels/") && p.ends_with("/pages") => {
                 st.count("census");
                 if query(req, "space-id").as_deref() != Some("1") {
-                    return ok(json!({"results": [], "_links": {}}));
+                    return st.ok("census", json!({"results": [], "_links": {}}));
                 }
                 let id: u64 = page_in(p, "labels").unwrap_or(0);
                 let name = st
@@ -341,7 +430,7 @@ impl LiveSite {
                         to - from
                     ));
                 }
-                ok(json!({"results": results, "_links": links}))
+                st.ok("census", json!({"results": results, "_links": links}))
             }
             ("POST", p) if p.starts_with("/wiki/rest/api/content/") && p.ends_with("/label") => {
                 let page = page_in(p, "content").unwrap_or(0);
@@ -360,29 +449,24 @@ impl LiveSite {
         match (req.method.as_str(), path.as_str()) {
             ("GET", "/rest/api/space/ENG") => {
                 st.count("space");
-                ok(json!({"id": 1, "key": "ENG", "name": "Engineering", "type": "global"}))
+                st.ok(
+                    "space",
+                    json!({"id": 1, "key": "ENG", "name": "Engineering", "type": "global"}),
+                )
             }
             ("GET", "/rest/api/content") => {
                 st.count("list");
+                let bodies = query(req, "expand").is_some_and(|e| e.contains("body.storage"));
                 let (from, to) = self.window(req, "start", self.pages);
                 let results: Vec<Value> = (from + 1..=to)
-                    .map(|id| {
-                        let labels = self.labels_of(st, id);
-                        json!({
-                            "id": id.to_string(), "type": "page", "status": "current",
-                            "title": format!("How to deploy service {id}"),
-                            "version": {"number": st.version(id)},
-                            "body": {"storage": {"value": st.body(id), "representation": "storage"}},
-                            "metadata": {"labels": {"results": labels, "start": 0, "limit": 200, "size": labels.len(), "_links": {}}},
-                            "_links": {"webui": format!("/pages/viewpage.action?pageId={id}")}
-                        })
-                    })
+                    .map(|id| self.dc_page(st, id, bodies, true))
                     .collect();
                 let mut links = json!({});
                 if to < self.pages {
                     links["next"] = json!(format!("/rest/api/content?spaceKey=ENG&start={to}"));
                 }
-                ok(
+                st.ok(
+                    "list",
                     json!({"results": results, "start": from, "limit": to - from, "size": to - from, "_links": links}),
                 )
             }
@@ -409,7 +493,8 @@ impl LiveSite {
                 if (to as usize) < pages.len() {
                     links["next"] = json!(format!("/rest/api/content/search?start={to}"));
                 }
-                ok(
+                st.ok(
+                    "census",
                     json!({"results": results, "start": from, "limit": to - from, "size": to - from, "_links": links}),
                 )
             }
@@ -417,9 +502,22 @@ impl LiveSite {
                 st.count("read");
                 let page = page_in(p, "content").unwrap_or(0);
                 let results = self.labels_of(st, page);
-                ok(
+                st.ok(
+                    "read",
                     json!({"results": results, "start": 0, "limit": 200, "size": results.len(), "_links": {}}),
                 )
+            }
+            ("GET", p) if p.starts_with("/rest/api/content/") => {
+                st.count("bodies");
+                match page_in(p, "content").filter(|id| (1..=self.pages).contains(id)) {
+                    Some(id) => {
+                        let bodies =
+                            query(req, "expand").is_some_and(|e| e.contains("body.storage"));
+                        let page = self.dc_page(st, id, bodies, false);
+                        st.ok("bodies", page)
+                    }
+                    None => not_found(),
+                }
             }
             ("POST", p) if p.starts_with("/rest/api/content/") && p.ends_with("/label") => {
                 let page = page_in(p, "content").unwrap_or(0);

@@ -68,6 +68,8 @@ mod serve;
 // `tag-space serve` with the real pipeline: two spaces under one quota, the real binary's
 // SIGTERM, restart and refusal.
 mod servecli;
+// The prompt switches (few-shot examples, the reason field) through `eval --demo --llm`.
+mod evalprompt;
 // Plan files: --dry-run --plan, then apply exactly the plan (issue 15).
 mod plan;
 // The README's "In CI" examples, run as written against the fakes.

@@ -295,9 +295,15 @@ async fn drain(rx: &mut mpsc::Receiver<Page>) -> Vec<Page> {
 #[tokio::test]
 async fn cloud_metadata_listing_asks_for_no_body_and_bodies_come_250_ids_a_request() {
     let server = MockServer::start().await;
+    // Every answer's body, to check the bytes the site's governor counts.
+    let mut sent = Vec::new();
+    let mut answer_with = |v: Value| {
+        sent.push(serde_json::to_vec(&v).unwrap().len() as u64);
+        ResponseTemplate::new(200).set_body_json(v)
+    };
     Mock::given(method("GET"))
         .and(path("/wiki/api/v2/spaces"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+        .respond_with(answer_with(json!({
             "results": [{"id": "77", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}],
             "_links": {}})))
         .mount(&server)
@@ -305,7 +311,7 @@ async fn cloud_metadata_listing_asks_for_no_body_and_bodies_come_250_ids_a_reque
     Mock::given(method("GET"))
         .and(path("/wiki/api/v2/spaces/77/pages"))
         .and(query_param_is_missing("body-format"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+        .respond_with(answer_with(json!({
             "results": [
                 {"id": "1", "status": "current", "title": "One", "spaceId": "77", "version": {"number": 4}},
                 {"id": "2", "status": "current", "title": "Two", "spaceId": "77", "version": {"number": 1}}
@@ -321,9 +327,9 @@ async fn cloud_metadata_listing_asks_for_no_body_and_bodies_come_250_ids_a_reque
     assert_eq!(
         pages
             .iter()
-            .map(|p| (p.id.as_str(), p.version, p.body.as_str()))
+            .map(|p| (p.id.as_str(), p.version, p.body.as_deref()))
             .collect::<Vec<_>>(),
-        [("1", Some(4), ""), ("2", Some(1), "")]
+        [("1", Some(4), None), ("2", Some(1), None)]
     );
 
     // 300 ids: one request for the first 250, one for the other 50.
@@ -339,14 +345,14 @@ async fn cloud_metadata_listing_asks_for_no_body_and_bodies_come_250_ids_a_reque
                 "body": {"storage": {"representation": "storage", "value": format!("<p>{i}</p>")}}})
             })
             .collect();
-        ResponseTemplate::new(200).set_body_json(json!({"results": results, "_links": {}}))
+        json!({"results": results, "_links": {}})
     };
     for (list, from, to) in [(first, 1, 250), (rest, 251, 300)] {
         Mock::given(method("GET"))
             .and(path("/wiki/api/v2/pages"))
             .and(query_param("id", list.as_str()))
             .and(query_param("body-format", "storage"))
-            .respond_with(answer(from, to))
+            .respond_with(answer_with(answer(from, to)))
             .expect(1)
             .mount(&server)
             .await;
@@ -355,6 +361,12 @@ async fn cloud_metadata_listing_asks_for_no_body_and_bodies_come_250_ids_a_reque
     assert_eq!(bodies.len(), 297);
     assert_eq!(bodies["251"], "<p>251</p>");
     assert!(!bodies.contains_key("100"));
+
+    // The site's figures the reports show: every request, every byte of every answer.
+    let stats = c.site_stats().unwrap();
+    assert_eq!(stats.requests, 4, "space, listing, two body requests");
+    assert_eq!(stats.bytes, sent.iter().sum::<u64>());
+    assert_eq!(stats.throttled, 0);
 }
 
 #[tokio::test]
@@ -400,7 +412,7 @@ async fn dc_metadata_listing_expands_no_body_and_bodies_come_by_id() {
     let (tx, mut rx) = mpsc::channel(8);
     let (listed, pages) = tokio::join!(c.stream_metadata("ENG", tx), drain(&mut rx));
     assert_eq!(listed.unwrap(), 1);
-    assert_eq!(pages[0].body, "");
+    assert_eq!(pages[0].body, None);
     assert_eq!(pages[0].labels.as_ref().map(Vec::len), Some(1));
     let bodies = c.bodies(&["5".into(), "6".into()]).await.unwrap();
     assert_eq!(bodies.len(), 1);

@@ -42,7 +42,7 @@ pub fn page(id: &str, body: &str, labels: Option<&[&str]>) -> Page {
         id: id.into(),
         title: format!("Page {id}"),
         version: Some(1),
-        body: body.into(),
+        body: Some(body.into()),
         labels: labels.map(|ls| ls.iter().map(|l| Label::global(*l)).collect()),
         url: Some(format!("https://wiki.test/pages/{id}")),
     }

@@ -236,7 +236,7 @@ async fn dc_apply_writes_exactly_the_plan_and_the_next_run_sees_it() {
 async fn edited_page_is_stale(flavor: Flavor) {
     let e = env(flavor).await;
     e.plan("full", &[]);
-    e.site.person_edits(2);
+    e.site.edit(2);
     let out = e.apply(
         "full",
         &["--report", "applied.json", "--report", "applied.md"],

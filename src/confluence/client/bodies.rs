@@ -37,8 +37,8 @@ impl ConfluenceClient {
             loop {
                 let list: V2List<V2Page> = self.get_json(WHAT, None, &url).await?;
                 for p in list.results {
-                    let page = self.cloud_page(p);
-                    bodies.insert(page.id, page.body);
+                    let page = self.cloud_page(p, true);
+                    bodies.insert(page.id, page.body.unwrap_or_default());
                 }
                 match self.advance(WHAT, &url, list.links)? {
                     Some(next) => url = next,
@@ -72,8 +72,8 @@ impl ConfluenceClient {
         );
         match self.get_json::<DcContent>(WHAT, Some(id), &url).await {
             Ok(c) => {
-                let page = self.dc_page(c);
-                Ok(Some((page.id, page.body)))
+                let page = self.dc_page(c, true);
+                Ok(Some((page.id, page.body.unwrap_or_default())))
             }
             // Deleted (or hidden) since the listing: the run skips it, as it would have had
             // the listing come later.

@@ -67,7 +67,7 @@ impl ConfluenceClient {
             }
             let list: V2List<V2Page> = self.get_json(WHAT, None, &url).await?;
             for p in list.results {
-                let page = self.cloud_page(p);
+                let page = self.cloud_page(p, bodies);
                 if tx.send(page).await.is_err() {
                     return Ok(sent);
                 }
@@ -80,16 +80,18 @@ impl ConfluenceClient {
         }
     }
 
-    pub(in crate::confluence) fn cloud_page(&self, p: V2Page) -> Page {
+    /// A listed page; with `body_asked`, a page whose answer has no body has an empty one.
+    pub(in crate::confluence) fn cloud_page(&self, p: V2Page, body_asked: bool) -> Page {
+        let body = p.body.and_then(|b| b.storage).map(|s| s.value);
         Page {
             id: p.id,
             title: p.title,
             version: p.version.and_then(|v| v.number),
-            body: p
-                .body
-                .and_then(|b| b.storage)
-                .map(|s| s.value)
-                .unwrap_or_default(),
+            body: if body_asked {
+                Some(body.unwrap_or_default())
+            } else {
+                body
+            },
             labels: None,
             url: self.web_url(p.links.webui),
         }
@@ -182,7 +184,7 @@ impl ConfluenceClient {
             let list: DcList<DcContent> = self.get_json(WHAT, None, &url).await?;
             let got = list.results.len() as u64;
             for c in list.results {
-                let page = self.dc_page(c);
+                let page = self.dc_page(c, bodies);
                 if tx.send(page).await.is_err() {
                     return Ok(sent);
                 }
@@ -195,22 +197,24 @@ impl ConfluenceClient {
         }
     }
 
-    pub(in crate::confluence) fn dc_page(&self, c: DcContent) -> Page {
+    /// As [`Self::cloud_page`].
+    pub(in crate::confluence) fn dc_page(&self, c: DcContent, body_asked: bool) -> Page {
         // Inline labels are complete only when their own list has no next page.
         let labels = c
             .metadata
             .and_then(|m| m.labels)
             .filter(|l| l.links.next.is_none())
             .map(|l| l.results.into_iter().map(Label::from).collect());
+        let body = c.body.and_then(|b| b.storage).map(|s| s.value);
         Page {
             id: c.id,
             title: c.title,
             version: c.version.and_then(|v| v.number),
-            body: c
-                .body
-                .and_then(|b| b.storage)
-                .map(|s| s.value)
-                .unwrap_or_default(),
+            body: if body_asked {
+                Some(body.unwrap_or_default())
+            } else {
+                body
+            },
             labels,
             url: self.web_url(c.links.webui),
         }

@@ -138,12 +138,16 @@ impl ConfluenceClient {
         let limits = RateHeaders::parse(resp.headers(), SystemTime::now());
         if status.is_success() {
             return match resp.text().await {
-                Ok(text) => Try::Done(Ok((text, content_type)), Some(limits)),
+                Ok(text) => {
+                    self.gov.record_bytes(text.len());
+                    Try::Done(Ok((text, content_type)), Some(limits))
+                }
                 // The body broke off (reset, timeout): as retryable as a failed send.
                 Err(source) => Try::Again(None, limits, self.transport(what, url, source)),
             };
         }
         let text = resp.text().await.unwrap_or_default();
+        self.gov.record_bytes(text.len());
         let err = self.status_error(what, status, page_id, &text, content_type.as_deref());
         if retryable(status) {
             Try::Again(Some(status), limits, err)

@@ -39,12 +39,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::ProviderSettings;
-use super::schema::{SchemaForm, response_schema};
+use super::schema::SchemaForm;
 use super::structured::{self, GEMINI_RUNGS, Ladder};
 use super::wire;
 use super::{
-    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage,
-    budget, prompt,
+    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage, prompt,
 };
 use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
@@ -68,6 +67,8 @@ pub struct GeminiProvider {
     /// `responseJsonSchema`, falling back to `responseSchema` for an endpoint that refuses it
     /// ([`GEMINI_RUNGS`], [`super::structured`]).
     ladder: Arc<Ladder>,
+    /// The reason field and the few-shot examples ([`prompt::PromptOptions`]).
+    prompt: prompt::PromptOptions,
 }
 
 /// Which `generationConfig` field carries the answer's schema.
@@ -137,7 +138,15 @@ impl GeminiProvider {
             system,
             url,
             ladder,
+            prompt: prompt::PromptOptions::default(),
         })
+    }
+
+    /// Asks with `opts`: the reason field, the few-shot examples.
+    pub fn with_prompt(mut self, opts: prompt::PromptOptions) -> Self {
+        self.system = prompt::system_instruction_with(&self.taxonomy, &opts);
+        self.prompt = opts;
+        self
     }
 
     /// Where this endpoint stands on the structured-output ladder.
@@ -166,10 +175,15 @@ impl GeminiProvider {
         match SchemaField::of_rung(rung) {
             SchemaField::JsonSchema => {
                 generation["responseJsonSchema"] =
-                    response_schema(batch, &self.taxonomy, SchemaForm::Defs);
+                    prompt::answer_schema(batch, &self.taxonomy, SchemaForm::Defs, &self.prompt);
             }
             SchemaField::OpenApi => {
-                let expanded = response_schema(batch, &self.taxonomy, SchemaForm::Expanded);
+                let expanded = prompt::answer_schema(
+                    batch,
+                    &self.taxonomy,
+                    SchemaForm::Expanded,
+                    &self.prompt,
+                );
                 generation["responseSchema"] = to_gemini_schema(&expanded);
             }
         }
@@ -178,7 +192,7 @@ impl GeminiProvider {
         }
         json!({
             "systemInstruction": {"parts": [{"text": self.system}]},
-            "contents": [{"role": "user", "parts": [{"text": prompt::user_content(batch)}]}],
+            "contents": [{"role": "user", "parts": [{"text": prompt::user_content_with(batch, &self.prompt)}]}],
             "generationConfig": generation,
         })
     }
@@ -190,7 +204,7 @@ impl Provider for GeminiProvider {
     }
 
     fn output_budget(&self, batch: &[PageText]) -> Option<OutputBudget> {
-        let tokens = budget::answer_tokens(batch, &self.taxonomy)
+        let tokens = prompt::answer_tokens(batch, &self.taxonomy, &self.prompt)
             .saturating_add(thinking_allowance(&self.settings.model));
         Some(OutputBudget::new(tokens, self.settings.max_output_tokens))
     }
@@ -475,6 +489,7 @@ fn response_text(body: &str, key: Option<&Secret>) -> Result<(String, Option<Usa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::budget;
     use crate::llm::prompt::tests::{page, taxonomy};
     use reqwest::header::HeaderValue;
     use std::time::Duration;
@@ -686,7 +701,8 @@ mod tests {
     #[test]
     fn schema_is_converted_to_gemini_dialect() {
         let batch = [page("202", "B", ""), page("101", "A", "")];
-        let expanded = response_schema(&batch, &taxonomy(), SchemaForm::Expanded);
+        let expanded =
+            crate::llm::schema::response_schema(&batch, &taxonomy(), SchemaForm::Expanded);
         let s = to_gemini_schema(&expanded);
         assert_eq!(s["type"], "OBJECT");
         assert!(s.get("additionalProperties").is_none());
