@@ -29,11 +29,13 @@ use crate::report::model::{Mode, ProviderMetrics, RunInfo, RunReport, RunStatus}
 use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
+mod apply_cmd;
 mod cache_cmd;
 mod describe;
 mod eval_cmd;
 mod jobs_cmd;
 mod lock;
+mod plan_out;
 mod serve;
 mod settings;
 mod space;
@@ -42,6 +44,7 @@ mod statedir;
 mod taxonomy_cmd;
 mod via_batch;
 
+pub use apply_cmd::{apply, apply_config};
 pub use cache_cmd::cache_command;
 pub use eval_cmd::eval_command;
 pub use jobs_cmd::jobs_command;
@@ -204,15 +207,13 @@ async fn execute<S: PageSource>(
         false => None,
     };
     let mut run_report = new_report(config, taxonomy);
-    let listed = follow_run(
-        config,
-        source,
-        &llm,
-        taxonomy,
-        &opts,
-        progress,
-        &mut run_report,
-    )
+    let mut plan = plan_out::builder(config, taxonomy, state.is_some())?;
+    let listed = follow_run(config, source, &llm, taxonomy, &opts, progress, &mut |o| {
+        run_report.record(o);
+        if let Some(plan) = &mut plan {
+            plan.record(&config.space, o);
+        }
+    })
     .await;
     if let Some(state) = &state {
         state::remember_rungs(chain, state);
@@ -233,16 +234,25 @@ async fn execute<S: PageSource>(
         source.halted(),
         &config.space,
     );
-    let (failure, status) = match submitted {
-        Err(e) if failure.is_none() => (Some(e), RunStatus::Failed),
-        _ => (failure, status),
-    };
+    let (failure, status) = or_failed((failure, status), submitted);
+    let (failure, status) = or_failed((failure, status), plan_out::save(config, plan, status));
     run_report.set_end(status, failure.as_ref().map(one_line));
     if let Some(state) = &state {
         run_report.set_cache(state::metrics(state));
     }
     run_report.finish(SystemTime::now(), started.elapsed());
     conclude(config, state.as_ref(), session, run_report, failure)
+}
+
+/// The run's failure, or else `then`'s error (and the run then failed).
+fn or_failed(
+    (failure, status): (Option<anyhow::Error>, RunStatus),
+    then: anyhow::Result<()>,
+) -> (Option<anyhow::Error>, RunStatus) {
+    match then {
+        Err(e) if failure.is_none() => (Some(e), RunStatus::Failed),
+        _ => (failure, status),
+    }
 }
 
 /// Each provider's figures for the report, with the rung it asked JSON by and what its
@@ -328,13 +338,13 @@ async fn follow_run<S: PageSource>(
     taxonomy: &Taxonomy,
     opts: &RunOptions,
     progress: &Progress,
-    run_report: &mut RunReport,
+    record: &mut dyn FnMut(&pipeline::PageOutcome),
 ) -> Result<u64, crate::confluence::ConfluenceError> {
     let mut events = opts.events.subscribe();
     let page_lines = config.format == OutputFormat::Table;
     progress.start(!config.log.quiet, !config.no_color);
     let run = pipeline::run(source, llm, taxonomy, opts, |outcome| {
-        run_report.record(&outcome);
+        record(&outcome);
         if page_lines && (!config.log.quiet || outcome.status == pipeline::Status::Failed) {
             report::print_page_line(&outcome, config.dry_run);
         }
