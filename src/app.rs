@@ -29,11 +29,13 @@ use crate::report::model::{Mode, ProviderMetrics, RunInfo, RunReport, RunStatus}
 use crate::report::progress::Progress;
 use crate::taxonomy::Taxonomy;
 
+mod apply_cmd;
 mod cache_cmd;
 mod describe;
 mod eval_cmd;
 mod jobs_cmd;
 mod lock;
+mod plan_out;
 mod serve;
 mod settings;
 mod space;
@@ -44,6 +46,7 @@ mod statedir;
 mod taxonomy_cmd;
 mod via_batch;
 
+pub use apply_cmd::{apply, apply_config};
 pub use cache_cmd::cache_command;
 pub use eval_cmd::eval_command;
 pub use jobs_cmd::jobs_command;
@@ -192,6 +195,7 @@ async fn execute<S: PageSource>(
         taxonomy,
         session,
         front: Front::Terminal,
+        plan: &Default::default(),
     };
     let end = space.run(source).await?;
     conclude(config, end.state.as_ref(), session, end.report, end.failure)

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod apply;
 mod tools;
 
+pub use apply::ApplyArgs;
 pub use tools::{EvalArgs, TaxonomyCommand, TaxonomyInitArgs};
 
 const ENV_HELP: &str = "\
@@ -97,6 +99,8 @@ EXAMPLES:
   tag-space --all-spaces --exclude-space ARCHIVE   every global space the account can see
   tag-space --demo --demo-edit 3        the demo again after editing 3 of its pages (simulated)
   tag-space --space ENG --sync          also remove labels tag-space added that no longer apply
+  tag-space --space ENG --dry-run --plan plan.json   save the labels for review (docs/plan.md)
+  tag-space apply plan.json             write exactly the reviewed plan, no model asked
   tag-space cache stats                 what the state file holds, hit rate of the last runs
   tag-space cache clear --space ENG     classify every page of ENG again on the next run
   tag-space --space ENG --via batch     submit the pages to do as batch jobs (half price);
@@ -148,6 +152,11 @@ pub struct Args {
     /// Write nothing; print the labels that would be added to each page.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// With --dry-run: also save what the run would write as a plan (docs/plan.md), to be
+    /// reviewed and then written exactly with `tag-space apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
 
     /// Stop after sending this many pages for classification (to the model, or answered from
     /// the cache). Pages skipped as unchanged since the last run, or without text, do not
@@ -301,6 +310,9 @@ pub enum Command {
     /// Work on taxonomy files.
     #[command(subcommand)]
     Taxonomy(TaxonomyCommand),
+    /// Write exactly the labels of a reviewed plan (`--dry-run --plan FILE`), with no model
+    /// call; pages edited since the plan are reported as stale and left alone.
+    Apply(ApplyArgs),
     /// Run the bulk-tagging HTTP service: POST /bulk/tag-space/{space} starts a task, GET
     /// /bulk/tasks/{id} follows it (docs/serve.openapi.yaml). Every task shares one
     /// governor per provider, so several spaces share one quota.

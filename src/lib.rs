@@ -33,6 +33,7 @@ pub mod llm;
 pub mod lock;
 pub mod observe;
 pub mod pipeline;
+pub mod plan;
 pub mod report;
 pub mod retry;
 pub mod secret;

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tag_space::app::{self, Session};
-use tag_space::cli::{Args, Command};
+use tag_space::cli::{ApplyArgs, Args, Command};
 use tag_space::config::{self, Config};
 use tag_space::ending::{EXIT_INTERRUPTED, exit_code};
-use tag_space::report;
 use tag_space::report::progress::{self, Progress};
 use tag_space::signals::{self, Signals};
+use tag_space::{plan, report};
 
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with 2.
@@ -49,17 +49,44 @@ fn main() -> ExitCode {
     }
     let progress = Progress::new();
     progress.install();
+    if let Some(Command::Apply(a)) = &args.command {
+        return apply(a, progress);
+    }
     // Before the rest of the configuration, whose errors then come in the chosen format.
     report::logging::init(&config::log_settings(&args));
     let config = match Config::load(&args) {
         Ok(config) => config,
         Err(e) => return fail(&e.into()),
     };
-    label(config, progress)
+    on_runtime(progress, |session| async move {
+        let report = app::run(config, session).await?;
+        // The same rule the run history records (`tag_space::ending`).
+        Ok(exit_code(report.run().status, report.failures()))
+    })
 }
 
-/// Labels the space: the run on a multi-threaded runtime, with the signal handler beside it.
-fn label(config: Config, progress: Progress) -> ExitCode {
+/// `tag-space apply FILE`: the plan is read and checked before anything else.
+fn apply(a: &ApplyArgs, progress: Progress) -> ExitCode {
+    report::logging::init(&config::log_settings(&a.run_args("", false)));
+    let plan = match plan::read(&a.file) {
+        Ok(plan) => plan,
+        Err(e) => return fail(&e.into()),
+    };
+    let config = match app::apply_config(a, &plan) {
+        Ok(config) => config,
+        Err(e) => return fail(&e.into()),
+    };
+    let path = a.file.clone();
+    on_runtime(progress, |session| app::apply(config, plan, path, session))
+}
+
+/// Runs `work` (a run, or applying a plan) on a multi-threaded runtime, with the signal
+/// handler beside it; `Ok` carries the exit code.
+fn on_runtime<F, Fut>(progress: Progress, work: F) -> ExitCode
+where
+    F: FnOnce(Session) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<u8>>,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -77,7 +104,7 @@ fn label(config: Config, progress: Progress) -> ExitCode {
     let outcome = runtime.block_on(async {
         // Registered before the run starts, so that no early Ctrl-C kills it outright.
         let watch = tokio::spawn(signals::watch(Signals::new(), cancel.clone(), progress));
-        let outcome = app::run(config, session).await;
+        let outcome = work(session).await;
         watch.abort();
         outcome
     });
@@ -89,8 +116,7 @@ fn label(config: Config, progress: Progress) -> ExitCode {
     runtime.shutdown_background();
     match outcome {
         _ if cancel.is_cancelled() => ExitCode::from(EXIT_INTERRUPTED),
-        // The same rule the run history records (`tag_space::ending`).
-        Ok(report) => ExitCode::from(exit_code(report.run().status, report.failures())),
+        Ok(code) => ExitCode::from(code),
         Err(_) => ExitCode::from(2),
     }
 }

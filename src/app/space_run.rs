@@ -4,17 +4,21 @@
 //! (`app/spaces.rs`), and as a task of `tag-space serve` (`app/serve/runner.rs`); they
 //! differ only in who follows the run's events ([`Front`]).
 
+use std::cell::RefCell;
 use std::time::{Instant, SystemTime};
 
 use super::spaces::RunStop;
-use super::{Session, batch_size, new_report, providers_metrics, run_options, state, via_batch};
+use super::{
+    Session, batch_size, new_report, plan_out, providers_metrics, run_options, state, via_batch,
+};
 use crate::config::Config;
 use crate::confluence::PageSource;
 use crate::ending::{OutageWatch, one_line};
 use crate::events::{Event, EventSink};
 use crate::governor::Chain;
 use crate::llm::AnyProvider;
-use crate::pipeline::{self, RunOptions, RunState};
+use crate::pipeline::{self, PageOutcome, RunOptions, RunState};
+use crate::plan::Builder;
 use crate::report;
 use crate::report::OutputFormat;
 use crate::report::model::{RunReport, RunStatus};
@@ -42,6 +46,9 @@ pub(crate) struct SpaceRun<'a> {
     /// The stop (Ctrl-C, or a task's stop) and the progress bar (hidden for a task).
     pub session: &'a Session,
     pub front: Front<'a>,
+    /// `--dry-run --plan`: the plan this space's pages go into. Alone, the space's run makes
+    /// and saves it; with several spaces, the run does, once every space has gone through.
+    pub plan: &'a RefCell<Option<Builder>>,
 }
 
 /// How one space's run ended, before any end-of-run output.
@@ -93,7 +100,24 @@ impl SpaceRun<'_> {
             false => None,
         };
         let mut run_report = new_report(config, taxonomy);
-        let listed = self.follow(source, &llm, &opts, &mut run_report).await;
+        match self.front {
+            Front::Terminal => {
+                *self.plan.borrow_mut() = plan_out::builder(config, taxonomy, state.is_some())?
+            }
+            _ => {
+                if let Some(plan) = self.plan.borrow_mut().as_mut() {
+                    plan.space(&config.space);
+                }
+            }
+        }
+        let listed = self
+            .follow(source, &llm, &opts, &mut |o| {
+                run_report.record(o);
+                if let Some(plan) = self.plan.borrow_mut().as_mut() {
+                    plan.record(&config.space, o);
+                }
+            })
+            .await;
         if let Some(state) = &state {
             state::remember_rungs(chain, state);
         }
@@ -142,8 +166,12 @@ impl SpaceRun<'_> {
             end.halted.clone(),
             &self.config.space,
         );
-        let (failure, status) = match end.submitted {
-            Err(e) if failure.is_none() => (Some(e), RunStatus::Failed),
+        let (failure, status) = or_failed((failure, status), end.submitted);
+        let (failure, status) = match self.front {
+            Front::Terminal => {
+                let plan = self.plan.borrow_mut().take();
+                or_failed((failure, status), plan_out::save(self.config, plan, status))
+            }
             _ => (failure, status),
         };
         run_report.set_end(status, failure.as_ref().map(one_line));
@@ -170,7 +198,7 @@ impl SpaceRun<'_> {
         source: &S,
         llm: &OutageWatch<'_, AnyProvider>,
         opts: &RunOptions,
-        run_report: &mut RunReport,
+        record: &mut dyn FnMut(&PageOutcome),
     ) -> Result<u64, crate::confluence::ConfluenceError> {
         let config = self.config;
         let page_lines =
@@ -178,7 +206,7 @@ impl SpaceRun<'_> {
         let space = matches!(self.front, Front::Several(..)).then_some(config.space.as_str());
         let mut events = self.subscribe(opts);
         let run = pipeline::run(source, llm, self.taxonomy, opts, |outcome| {
-            run_report.record(&outcome);
+            record(&outcome);
             if page_lines && (!config.log.quiet || outcome.status == pipeline::Status::Failed) {
                 report::print_page_line(space, &outcome, config.dry_run);
             }
@@ -264,6 +292,17 @@ struct Ended {
     submitted: anyhow::Result<()>,
     outage: Option<String>,
     halted: Option<String>,
+}
+
+/// The first failure wins: a later step that fails turns a run that had none into a failed one.
+fn or_failed(
+    (failure, status): (Option<anyhow::Error>, RunStatus),
+    then: anyhow::Result<()>,
+) -> (Option<anyhow::Error>, RunStatus) {
+    match then {
+        Err(e) if failure.is_none() => (Some(e), RunStatus::Failed),
+        _ => (failure, status),
+    }
 }
 
 /// Why the run failed, if it did, and how it ended. The user's stop wins (exit 130): what

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::space_run::{Front, SpaceRun};
-use super::{Session, lock, new_report, providers_metrics, run_end, space};
+use super::{Session, lock, new_report, plan_out, providers_metrics, run_end, space};
 use crate::config::{Config, Spaces};
 use crate::confluence::resolve::{KeyMatch, match_key};
 use crate::confluence::{ConfluenceClient, PageSource};
@@ -24,6 +24,7 @@ use crate::ending::{one_line, record_end, write_reports};
 use crate::events::Event;
 use crate::governor::Chain;
 use crate::llm::AnyProvider;
+use crate::plan::Builder;
 use crate::report;
 use crate::report::model::{RunReport, RunStatus};
 use crate::taxonomy::Taxonomy;
@@ -99,6 +100,7 @@ pub(super) async fn run_several(
         listed: matches!(config.spaces, Spaces::All { .. }),
         taken: RefCell::new(HashSet::new()),
         listing: RefCell::new(HashMap::new()),
+        plan: RefCell::new(plan_out::several(config, taxonomy)?),
     };
     let progress = &session.progress;
     let mut events = chain.events().subscribe();
@@ -130,6 +132,13 @@ pub(super) async fn run_several(
         all.set_confluence(site);
     }
     let failure = end_of_all(&mut all, session, &stop);
+    let failure = match (failure, plan_of_all(config, &run, &all)) {
+        (None, Err(e)) => {
+            all.set_end(RunStatus::Failed, Some(one_line(&e)));
+            Some(e)
+        }
+        (failure, _) => failure,
+    };
     all.finish(SystemTime::now(), started.elapsed());
     write_reports(config.format, config.no_color, &config.reports, &all)?;
     if session.cancel.is_cancelled() {
@@ -224,6 +233,17 @@ async fn targets(client: &ConfluenceClient, config: &Config) -> anyhow::Result<V
     Ok(chosen)
 }
 
+/// Saves the plan of a run over several spaces, only if every space went through: a plan
+/// with a space missing would look complete.
+fn plan_of_all(config: &Config, run: &Several<'_>, all: &RunReport) -> anyhow::Result<()> {
+    let plan = run.plan.borrow_mut().take();
+    let status = match all.failed_spaces() {
+        0 => all.run().status,
+        _ => RunStatus::Failed,
+    };
+    plan_out::save(config, plan, status)
+}
+
 fn all_spaces_line(chosen: usize, left_out: usize, excluded: usize) -> String {
     format!(
         "--all-spaces: {chosen} spaces to label ({left_out} personal, archived or system spaces left out, {excluded} excluded)"
@@ -244,6 +264,8 @@ struct Several<'a> {
     taken: RefCell<HashSet<String>>,
     /// Pages each space took from its listing so far, for the progress bar.
     listing: RefCell<HashMap<String, u64>>,
+    /// `--dry-run --plan`: one plan for all spaces, one entry per space.
+    plan: RefCell<Option<Builder>>,
 }
 
 impl Several<'_> {
@@ -276,6 +298,7 @@ impl Several<'_> {
             taxonomy: self.taxonomy,
             session: self.session,
             front: Front::Several(self.stop, &tell),
+            plan: &self.plan,
         };
         let end = match run.run(self.client).await {
             Ok(end) => end,

@@ -179,6 +179,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// `--via batch`, `--wait`, `--follow-up-job` and the poll interval.
     pub batch: BatchSettings,
+    /// `--plan FILE` (dry runs only): where to save what the run would write.
+    pub plan: Option<PathBuf>,
 }
 
 /// The spaces a run labels.
@@ -254,6 +256,7 @@ impl Config {
         let target = Target::read(args, &get, rules, &mut warnings)?;
         let batch = batch_settings(args, &get, &target, cache.enabled)?;
         Ok(Config {
+            plan: plan_path(args)?,
             batch,
             space: match &target.spaces {
                 Spaces::Keys(keys) => keys[0].clone(),
@@ -371,6 +374,31 @@ fn batch_settings(
         follow_up_job: args.follow_up_job,
         poll: Duration::from_secs_f64(poll),
     })
+}
+
+/// `--plan FILE`: only on a dry run (as `terraform plan -out`: a run that writes has nothing
+/// left to apply), on a Confluence site, with every page classified now.
+fn plan_path(args: &Args) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(path) = &args.plan else {
+        return Ok(None);
+    };
+    let refuse = |why: &str| Err(ConfigError::Usage(format!("--plan {why}")));
+    if !args.dry_run {
+        return refuse(
+            "needs --dry-run: a plan is what a run would write, saved for review (e.g. tag-space --space ENG --dry-run --plan plan.json, then tag-space apply plan.json)",
+        );
+    }
+    if args.demo {
+        return refuse(
+            "cannot be used with --demo: the demo has no Confluence site to apply it to",
+        );
+    }
+    if args.via == ViaArg::Batch {
+        return refuse(
+            "cannot be used with --via batch: a plan holds labels chosen in this run, and a batch run classifies later",
+        );
+    }
+    Ok(Some(path.clone()))
 }
 
 /// The log settings alone: flags only, so that logging can start before the rest of the

@@ -307,6 +307,9 @@ fn page_labels(value: &Value) -> Option<Vec<String>> {
     }
 }
 
+/// The brackets an answer's JSON can start with.
+const JSON_OPENERS: [char; 2] = ['{', '['];
+
 /// The first balanced `{...}` in the text that is valid JSON, or an array of objects that
 /// starts before it. Brackets inside strings are skipped. An array of plain strings is not
 /// an answer: it is what is left of a truncated object (`{"1": {"tool": ["git"]`).
@@ -314,7 +317,7 @@ pub(crate) fn first_json_value(text: &str) -> Option<Value> {
     // A few candidates at most: prose such as "{like this}" can precede the real object.
     const MAX_CANDIDATES: usize = 32;
     let starts = text
-        .match_indices(['{', '['])
+        .match_indices(JSON_OPENERS)
         .map(|(i, _)| i)
         .take(MAX_CANDIDATES);
     for start in starts {

@@ -26,6 +26,18 @@ pub(super) async fn apply<S: PageSource, P>(
     chosen: Vec<String>,
     by: Provenance,
 ) -> PageOutcome {
+    apply_within(ctx, meta, chosen, by, None).await
+}
+
+/// As [`apply`], with removals limited to `removable` when given: a reviewed plan's
+/// (`super::replay`) removes no label it did not list, whatever the ledger would allow.
+pub(super) async fn apply_within<S: PageSource, P>(
+    ctx: &Ctx<'_, S, P>,
+    meta: &PageMeta,
+    chosen: Vec<String>,
+    by: Provenance,
+    removable: Option<&[String]>,
+) -> PageOutcome {
     let unread = |reason: String| PageOutcome {
         chosen: chosen.clone(),
         provider: Some(by),
@@ -40,7 +52,7 @@ pub(super) async fn apply<S: PageSource, P>(
         // Without a store: add-only, nothing owned.
         None => PageLedger::default(),
     };
-    let (before, plan) = match plan_on_fresh_read(ctx, meta, &chosen, &ledger).await {
+    let (before, plan) = match plan_on_fresh_read(ctx, meta, &chosen, &ledger, removable).await {
         Ok(planned) => planned,
         Err(e) => return unread(e.to_string()),
     };
@@ -76,6 +88,7 @@ async fn plan_on_fresh_read<S: PageSource, P>(
     meta: &PageMeta,
     chosen: &[String],
     ledger: &PageLedger,
+    removable: Option<&[String]>,
 ) -> Result<(Vec<String>, LabelPlan), ConfluenceError> {
     let sync = ctx.opts.sync && ctx.state.is_some();
     let plan_for = |labels: &[String]| {
@@ -88,6 +101,9 @@ async fn plan_on_fresh_read<S: PageSource, P>(
         // beside it (and, still chosen, a tag of tag-space's own is not removed either).
         plan.add
             .retain(|tag| !ctx.taxonomy.carried_by_alias(tag, labels));
+        if let Some(removable) = removable {
+            plan.remove.retain(|l| removable.contains(l));
+        }
         plan
     };
     let (before, fresh) = match &meta.labels {

@@ -39,12 +39,14 @@ use crate::llm::{PageText, Provider};
 use crate::taxonomy::Taxonomy;
 
 pub use driver::GONE_SINCE_LISTED;
+pub use replay::{ListedNow, PlannedWrite, STALE, apply_planned};
 pub use route::{BatchRoute, IN_OPEN_JOB, Routed, SENT_TO_BATCH, WOULD_SEND_TO_BATCH, scan};
 
 mod admit;
 mod apply;
 mod classify;
 mod driver;
+mod replay;
 mod route;
 #[cfg(test)]
 mod testkit;
@@ -153,6 +155,11 @@ pub struct PageOutcome {
     pub provider: Option<Provenance>,
     /// Why the page was skipped, failed, or is unchanged.
     pub reason: Option<String>,
+    /// The page's version number as listed, when the listing carried it: a plan file
+    /// (`crate::plan`) records it so that `apply` can tell an edited page.
+    pub version: Option<u64>,
+    /// With a state file: the ledger's hash of the page as listed (recorded in a plan).
+    pub content_hash: Option<ContentHash>,
 }
 
 /// Who produced the labels of a page.
@@ -221,6 +228,8 @@ impl PageMeta {
             removed: Vec::new(),
             provider: None,
             reason: None,
+            version: self.version,
+            content_hash: self.content_hash,
         }
     }
 
@@ -277,20 +286,24 @@ struct StateCtx<'a> {
     rules_is_primary: bool,
 }
 
+impl<'a> StateCtx<'a> {
+    fn of(st: &'a RunState) -> Self {
+        let mut stop_gap = st.setup.clone();
+        stop_gap.model = RULES_MODEL.to_string();
+        StateCtx {
+            store: &st.store,
+            run: &st.run,
+            setup: &st.setup,
+            setup_hash: st.setup.hash(),
+            stop_gap_hash: stop_gap.hash(),
+            rules_is_primary: st.setup.model == RULES_MODEL,
+        }
+    }
+}
+
 impl<'a, S, P: Provider> Ctx<'a, S, P> {
     fn new(source: &'a S, provider: &'a P, taxonomy: &'a Taxonomy, opts: &'a RunOptions) -> Self {
-        let state = opts.state.as_ref().map(|st| {
-            let mut stop_gap = st.setup.clone();
-            stop_gap.model = RULES_MODEL.to_string();
-            StateCtx {
-                store: &st.store,
-                run: &st.run,
-                setup: &st.setup,
-                setup_hash: st.setup.hash(),
-                stop_gap_hash: stop_gap.hash(),
-                rules_is_primary: st.setup.model == RULES_MODEL,
-            }
-        });
+        let state = opts.state.as_ref().map(StateCtx::of);
         Self {
             source,
             provider,

@@ -87,6 +87,8 @@ fn outcome(
             _ => None,
         },
         reason: reason.map(Into::into),
+        version: None,
+        content_hash: None,
     }
 }
 

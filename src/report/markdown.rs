@@ -60,6 +60,7 @@ pub fn write_markdown(
         }
         write_labels(out, &pages, run.dry_run, opts)?;
         write_failures(out, &pages, opts)?;
+        write_stale(out, &pages, opts)?;
     }
     write_providers(out, r)?;
     writeln!(out)?;
@@ -287,11 +288,44 @@ fn write_failures(
         .iter()
         .filter(|p| p.status() == Status::Failed)
         .collect();
+    write_reasons(out, "Failures", &failed, opts)
+}
+
+/// `tag-space apply`: the planned pages left alone because they were edited since the plan,
+/// named, so that the reviewer knows which ones need a new plan.
+fn write_stale(
+    out: &mut impl Write,
+    pages: &[PageView<'_>],
+    opts: &MarkdownOptions,
+) -> io::Result<()> {
+    let stale: Vec<&PageView<'_>> = pages
+        .iter()
+        .filter(|p| {
+            p.status() == Status::Skipped
+                && p.reason()
+                    .is_some_and(|r| r.starts_with(crate::pipeline::STALE))
+        })
+        .collect();
+    write_reasons(
+        out,
+        "Stale: edited since the plan, not applied",
+        &stale,
+        opts,
+    )
+}
+
+/// A table of pages and their reasons under `heading`, cut at `max_failures` rows.
+fn write_reasons(
+    out: &mut impl Write,
+    heading: &str,
+    failed: &[&PageView<'_>],
+    opts: &MarkdownOptions,
+) -> io::Result<()> {
     if failed.is_empty() {
         return Ok(());
     }
     writeln!(out)?;
-    writeln!(out, "### Failures ({})", units::count(failed.len() as u64))?;
+    writeln!(out, "### {heading} ({})", units::count(failed.len() as u64))?;
     writeln!(out)?;
     writeln!(out, "| Page | Reason |")?;
     writeln!(out, "| --- | --- |")?;

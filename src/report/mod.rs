@@ -197,6 +197,8 @@ mod tests {
             removed: vec![],
             provider: Some(crate::pipeline::Provenance::Provider("gemini")),
             reason: reason.map(Into::into),
+            version: None,
+            content_hash: None,
         }
     }
 

@@ -387,6 +387,8 @@ mod tests {
             removed: vec![],
             provider: None,
             reason: None,
+            version: None,
+            content_hash: None,
         }))
     }
 

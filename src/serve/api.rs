@@ -202,7 +202,7 @@ fn parse_body(body: &[u8]) -> Result<StartBody, ApiError> {
         return Ok(StartBody::default());
     }
     // serde would also take the fields in order from an array.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if !body.trim_ascii_start().starts_with(b"{") {
         return Err(ApiError::field(
             "body",
             "the body must be a JSON object, e.g. {\"dry_run\": true}",

@@ -60,38 +60,40 @@ type Counter = fn(&crate::governor::ProviderStats) -> u64;
 /// Latency histogram buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
+/// The providers' counters: name, help text and how to read it.
+const PROVIDER_COUNTERS: [(&str, &str, Counter); 6] = [
+    (
+        "provider_calls_total",
+        "Requests sent to the provider.",
+        |s| s.calls,
+    ),
+    (
+        "provider_successes_total",
+        "Requests answered with a usable answer.",
+        |s| s.successes,
+    ),
+    (
+        "provider_rate_limited_total",
+        "Requests answered 429.",
+        |s| s.rate_limited,
+    ),
+    ("provider_retries_total", "Requests tried again.", |s| {
+        s.retries
+    }),
+    (
+        "provider_fallbacks_total",
+        "Batches handed to the next provider.",
+        |s| s.fallbacks,
+    ),
+    ("provider_tokens_in_total", "Prompt tokens charged.", |s| {
+        s.tokens_in
+    }),
+];
+
 /// The shared providers' counters since the service started.
 pub fn providers(stats: &[crate::governor::ProviderStats]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, Counter); 6] = [
-        (
-            "provider_calls_total",
-            "Requests sent to the provider.",
-            |s| s.calls,
-        ),
-        (
-            "provider_successes_total",
-            "Requests answered with a usable answer.",
-            |s| s.successes,
-        ),
-        (
-            "provider_rate_limited_total",
-            "Requests answered 429.",
-            |s| s.rate_limited,
-        ),
-        ("provider_retries_total", "Requests tried again.", |s| {
-            s.retries
-        }),
-        (
-            "provider_fallbacks_total",
-            "Batches handed to the next provider.",
-            |s| s.fallbacks,
-        ),
-        ("provider_tokens_in_total", "Prompt tokens charged.", |s| {
-            s.tokens_in
-        }),
-    ];
-    for (name, help, get) in counters {
+    for (name, help, get) in PROVIDER_COUNTERS {
         let _ = writeln!(
             out,
             "# HELP tag_space_{name} {help}\n# TYPE tag_space_{name} counter"
@@ -105,6 +107,17 @@ pub fn providers(stats: &[crate::governor::ProviderStats]) -> String {
             );
         }
     }
+    waits(&mut out, stats);
+    out.push_str("# HELP tag_space_provider_latency_seconds Latency of answered requests.\n");
+    out.push_str("# TYPE tag_space_provider_latency_seconds histogram\n");
+    for s in stats {
+        histogram(&mut out, s.provider, &s.latencies);
+    }
+    out
+}
+
+/// How many requests waited, and for how long, by provider and reason.
+fn waits(out: &mut String, stats: &[crate::governor::ProviderStats]) {
     out.push_str(
         "# HELP tag_space_waits_total Requests that waited before being sent, by reason.\n",
     );
@@ -124,12 +137,6 @@ pub fn providers(stats: &[crate::governor::ProviderStats]) -> String {
     out.push_str("# HELP tag_space_wait_seconds_total Time requests waited, by reason.\n");
     out.push_str("# TYPE tag_space_wait_seconds_total counter\n");
     out.push_str(&seconds);
-    out.push_str("# HELP tag_space_provider_latency_seconds Latency of answered requests.\n");
-    out.push_str("# TYPE tag_space_provider_latency_seconds histogram\n");
-    for s in stats {
-        histogram(&mut out, s.provider, &s.latencies);
-    }
-    out
 }
 
 fn histogram(out: &mut String, provider: &str, latencies: &[std::time::Duration]) {

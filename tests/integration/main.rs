@@ -75,3 +75,7 @@ mod multispace;
 mod multisite;
 // The prompt switches (few-shot examples, the reason field) through `eval --demo --llm`.
 mod evalprompt;
+// Plan files: --dry-run --plan, then apply exactly the plan (issue 15).
+mod plan;
+// The README's "In CI" examples, run as written against the fakes.
+mod ci_readme;

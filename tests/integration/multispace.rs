@@ -259,6 +259,8 @@ async fn all_spaces_on_cloud_takes_team_spaces_and_leaves_out_personal_archived_
         "--dry-run",
         "--report",
         "r.json",
+        "--plan",
+        "plan.json",
     ];
 
     let out = run_in(d, &args, &vars(Flavor::Cloud, &site));
@@ -282,6 +284,20 @@ async fn all_spaces_on_cloud_takes_team_spaces_and_leaves_out_personal_archived_
     assert!(seen.posted.is_empty(), "a dry run writes nothing");
     let report = json_file(&d.join("r.json"));
     assert_eq!(report["run"]["spaces"], json!(["ENG", "KB", "OPS"]));
+    // One plan for the run, one entry per space, each with its page.
+    let plan = json_file(&d.join("plan.json"));
+    let planned: Vec<(&str, usize)> = plan["spaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["key"].as_str().unwrap(),
+                s["pages"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(planned, [("ENG", 1), ("KB", 1), ("OPS", 1)], "{plan}");
     assert_eq!(report["metrics"]["pages"]["tagged"], 3, "{report}");
 }
 

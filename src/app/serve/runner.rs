@@ -206,6 +206,7 @@ impl TaskRun<'_> {
             taxonomy: self.taxonomy,
             session: &session,
             front: Front::Task(&forward),
+            plan: &Default::default(),
         };
         let end = run.run(source).await?;
         if let Some(state) = &end.state {

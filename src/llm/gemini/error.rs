@@ -77,17 +77,9 @@ pub(super) fn classify_error_at(
                 );
             }
             None if has_limit_zero(&message) => LlmErrorKind::QuotaExhausted,
-            None => {
-                let retry_info = of_type("RetryInfo").find_map(|d| {
-                    d.get("retryDelay")
-                        .and_then(Value::as_str)
-                        .and_then(wire::parse_go_duration)
-                });
-                let retry_after = retry_info
-                    .or_else(|| wait_in_message(&message))
-                    .or_else(|| crate::http::retry_after(headers));
-                LlmErrorKind::RateLimited { retry_after }
-            }
+            None => LlmErrorKind::RateLimited {
+                retry_after: rate_limit_wait(&of_type, &message, headers),
+            },
         },
         413 => LlmErrorKind::TooLarge,
         400 if is_too_long(&lower) => LlmErrorKind::TooLarge,
@@ -124,6 +116,26 @@ fn is_too_long(lower: &str) -> bool {
 
 /// A 429 for a daily quota: what to say about it (which quota, when it resets at midnight
 /// Pacific), or `None` for a per-minute limit.
+/// A 429's wait: Google's `RetryInfo.retryDelay`, else "retry in Xs" in the message, else
+/// `Retry-After`.
+fn rate_limit_wait<'a, I>(
+    of_type: &impl Fn(&'static str) -> I,
+    message: &str,
+    headers: &HeaderMap,
+) -> Option<std::time::Duration>
+where
+    I: Iterator<Item = &'a Value>,
+{
+    let retry_info = of_type("RetryInfo").find_map(|d| {
+        d.get("retryDelay")
+            .and_then(Value::as_str)
+            .and_then(wire::parse_go_duration)
+    });
+    retry_info
+        .or_else(|| wait_in_message(message))
+        .or_else(|| crate::http::retry_after(headers))
+}
+
 fn daily_quota<'a, I>(of_type: &impl Fn(&'static str) -> I, now: SystemTime) -> Option<String>
 where
     I: Iterator<Item = &'a Value>,
