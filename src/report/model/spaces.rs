@@ -180,6 +180,8 @@ mod tests {
             removed: Vec::new(),
             provider: None,
             reason: (status == Status::Failed).then(|| "boom".into()),
+            version: None,
+            content_hash: None,
         }
     }
 
