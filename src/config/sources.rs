@@ -114,6 +114,21 @@ pub(super) fn parse_bool(
 
 /// A base URL: http(s), no query; returned without a trailing slash. Plain HTTP to anything
 /// but loopback is allowed (local gateways) but warned about: credentials would travel in clear.
+/// `raw` with whatever stands between `://` and the last `@` of the address part replaced by
+/// `…`, so that an error about the address never shows a user or password in it, even when
+/// the address does not parse.
+fn without_userinfo(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://").map(|i| i + 3) else {
+        return raw.to_string();
+    };
+    let rest = &raw[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}…{}", &raw[..scheme_end], &rest[at..]),
+        None => raw.to_string(),
+    }
+}
+
 pub(super) fn base_url(
     var: &str,
     raw: &str,
@@ -122,11 +137,17 @@ pub(super) fn base_url(
 ) -> Result<String, ConfigError> {
     let invalid = |reason: &str| ConfigError::Invalid {
         name: var.to_string(),
-        value: raw.to_string(),
+        value: without_userinfo(raw),
         reason: reason.to_string(),
         example,
     };
     let url = url::Url::parse(raw).map_err(|e| invalid(&format!("not a URL ({e})")))?;
+    // The address is shown in logs, reports and page links: a password in it would be too.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "must not carry a user or password (shown here as …@); give the credentials in their own variables",
+        ));
+    }
     match url.scheme() {
         "https" => {}
         "http" => {

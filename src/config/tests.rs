@@ -413,4 +413,35 @@ fn bad_space_selections_are_refused_with_one_line() {
     assert!(parse(&["--all-spaces", "--demo"]));
     assert!(parse(&[]), "a space, --all-spaces or --demo is required");
     assert!(!parse(&["--all-spaces"]));
+
+fn a_base_url_with_a_user_or_password_is_refused_without_showing_them() {
+    let mut vars = CLOUD.to_vec();
+    for (var, raw) in [
+        (
+            "CONFLUENCE_BASE_URL",
+            "https://bob:s3cr3t-t0ken@acme.atlassian.net/wiki",
+        ),
+        (
+            "CONFLUENCE_BASE_URL",
+            "https://s3cr3t-t0ken@acme.atlassian.net/wiki",
+        ),
+        // Not a URL at all, and still the part before the @ is not shown.
+        (
+            "CONFLUENCE_BASE_URL",
+            "https://bob:s3cr3t t0ken@acme atlassian.net",
+        ),
+        (
+            "OPENAI_BASE_URL",
+            "http://bob:s3cr3t-t0ken@127.0.0.1:11434/v1",
+        ),
+    ] {
+        vars.retain(|(k, _)| *k != var);
+        vars.push((var, raw));
+        let e = load(&["--space", "ENG"], &vars).unwrap_err().to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(!e.contains("bob"), "{e}");
+        assert!(e.starts_with(var), "{e}");
+        vars.retain(|(k, _)| *k != var);
+        vars.push(("CONFLUENCE_BASE_URL", CLOUD[0].1));
+    }
 }
