@@ -413,7 +413,9 @@ fn bad_space_selections_are_refused_with_one_line() {
     assert!(parse(&["--all-spaces", "--demo"]));
     assert!(parse(&[]), "a space, --all-spaces or --demo is required");
     assert!(!parse(&["--all-spaces"]));
+}
 
+#[test]
 fn a_base_url_with_a_user_or_password_is_refused_without_showing_them() {
     let mut vars = CLOUD.to_vec();
     for (var, raw) in [
