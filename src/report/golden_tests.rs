@@ -43,10 +43,7 @@ fn config(dry_run: bool) -> Config {
         ("CONFLUENCE_API_TOKEN", CONFLUENCE_TOKEN.into()),
         ("GEMINI_API_KEY", GEMINI_KEY.into()),
         ("OPENAI_API_KEY", OPENAI_KEY.into()),
-        (
-            "OPENAI_BASE_URL",
-            format!("https://proxy-user:{URL_PASSWORD}@llm.acme.test/v1/"),
-        ),
+        ("OPENAI_BASE_URL", "https://llm.acme.test/v1/".into()),
         ("TAG_SPACE_GEMINI_RPM", "60".into()),
         ("TAG_SPACE_GEMINI_TPM", "250000".into()),
     ]
