@@ -17,7 +17,8 @@ use tag_space::serve::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// Emits `pages` pages, one every `delay`; space `BROKEN` fails after its first page.
+/// Emits `pages` pages, one every `delay`; space `BROKEN` fails after its first page, and
+/// space `SLOW` takes an hour a page (it ends only when cancelled or its runtime is dropped).
 pub struct FakeRunner {
     pub pages: u64,
     pub delay: Duration,
@@ -31,6 +32,11 @@ impl TaskRunner for FakeRunner {
         events: TaskEvents,
     ) -> BoxFuture<'static, RunEnd> {
         let (pages, delay) = (self.pages, self.delay);
+        let delay = if request.space == "SLOW" {
+            Duration::from_secs(3600)
+        } else {
+            delay
+        };
         async move {
             for i in 1..=pages {
                 events.emit(TaskEvent::Listed { taken: i });
@@ -493,14 +499,19 @@ fn after_a_restart_finished_tasks_are_listed_and_a_running_one_is_interrupted() 
     let (finished, running) = a.block_on(async {
         let s = start(fake(2, 1), Some(&db), None).await;
         let (_, f) = post(&s.base, "/bulk/tag-space/ENG?wait=true", "{}").await;
-        let (_, r) = post(&s.base, "/bulk/tag-space/OPS", "{}").await;
+        // A task that cannot end by itself before the service is killed: with a fast one, the
+        // poll below could miss its "running" and wait forever.
+        let (_, r) = post(&s.base, "/bulk/tag-space/SLOW", "{}").await;
         let id = r["task_id"].as_str().unwrap().to_string();
-        // Until it runs and has done a page.
+        // Until it runs (at most about 10 s of real time: a hang fails the test).
+        let mut tries = 0;
         loop {
             let (_, t) = get(&s.base, &format!("/bulk/tasks/{id}")).await;
             if t["status"] == "running" {
                 break;
             }
+            tries += 1;
+            assert!(tries < 2000, "the task never ran: {t}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         (f["task_id"].as_str().unwrap().to_string(), id)
