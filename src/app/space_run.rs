@@ -23,6 +23,7 @@ use crate::report;
 use crate::report::OutputFormat;
 use crate::report::model::{RunReport, RunStatus};
 use crate::taxonomy::Taxonomy;
+use tokio_util::sync::CancellationToken;
 
 /// Who follows a space's run.
 #[derive(Clone, Copy)]
@@ -79,19 +80,7 @@ impl SpaceRun<'_> {
             _ => self.session.cancel.child_token(),
         };
         let llm = OutageWatch::new(chain, stop.clone());
-        let mut opts = RunOptions {
-            state: state.clone(),
-            batch_size: batch_size(config, taxonomy),
-            cancel: stop,
-            // The pipeline and the providers tell one stream; the bar and the report follow
-            // it. A task, or one of several spaces, has a stream of its own: other spaces'
-            // pages are not its events.
-            events: match self.front {
-                Front::Terminal => chain.events().clone(),
-                _ => EventSink::none(),
-            },
-            ..run_options(config)
-        };
+        let mut opts = self.options(state.clone(), stop);
         let batch = match config.batch.enabled {
             true => Some(
                 via_batch::prepare(config, source, chain, taxonomy, &mut opts, self.session)
@@ -100,16 +89,7 @@ impl SpaceRun<'_> {
             false => None,
         };
         let mut run_report = new_report(config, taxonomy);
-        match self.front {
-            Front::Terminal => {
-                *self.plan.borrow_mut() = plan_out::builder(config, taxonomy, state.is_some())?
-            }
-            _ => {
-                if let Some(plan) = self.plan.borrow_mut().as_mut() {
-                    plan.space(&config.space);
-                }
-            }
-        }
+        self.start_plan(state.is_some())?;
         let listed = self
             .follow(source, &llm, &opts, &mut |o| {
                 run_report.record(o);
@@ -138,6 +118,39 @@ impl SpaceRun<'_> {
             halted: source.halted(),
         };
         Ok(self.close(run_report, state, end, started))
+    }
+
+    /// The pipeline's options for this space, stopped by `stop`.
+    fn options(&self, state: Option<RunState>, stop: CancellationToken) -> RunOptions {
+        RunOptions {
+            state,
+            batch_size: batch_size(self.config, self.taxonomy),
+            cancel: stop,
+            // The pipeline and the providers tell one stream; the bar and the report follow
+            // it. A task, or one of several spaces, has a stream of its own: other spaces'
+            // pages are not its events.
+            events: match self.front {
+                Front::Terminal => self.chain.events().clone(),
+                _ => EventSink::none(),
+            },
+            ..run_options(self.config)
+        }
+    }
+
+    /// A run of one space starts the plan (if `--plan` asks for one); one of several adds its
+    /// space to the plan the run started.
+    fn start_plan(&self, has_state: bool) -> anyhow::Result<()> {
+        match self.front {
+            Front::Terminal => {
+                *self.plan.borrow_mut() = plan_out::builder(self.config, self.taxonomy, has_state)?
+            }
+            _ => {
+                if let Some(plan) = self.plan.borrow_mut().as_mut() {
+                    plan.space(&self.config.space);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The report's end, from how the pipeline and the batch jobs ended.

@@ -114,18 +114,7 @@ pub(super) async fn run_several(
         never = progress.follow(&mut events) => match never {},
     };
     progress.drain(&mut events);
-    let mut all = new_report(config, taxonomy).over_several_spaces();
-    for part in parts {
-        match part {
-            Part::Ran(r) => all.absorb(*r),
-            Part::NotRun {
-                space,
-                status,
-                error,
-            } => all.add_space_end(&space, status, error),
-            Part::Again => {}
-        }
-    }
+    let mut all = gather(new_report(config, taxonomy).over_several_spaces(), parts);
     all.set_providers(providers_metrics(chain, config, None));
     // The site's figures once, for the whole run: every space went through the one client.
     if let Some(site) = client.site_stats() {
@@ -150,6 +139,22 @@ pub(super) async fn run_several(
         Some(e) => Err(e),
         None => Ok(all),
     }
+}
+
+/// The report over several spaces, from each space's part.
+fn gather(mut all: RunReport, parts: Vec<Part>) -> RunReport {
+    for part in parts {
+        match part {
+            Part::Ran(r) => all.absorb(*r),
+            Part::NotRun {
+                space,
+                status,
+                error,
+            } => all.add_space_end(&space, status, error),
+            Part::Again => {}
+        }
+    }
+    all
 }
 
 /// How the whole run ended: interrupted, stopped for all, every space failed, or finished
