@@ -282,11 +282,19 @@ async fn a_run_killed_half_way_resumes_with_no_label_written_twice() {
             "page {id} was finished, yet asked again"
         );
     }
-    assert_eq!(
-        report["metrics"]["pages"]["unchanged"].as_u64().unwrap() as usize,
-        // The cut-off pages are left as they are: nothing to write.
-        done_in_run_1.len() + cut_off.len(),
-        "{report}"
+    // Every page is either written by run 2 or left as it is (finished by run 1, or cut off).
+    // The snapshot `done_in_run_1` may miss a label POST that was in the server's socket when
+    // the child was killed and was handled just after the snapshot (seen in CI under load):
+    // run 2 finds that page labelled with an open intent and leaves it, so it counts as
+    // unchanged too. At most the two batches in flight at the kill can be such pages.
+    let pages = &report["metrics"]["pages"];
+    let unchanged = pages["unchanged"].as_u64().unwrap() as usize;
+    let tagged = pages["tagged"].as_u64().unwrap() as usize;
+    assert_eq!(unchanged + tagged, PAGES, "{report}");
+    let left_as_is = done_in_run_1.len() + cut_off.len();
+    assert!(
+        (left_as_is..=left_as_is + 2).contains(&unchanged),
+        "unchanged {unchanged}, finished or cut off by run 1 {left_as_is}: {report}"
     );
     drop(site);
 
