@@ -15,6 +15,7 @@ use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
 
 use super::batchfake::{self, KEY, Script};
+use crate::harness::OutputBounded;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
 
@@ -27,7 +28,7 @@ fn tag_space(dir: &std::path::Path, args: &[&str], vars: &[(&str, String)]) -> O
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    cmd.output().expect("run tag-space")
+    cmd.output_bounded()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! error message repeats the error it wraps (`main` prints `{e:#}`, which appends every
 //! `source()`; a message that also formats its source would show it twice).
 
+use crate::harness::OutputBounded;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -17,7 +18,7 @@ fn tag_space_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    cmd.output().expect("run tag-space")
+    cmd.output_bounded()
 }
 
 /// The one error line: exit 2, and each of `causes` in it exactly once.

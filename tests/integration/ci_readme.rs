@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::harness::OutputBounded;
 use crate::livesite::Flavor;
 use crate::plan::{env, stderr};
 
@@ -93,8 +94,7 @@ async fn runs_as_written(name: &str, flavor: Flavor) {
             .envs(e.envs())
             .env("PATH", &path)
             .env("GITHUB_STEP_SUMMARY", &summary)
-            .output()
-            .unwrap();
+            .output_bounded();
         assert_eq!(
             out.status.code(),
             Some(0),

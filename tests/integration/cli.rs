@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::harness::OutputBounded;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -29,7 +30,7 @@ fn tag_space_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    cmd.output().expect("run tag-space")
+    cmd.output_bounded()
 }
 
 /// Runs with `--report report.json` and returns the parsed report too (`Null` if none).

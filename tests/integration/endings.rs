@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
+use crate::harness::OutputBounded;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -157,8 +158,7 @@ fn run(dir: &Path, confluence: &str, llm: &str, args: &[&str]) -> Output {
         .env("OPENAI_API_KEY", "openai-FAKE-KEY")
         .env("OPENAI_BASE_URL", format!("{llm}/v1"))
         .env("TAG_SPACE_CACHE_PATH", dir.join("state.db"))
-        .output()
-        .unwrap()
+        .output_bounded()
 }
 
 fn text(b: &[u8]) -> String {
@@ -344,8 +344,7 @@ fn history(dir: &Path, space: &str) -> Vec<String> {
         .current_dir(dir)
         .env_clear()
         .env("TAG_SPACE_CACHE_PATH", dir.join("state.db"))
-        .output()
-        .unwrap();
+        .output_bounded();
     let stdout = text(&out.stdout);
     let section = stdout
         .split("\nspace ")
@@ -513,8 +512,7 @@ async fn a_total_llm_outage_stops_early_with_exit_2_and_one_line_per_provider() 
         .env("OPENAI_API_KEY", "openai-FAKE-KEY")
         .env("OPENAI_BASE_URL", format!("{}/v1", openai.uri()))
         .env("TAG_SPACE_CACHE_PATH", d.join("state.db"))
-        .output()
-        .unwrap();
+        .output_bounded();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let lines: Vec<&str> = stderr

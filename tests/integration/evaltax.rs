@@ -11,6 +11,7 @@ use tag_space::pipeline::{RunOptions, run};
 use tag_space::taxonomy::Taxonomy;
 use wiremock::MockServer;
 
+use crate::harness::OutputBounded;
 use crate::livesite::{FirstTags, Flavor, LiveSite};
 use crate::pipeline::{Scripted, page, taxonomy};
 
@@ -45,7 +46,7 @@ fn command(
 
 /// Runs `cmd` off the async runtime's threads (the fakes answer on it).
 async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    tokio::task::spawn_blocking(move || cmd.output_bounded())
         .await
         .unwrap()
 }
@@ -216,8 +217,7 @@ async fn eval_demo_runs_offline_and_reports_in_both_formats() {
             .current_dir(dir.path())
             .args(["eval", "--demo"])
             .args(args)
-            .output()
-            .unwrap()
+            .output_bounded()
     };
     let out = run(&["--report", "e.json", "--report", "e.md"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

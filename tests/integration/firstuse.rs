@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::harness::OutputBounded;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -28,7 +29,7 @@ fn run_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    cmd.output().expect("run tag-space")
+    cmd.output_bounded()
 }
 
 fn text(b: &[u8]) -> String {

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::harness::OutputBounded;
 use serde_json::{Value, json};
 use tag_space::llm::ProviderSettings;
 use tag_space::llm::gemini::GeminiProvider;
@@ -194,7 +195,7 @@ fn run(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    cmd.output_bounded()
 }
 
 /// The report's tagged page count and the provider's rung.

@@ -20,6 +20,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::multisite::{Flavor, Space, serve, vars};
 use super::servecli::{QuotaSim, SimState};
+use crate::harness::OutputBounded;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
 
@@ -34,7 +35,7 @@ fn run_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    cmd.output().expect("run tag-space")
+    cmd.output_bounded()
 }
 
 fn text(b: &[u8]) -> String {

@@ -24,6 +24,7 @@ use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::fakesite::CloudSite;
+use crate::harness::OutputBounded;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
 
@@ -267,8 +268,7 @@ async fn the_run_stops_with_exit_2_on_anonymous_access() {
         .env("CONFLUENCE_BASE_URL", server.uri())
         .env("CONFLUENCE_PAT", "pat-FAKE")
         .env("TAG_SPACE_CACHE_PATH", dir.path().join("state.db"))
-        .output()
-        .unwrap();
+        .output_bounded();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("check CONFLUENCE_PAT"), "{stderr}");
@@ -459,8 +459,7 @@ fn run_bin(dir: &std::path::Path, root: &str) -> Output {
         .env("CONFLUENCE_API_TOKEN", "confluence-FAKE-TOKEN")
         .env("TAG_SPACE_CONFLUENCE_CONCURRENCY", "1")
         .env("TAG_SPACE_CACHE_PATH", dir.join("state.db"))
-        .output()
-        .unwrap()
+        .output_bounded()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

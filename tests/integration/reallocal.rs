@@ -16,6 +16,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::harness::OutputBounded;
 use serde_json::{Value, json};
 use tag_space::governor::{Governed, GovernorConfig};
 use tag_space::llm::openai::OpenAiProvider;
@@ -224,8 +225,7 @@ async fn a_real_llama_server_gives_every_page_a_schema_valid_answer() {
         .env("OPENAI_MODEL", &model)
         .env("TAG_SPACE_OPENAI_TIMEOUT_SECS", "600")
         .env("TAG_SPACE_LOCK_DIR", "locks")
-        .output()
-        .unwrap();
+        .output_bounded();
     let wall = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{}", String::from_utf8_lossy(&out.stdout));

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::harness::OutputBounded;
 use serde_json::{Value, json};
 use tag_space::cache::{RunMode, Store, StoreOptions};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
@@ -25,7 +26,7 @@ fn run_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    cmd.output().expect("run tag-space")
+    cmd.output_bounded()
 }
 
 fn text(b: &[u8]) -> String {
