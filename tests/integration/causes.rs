@@ -2,24 +2,9 @@
 //! error message repeats the error it wraps (`main` prints `{e:#}`, which appends every
 //! `source()`; a message that also formats its source would show it twice).
 
-use crate::harness::OutputBounded;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
-
-fn tag_space_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("NO_COLOR", "1")
-        .env("HOME", dir);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.output_bounded()
-}
+use crate::harness::proc::run_at_home as tag_space_in;
 
 /// The one error line: exit 2, and each of `causes` in it exactly once.
 fn assert_each_cause_once(out: &Output, causes: &[&str]) {

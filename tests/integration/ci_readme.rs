@@ -8,11 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::OutputBounded;
+use crate::harness::{BIN, OutputBounded};
 use crate::livesite::Flavor;
 use crate::plan::{env, stderr};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
 
 /// The fenced block between `<!-- ci-example:NAME -->` and `<!-- /ci-example:NAME -->`.
 fn example(name: &str) -> String {

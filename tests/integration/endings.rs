@@ -7,12 +7,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use crate::harness::OutputBounded;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::fakes::cloud_space;
+use crate::harness::{BIN, OutputBounded};
 
 /// Page id to its labels now, and every DELETE as (page, label).
 #[derive(Default)]
@@ -74,16 +74,6 @@ impl Respond for Labels {
 
 /// A Cloud site with space ENG of `pages` pages (ids 1..), labels kept in `site`.
 async fn confluence(pages: usize, site: &Shared) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces"))
-        .and(query_param("keys", "ENG"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "results": [{"id": "98765", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}],
-            "_links": {}
-        })))
-        .mount(&server)
-        .await;
     let results: Vec<Value> = (1..=pages)
         .map(|i| {
             json!({
@@ -95,13 +85,7 @@ async fn confluence(pages: usize, site: &Shared) -> MockServer {
             })
         })
         .collect();
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces/98765/pages"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": results, "_links": {}})),
-        )
-        .mount(&server)
-        .await;
+    let server = cloud_space(results).await;
     Mock::given(path_regex(
         r"^/wiki/(api/v2/pages/\d+/labels|rest/api/content/\d+/label)$",
     ))

@@ -6,11 +6,10 @@
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use crate::harness::OutputBounded;
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::{BIN, OutputBounded};
 
 /// Written into every reason; must not appear in any output of tag-space.
 const REASON_MARK: &str = "REASON-MARK-7f3";

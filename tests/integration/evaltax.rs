@@ -11,11 +11,9 @@ use tag_space::pipeline::{RunOptions, run};
 use tag_space::taxonomy::Taxonomy;
 use wiremock::MockServer;
 
-use crate::harness::OutputBounded;
+use crate::harness::{BIN, OutputBounded};
 use crate::livesite::{FirstTags, Flavor, LiveSite};
 use crate::pipeline::{Scripted, page, taxonomy};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
 
 fn command(
     site: &LiveSite,

@@ -24,9 +24,7 @@ use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::fakesite::CloudSite;
-use crate::harness::OutputBounded;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::{BIN, OutputBounded};
 
 fn client(root: String, flavor: Flavor) -> ConfluenceClient {
     let auth = match flavor {

@@ -16,17 +16,16 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::OutputBounded;
 use serde_json::{Value, json};
 use tag_space::governor::{Governed, GovernorConfig};
 use tag_space::llm::openai::OpenAiProvider;
 use tag_space::llm::validate::{DropReason, validate};
 use tag_space::llm::{PageText, Provider, ProviderSettings};
 use tag_space::taxonomy::Taxonomy;
-use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::fakes::unlabelled_space;
+use crate::harness::{BIN, OutputBounded};
 
 /// Made-up pages, one topic each.
 const PAGES: &[(&str, &str)] = &[
@@ -84,15 +83,6 @@ fn pages() -> Vec<PageText> {
 }
 
 async fn site() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces"))
-        .and(query_param("keys", "ENG"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "results": [{"id": "98765", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}],
-        })))
-        .mount(&server)
-        .await;
     let listed: Vec<Value> = pages()
         .iter()
         .map(|p| {
@@ -103,23 +93,7 @@ async fn site() -> MockServer {
             })
         })
         .collect();
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces/98765/pages"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": listed, "_links": {}})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(wiremock::matchers::path_regex(
-            r"^/wiki/api/v2/pages/\d+/labels$",
-        ))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": [], "_links": {}})),
-        )
-        .mount(&server)
-        .await;
-    server
+    unlabelled_space(listed).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

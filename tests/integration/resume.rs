@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, path_regex, query_param};
+use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use crate::harness::fakes::cloud_space;
 use crate::harness::{BIN, OutputBounded, Running};
 
 #[derive(Default)]
@@ -128,17 +129,7 @@ struct Fakes {
 }
 
 async fn fakes(pages: usize, llm_delay: Duration) -> Fakes {
-    let confluence = MockServer::start().await;
     let site: Shared = Arc::default();
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces"))
-        .and(query_param("keys", "ENG"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "results": [{"id": "98765", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}],
-            "_links": {}
-        })))
-        .mount(&confluence)
-        .await;
     let results: Vec<Value> = (1..=pages)
         .map(|i| {
             json!({
@@ -150,13 +141,7 @@ async fn fakes(pages: usize, llm_delay: Duration) -> Fakes {
             })
         })
         .collect();
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces/98765/pages"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": results, "_links": {}})),
-        )
-        .mount(&confluence)
-        .await;
+    let confluence = cloud_space(results).await;
     Mock::given(method("GET"))
         .and(path_regex(r"^/wiki/api/v2/pages/\d+/labels$"))
         .respond_with(ReadLabels(site.clone()))

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::harness::fakes::{GatedLlm, howto_answer, howto_page, unlabelled_space};
+use crate::harness::fakes::{
+    GatedLlm, dry_run_one_page_a_request, howto_answer, howto_page, unlabelled_space,
+};
 use crate::harness::{BIN, OutputBounded, Running};
 
 const PAGES: usize = 12;
@@ -49,30 +51,10 @@ async fn llm(delay: Duration) -> MockServer {
 /// `tag-space --space ENG --dry-run` against the fakes (the LLM at `llm`), one page per
 /// request, one request at a time, state and locks under `dir`.
 fn command(dir: &Path, confluence: &MockServer, llm: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "--space",
-        "ENG",
-        "--dry-run",
-        "--batch-size",
-        "1",
-        "--concurrency",
-        "1",
-        "--max-concurrency",
-        "1",
-        "--cache-path",
-        "state/state.db",
-    ])
-    .args(extra)
-    .current_dir(dir)
-    .env_clear()
-    .env("CONFLUENCE_BASE_URL", format!("{}/wiki", confluence.uri()))
-    .env("CONFLUENCE_EMAIL", "bot@acme.test")
-    .env("CONFLUENCE_API_TOKEN", "confluence-FAKE-TOKEN")
-    .env("OPENAI_API_KEY", "openai-FAKE-KEY")
-    .env("OPENAI_BASE_URL", format!("{llm}/v1"))
-    .env("TAG_SPACE_LOCK_DIR", "locks")
-    .stdin(Stdio::null());
+    let mut cmd = dry_run_one_page_a_request(dir, confluence, llm);
+    cmd.args(extra)
+        .env("OPENAI_API_KEY", "openai-FAKE-KEY")
+        .stdin(Stdio::null());
     cmd
 }
 

@@ -2,6 +2,8 @@
 //! LLM whose answers wait until the test opens a gate (so that a signal is sent while a
 //! request is in flight on every interleaving, however slowly the machine runs).
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -12,7 +14,7 @@ use tokio::sync::watch;
 use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::proc::PATIENCE;
+use super::proc::{BIN, PATIENCE};
 
 /// A Cloud site with space ENG (id 98765) listing `pages` in one answer; the caller mounts
 /// what its labels do.
@@ -48,6 +50,35 @@ pub async fn unlabelled_space(pages: Vec<Value>) -> MockServer {
         .mount(&server)
         .await;
     server
+}
+
+/// `tag-space --space ENG --dry-run` in `dir` against [`cloud_space`] at `confluence` and an
+/// OpenAI-compatible LLM at `llm` (no key: add one if the test needs it), one page per request
+/// and one request at a time (so that request counts are exact), its state in
+/// `state/state.db` and locks under `locks/`, with nothing else in its environment.
+pub fn dry_run_one_page_a_request(dir: &Path, confluence: &MockServer, llm: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--space",
+        "ENG",
+        "--dry-run",
+        "--batch-size",
+        "1",
+        "--concurrency",
+        "1",
+        "--max-concurrency",
+        "1",
+        "--cache-path",
+        "state/state.db",
+    ])
+    .current_dir(dir)
+    .env_clear()
+    .env("CONFLUENCE_BASE_URL", format!("{}/wiki", confluence.uri()))
+    .env("CONFLUENCE_EMAIL", "bot@acme.test")
+    .env("CONFLUENCE_API_TOKEN", "confluence-FAKE-TOKEN")
+    .env("OPENAI_BASE_URL", format!("{llm}/v1"))
+    .env("TAG_SPACE_LOCK_DIR", "locks");
+    cmd
 }
 
 /// Page `i` of [`cloud_space`]: a short how-to.

@@ -4,6 +4,7 @@
 //! (`every_wait_on_a_child_has_a_deadline` checks the sources).
 
 use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -33,6 +34,28 @@ impl OutputBounded for Command {
     fn output_bounded(&mut self) -> Output {
         Running::start(self).wait_bounded()
     }
+}
+
+/// `tag-space <args>` in `dir` with only `NO_COLOR=1` and `vars` in its environment, run to
+/// its end with a deadline.
+pub fn run_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("NO_COLOR", "1");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output_bounded()
+}
+
+/// [`run_in`] with `HOME=dir`: the default state file and locks live under HOME, kept in
+/// the test's directory.
+pub fn run_at_home(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
+    let mut vars = vars.to_vec();
+    vars.insert(0, ("HOME", dir.display().to_string()));
+    run_in(dir, args, &vars)
 }
 
 /// Runs `cmd` to its end off the async runtime's threads (for fakes that answer on them).
