@@ -4,6 +4,7 @@
 
 use std::process::Output;
 
+use crate::harness::net::ClosedPort;
 use crate::harness::proc::run_at_home as tag_space_in;
 
 /// The one error line: exit 2, and each of `causes` in it exactly once.
@@ -43,12 +44,6 @@ fn site_at(port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// A port on 127.0.0.1 where nothing listens (bound, then released).
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[test]
 fn a_missing_taxonomy_file_names_the_file_and_its_cause_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -80,7 +75,7 @@ fn an_unusable_state_file_names_the_file_and_its_cause_once() {
             "a-file/state/state.db",
             "-q",
         ],
-        &site_at(closed_port()),
+        &site_at(ClosedPort::new().port),
     );
     assert_each_cause_once(
         &out,
@@ -107,7 +102,8 @@ fn an_unusable_state_file_names_the_file_and_its_cause_once() {
 #[test]
 fn an_unreachable_confluence_names_the_request_and_its_cause_once() {
     let dir = tempfile::tempdir().unwrap();
-    let port = closed_port();
+    let closed = ClosedPort::new();
+    let port = closed.port;
     let refused = std::net::TcpStream::connect(("127.0.0.1", port))
         .unwrap_err()
         .to_string();

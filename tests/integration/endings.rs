@@ -12,6 +12,7 @@ use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::harness::fakes::cloud_space;
+use crate::harness::net::ClosedPort;
 use crate::harness::{BIN, OutputBounded};
 
 /// Page id to its labels now, and every DELETE as (page, label).
@@ -306,12 +307,6 @@ async fn sync_shows_every_removal_in_lines_table_json_and_markdown_before_and_af
     }
 }
 
-/// A port nothing listens on: bind one, note it, close it.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -360,7 +355,8 @@ async fn run_history_says_how_each_run_ended_and_with_which_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (c, l) = (confluence.uri(), llm.uri());
-    let refused = format!("http://127.0.0.1:{}", closed_port());
+    let closed = ClosedPort::new();
+    let refused = format!("http://127.0.0.1:{}", closed.port);
 
     for (base, space) in [(&c, "NOPE"), (&c, "JUNK"), (&refused, "ENG"), (&c, "ENG")] {
         let out = run(d, base, &l, &["--space", space, "-q"]);
@@ -419,7 +415,8 @@ async fn a_total_llm_outage_stops_early_with_exit_2_and_one_line_per_provider() 
     let confluence = confluence(PAGES, &site).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let refused = format!("http://127.0.0.1:{}", closed_port());
+    let closed = ClosedPort::new();
+    let refused = format!("http://127.0.0.1:{}", closed.port);
 
     // The only provider is unreachable.
     let out = run(

@@ -6,6 +6,7 @@
 
 pub mod fakes;
 pub mod labels;
+pub mod net;
 pub mod proc;
 
 pub use proc::{BIN, OutputBounded, Running};
