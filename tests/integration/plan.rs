@@ -179,6 +179,25 @@ pub fn assert_schema_valid(doc: &Value) {
     );
 }
 
+/// The Markdown report of a run against a site has the site's figures: a "Confluence" table
+/// whose request count is that of a run that listed pages and read their labels.
+fn assert_confluence_figures(md: &str) {
+    let mut rows = md
+        .lines()
+        .skip_while(|l| *l != "### Confluence")
+        .filter(|l| l.starts_with('|'));
+    let header = rows
+        .next()
+        .unwrap_or_else(|| panic!("no Confluence table in\n{md}"));
+    assert!(
+        header.starts_with("| Requests | 429s | Downloaded |"),
+        "{md}"
+    );
+    let figures = rows.nth(1).unwrap_or_else(|| panic!("no figures in\n{md}"));
+    let requests: u64 = figures.split('|').nth(1).unwrap().trim().parse().unwrap();
+    assert!(requests >= 2, "{md}");
+}
+
 // ---- the round trip -------------------------------------------------------------------
 
 /// The dry run writes nothing and plans both tags on every page; apply writes exactly the
@@ -199,6 +218,7 @@ async fn round_trip(flavor: Flavor) {
     );
     let md = std::fs::read_to_string(e.path("plan.md")).unwrap();
     assert!(md.contains("type-howto"), "{md}");
+    assert_confluence_figures(&md);
 
     let asked = e.site.state().requests("llm");
     let out = e.apply("full", &[]);
