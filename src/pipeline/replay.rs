@@ -125,3 +125,86 @@ pub async fn apply_planned<S: PageSource>(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::testkit::{Kit, page};
+
+    fn planned(id: &str, version: u64) -> PlannedWrite {
+        PlannedWrite {
+            id: id.into(),
+            title: format!("Page {id}"),
+            url: None,
+            version,
+            content_hash: ContentHash::of_page(id, ""),
+            add: vec!["type-howto".into()],
+            remove: Vec::new(),
+            provider: Provenance::Provider("rules"),
+        }
+    }
+
+    fn listed(ids: &[&str]) -> HashMap<String, ListedNow> {
+        let now = ListedNow {
+            version: Some(1),
+            labels: None,
+        };
+        ids.iter().map(|id| (id.to_string(), now.clone())).collect()
+    }
+
+    /// Plan order, a stale page among them, and a stop: the pages started are finished and
+    /// handed on, no other is started.
+    #[tokio::test]
+    async fn planned_pages_come_in_plan_order_and_a_stop_starts_no_other() {
+        let ids = ["3", "1", "4", "2", "5"];
+        let kit = Kit::new(ids.iter().map(|id| page(id, "<p>x</p>")).collect());
+        let mut writes: Vec<PlannedWrite> = ids.iter().map(|id| planned(id, 1)).collect();
+        writes[1].version = 0;
+        let mut got = Vec::new();
+        let mut sink = |o: PageOutcome| got.push((o.id, o.status));
+        let tax = &kit.taxonomy;
+        let done = apply_plan(
+            &kit.source,
+            tax,
+            &kit.opts,
+            &writes,
+            listed(&ids),
+            2,
+            &mut sink,
+        );
+        assert_eq!(done.await, 5);
+        let order: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(order, ids);
+        assert_eq!(got[1].1, Status::Stale);
+        assert!(
+            got.iter()
+                .filter(|(id, _)| id != "1")
+                .all(|(_, s)| *s == Status::Tagged)
+        );
+
+        let kit = Kit::new(ids.iter().map(|id| page(id, "<p>x</p>")).collect());
+        let cancel = kit.opts.cancel.clone();
+        let mut first = Vec::new();
+        let mut sink = |o: PageOutcome| {
+            cancel.cancel();
+            first.push(o.id);
+        };
+        let done = apply_plan(
+            &kit.source,
+            tax,
+            &kit.opts,
+            &writes,
+            listed(&ids),
+            2,
+            &mut sink,
+        );
+        // Two were under way when the first came back and stopped the run.
+        assert_eq!(done.await, 2);
+        assert_eq!(first, ["3", "1"]);
+        assert_eq!(
+            kit.source.writes().len(),
+            1,
+            "page 1 is stale: only page 3 written"
+        );
+    }
+}
