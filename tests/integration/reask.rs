@@ -254,3 +254,34 @@ async fn a_429_on_a_reask_cools_the_provider_down_and_leaves_the_ladder_where_it
     assert_eq!((s.calls, s.reasks, s.rate_limited, s.retries), (3, 1, 1, 1));
     assert_eq!(s.wait(WaitReason::Cooldown429).count, 1);
 }
+
+/// Through the built binary against wiremock (real clock, nothing asserted about time): the
+/// refused `json_schema` request and the `json_object` re-ask are both in the JSON report.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_json_schema_and_its_reask_are_two_requests_in_the_json_report() {
+    use super::localmodels::{Server, bodies, llm, mode, report, run_with, site};
+    let confluence = site().await;
+    let fake = llm(Server::LlamaCppPython).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with(
+        dir.path(),
+        &confluence,
+        &fake,
+        "local-model",
+        &[],
+        &["--limit", "1"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let modes: Vec<&str> = bodies(&fake).await.iter().map(mode).collect();
+    assert_eq!(modes, ["json_schema", "json_object"], "{stderr}");
+    let p = &report(dir.path())["metrics"]["providers"][0];
+    assert_eq!(p["provider"], "openai");
+    assert_eq!(p["calls"], 2, "{p}");
+    assert_eq!(p["successes"], 1, "{p}");
+    // The refusal (HTTP 500 naming the format) is the failed one; no retry was spent on it.
+    assert_eq!(p["failures"]["overloaded"], 1, "{p}");
+    assert_eq!(p["retries"], 0, "{p}");
+    // The answered re-ask's usage (the fake reports 120 prompt tokens).
+    assert_eq!(p["tokens_in"], 120, "{p}");
+}
