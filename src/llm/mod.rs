@@ -1,9 +1,11 @@
 //! Asking an LLM to pick labels for a batch of pages.
 //!
 //! [`Provider`] is the seam. The HTTP clients ([`gemini::GeminiProvider`],
-//! [`openai::OpenAiProvider`]) make exactly one request per call and classify what went wrong
-//! into an [`LlmError`]; pacing, retries, cooldowns and fallback wrap them (see
-//! `crate::governor`), so there is one retry loop in the whole program.
+//! [`openai::OpenAiProvider`]) make exactly one request per [`Provider::classify_once`] call
+//! and classify what went wrong into an [`LlmError`], or say to ask again a rung lower on the
+//! structured-output ladder ([`Unsettled::Reask`]); pacing, retries, cooldowns and fallback
+//! wrap them (see `crate::governor`), so there is one retry loop in the whole program and
+//! every request, re-asks included, passes the governor.
 
 mod any;
 pub mod batch;

@@ -184,7 +184,10 @@ async fn a_reask_after_a_refused_format_waits_for_its_own_rpm_token_and_is_count
     assert_eq!(s.failures.get("bad_request"), Some(&1));
     assert_eq!((s.tokens_in, s.tokens_out), (50, 50));
     // No retry spent, no backoff, no circuit-breaker strike, no fallback.
-    assert_eq!((s.retries, s.fallbacks, s.unavailable.as_deref()), (0, 0, None));
+    assert_eq!(
+        (s.retries, s.fallbacks, s.unavailable.as_deref()),
+        (0, 0, None)
+    );
     assert_eq!(s.wait(WaitReason::Backoff5xx).count, 0);
     assert_eq!(s.wait(WaitReason::Preflight).count, 1);
     assert_eq!(chain.providers()[1].stats().calls, 0);

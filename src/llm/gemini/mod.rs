@@ -1,6 +1,6 @@
 //! Google Gemini through the Developer API (`v1beta/models/{model}:generateContent`).
 //!
-//! One request per [`Provider::classify`] call and no retries here: the governor retries,
+//! One request per [`Provider::classify_once`] call and no retries here: the governor retries,
 //! using the classification below (reference §1.5 and §3.8):
 //!
 //! | answer | kind |

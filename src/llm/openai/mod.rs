@@ -1,7 +1,7 @@
 //! OpenAI Chat Completions, and any server that speaks it (Ollama, llama.cpp's
 //! `llama-server`, vLLM, LM Studio, LiteLLM, Gemini's OpenAI shim).
 //!
-//! One request per [`Provider::classify`] call and no retries here: the governor retries,
+//! One request per [`Provider::classify_once`] call and no retries here: the governor retries,
 //! using the classification below (reference §2.3, §2.4 and §3.8):
 //!
 //! | answer | kind |
