@@ -10,6 +10,8 @@ mod localmodels;
 mod reallocal;
 // Pacing, cooldowns, adaptive concurrency and fallback on tokio's paused clock.
 mod governor;
+// The structured-output ladder's re-asks through the governor, on tokio's paused clock.
+mod reask;
 // The output budget through the governor: the cap asked, one wider retry, then a split.
 mod budget;
 // The whole pipeline with in-memory fakes.
