@@ -21,6 +21,8 @@ use crate::governor::{Latency, WaitReason, WaitStats, quantile};
 use crate::pipeline::Provenance;
 use crate::pipeline::{PageOutcome, Status};
 
+mod apply;
+
 // Fake secrets, recognisable anywhere they might leak.
 const GEMINI_KEY: &str = "gem-SECRET-KEY-4f1a";
 const OPENAI_KEY: &str = "sk-SECRET-KEY-9c2e";

@@ -25,7 +25,7 @@ const PAGES: usize = 4;
 
 /// How a fake server treats each way of asking for JSON.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Server {
+pub(super) enum Server {
     /// llama.cpp's `llama-server`, vLLM, Ollama's `/v1`: `json_schema` constrains decoding.
     HonoursSchema,
     /// llama-cpp-python: `json_schema` is refused with HTTP 500; `json_object` + `schema` works.
@@ -42,7 +42,7 @@ enum Server {
 }
 
 /// The mode a request asked for: `json_schema`, `json_object` or `prompt`.
-fn mode(body: &Value) -> &'static str {
+pub(super) fn mode(body: &Value) -> &'static str {
     match body["response_format"]["type"].as_str() {
         Some("json_schema") => "json_schema",
         Some("json_object") => "json_object",
@@ -111,7 +111,7 @@ impl Respond for Server {
     }
 }
 
-async fn llm(server: Server) -> MockServer {
+pub(super) async fn llm(server: Server) -> MockServer {
     let fake = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
@@ -122,7 +122,7 @@ async fn llm(server: Server) -> MockServer {
 }
 
 /// A Cloud site with space ENG holding `PAGES` pages, none labelled.
-async fn site() -> MockServer {
+pub(super) async fn site() -> MockServer {
     unlabelled_space((1..=PAGES).map(howto_page).collect()).await
 }
 
@@ -135,8 +135,21 @@ fn run(
     model: &str,
     env: &[(&str, &str)],
 ) -> Output {
+    run_with(dir, confluence, llm, model, env, &[])
+}
+
+/// [`run`] with more arguments.
+pub(super) fn run_with(
+    dir: &Path,
+    confluence: &MockServer,
+    llm: &MockServer,
+    model: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Output {
     let mut cmd = dry_run_one_page_a_request(dir, confluence, &llm.uri());
     cmd.args(["--report", "report.json"])
+        .args(args)
         .env("OPENAI_MODEL", model);
     for (k, v) in env {
         cmd.env(k, v);
@@ -144,10 +157,14 @@ fn run(
     cmd.output_bounded()
 }
 
+/// The JSON report a run wrote.
+pub(super) fn report(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
 /// The report's tagged page count and the provider's rung.
 fn outcome(dir: &Path) -> (u64, String) {
-    let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let r = report(dir);
     let tagged = r["metrics"]["pages"]["tagged"].as_u64().unwrap();
     let rung = r["metrics"]["providers"][0]["structured_output"]
         .as_str()
@@ -156,7 +173,7 @@ fn outcome(dir: &Path) -> (u64, String) {
     (tagged, rung)
 }
 
-async fn bodies(server: &MockServer) -> Vec<Value> {
+pub(super) async fn bodies(server: &MockServer) -> Vec<Value> {
     server
         .received_requests()
         .await
@@ -184,6 +201,9 @@ async fn drives_to(server: Server, first: &[&str], rung: &str) {
     let mut expected: Vec<&str> = first.to_vec();
     expected.extend(std::iter::repeat_n(rung, PAGES - 1));
     assert_eq!(modes, expected, "{server:?}: {stderr}");
+    // Every request the server saw, re-asks included, is in the report's metrics.
+    let calls = report(dir.path())["metrics"]["providers"][0]["calls"].as_u64();
+    assert_eq!(calls, Some(modes.len() as u64), "{server:?}");
     // The step down is said once, at the default level.
     let said = stderr.matches("structured output: stepping down").count();
     assert_eq!(said, first.len() - 1, "{stderr}");

@@ -32,9 +32,14 @@ pub struct Env {
 }
 
 impl Env {
-    /// The site of `flavor`, its LLM answering after `llm_delay`.
+    /// The site of `flavor` with [`PAGES`] pages, its LLM answering after `llm_delay`.
     pub async fn new(flavor: Flavor, llm_delay: Duration) -> Self {
-        let site = LiveSite::new(flavor, PAGES, 250);
+        Self::with_pages(flavor, PAGES, llm_delay).await
+    }
+
+    /// As [`Env::new`], with `pages` pages.
+    pub async fn with_pages(flavor: Flavor, pages: u64, llm_delay: Duration) -> Self {
+        let site = LiveSite::new(flavor, pages, 250);
         let confluence = site.serve().await;
         let llm = FirstTags::serve(&site, llm_delay).await;
         let dir = tempfile::tempdir().unwrap();
