@@ -4,10 +4,10 @@
 //! (`every_wait_on_a_child_has_a_deadline` checks the sources).
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
@@ -69,14 +69,16 @@ pub async fn output_off_runtime(mut cmd: Command) -> Output {
 /// on a full pipe, and readable while the child runs.
 struct Capture {
     buf: Arc<Mutex<Vec<u8>>>,
-    reader: Option<JoinHandle<()>>,
+    /// Says when the stream reached its end (every writer gone, grandchildren included).
+    ended: Option<mpsc::Receiver<()>>,
 }
 
 impl Capture {
     fn new(stream: Option<impl Read + Send + 'static>) -> Self {
         let buf = Arc::new(Mutex::new(Vec::new()));
-        let reader = stream.map(|mut s| {
+        let ended = stream.map(|mut s| {
             let buf = Arc::clone(&buf);
+            let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || {
                 let mut chunk = [0u8; 8192];
                 while let Ok(n) = s.read(&mut chunk) {
@@ -85,26 +87,30 @@ impl Capture {
                     }
                     buf.lock().unwrap().extend_from_slice(&chunk[..n]);
                 }
-            })
+                let _ = tx.send(());
+            });
+            rx
         });
-        Self { buf, reader }
+        Self { buf, ended }
     }
 
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
     }
 
-    /// Everything, once the child is gone (its end of the pipe closed).
+    /// Everything, once the child is gone. A process it left behind holding the pipe (a
+    /// shell's child) is given a moment, not for ever: what was read by then is returned.
     fn take(&mut self) -> Vec<u8> {
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
+        if let Some(ended) = self.ended.take() {
+            let _ = ended.recv_timeout(Duration::from_secs(10));
         }
         std::mem::take(&mut *self.buf.lock().unwrap())
     }
 }
 
-/// A running child. Dropped before it ended (a failed assertion), it is killed, so that no
-/// test leaves a process behind.
+/// A running child, in a process group of its own. Dropped before it ended (a failed
+/// assertion), or stuck, the whole group is killed (a shell's children too), so that no test
+/// leaves a process behind.
 pub struct Running {
     child: Child,
     what: String,
@@ -118,6 +124,7 @@ impl Running {
     pub fn start(cmd: &mut Command) -> Self {
         let what = describe(cmd);
         let mut child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -169,6 +176,16 @@ impl Running {
         self.ended = Some(self.child.wait().unwrap());
     }
 
+    /// SIGKILL to the child's process group, then reaps the child.
+    fn kill_group(&mut self) {
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group this child leads (process_group(0)).
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
+        self.ended = self.child.wait().ok();
+    }
+
     /// Waits (async) until `done` holds; fails if the child ends first or after
     /// [`POLL_PATIENCE`], naming `what` and showing the child's stderr.
     pub async fn until(&mut self, what: &str, mut done: impl FnMut() -> bool) {
@@ -210,8 +227,7 @@ impl Running {
                 break status;
             }
             if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                self.ended = self.child.wait().ok();
+                self.kill_group();
                 panic!(
                     "{}: did not exit within {patience:?}, killed it; stderr:\n{}",
                     self.what,
@@ -238,8 +254,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if self.ended.is_none() && self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill_group();
         }
     }
 }
@@ -270,6 +285,44 @@ where
         );
         tokio::time::sleep(TICK).await;
     }
+}
+
+#[test]
+fn a_stuck_shell_and_its_child_are_killed() {
+    // The README examples run tag-space through `sh`: a stuck grandchild holds the pipes.
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "sleep 600 & echo pid=$! >&2; wait"]);
+    let running = Running::start(&mut cmd);
+    let failed =
+        std::thread::spawn(move || running.wait_bounded_within(Duration::from_millis(300)))
+            .join()
+            .unwrap_err();
+    let msg = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("did not exit within"), "{msg}");
+    // The last `pid=`: the command line shows `pid=$!`, the stderr the number.
+    let pid = msg
+        .rsplit("pid=")
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no child pid in {msg}"));
+    // SIGKILL is not instant: wait (bounded) until the grandchild is gone or a zombie.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "the shell's child {pid} is left");
+        std::thread::sleep(TICK);
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie (from /proc/PID/stat).
+#[cfg(test)]
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // After the command name's closing parenthesis comes the state.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
 }
 
 #[test]
