@@ -155,6 +155,7 @@ fn sample_providers() -> Vec<ProviderMetrics> {
     g.stats.failures = [("rate_limited", 2)].into_iter().collect();
     g.stats.rate_limited = 2;
     g.stats.retries = 2;
+    g.stats.reasks = 1;
     g.stats.fallbacks = 1;
     g.stats.tokens_in = 12_345;
     g.stats.tokens_out = 678;

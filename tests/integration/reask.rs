@@ -285,6 +285,7 @@ async fn a_refused_json_schema_and_its_reask_are_two_requests_in_the_json_report
     // The refusal (HTTP 500 naming the format) is the failed one; no retry was spent on it.
     assert_eq!(p["failures"]["overloaded"], 1, "{p}");
     assert_eq!(p["retries"], 0, "{p}");
+    assert_eq!(p["reasks"], 1, "{p}");
     // The answered re-ask's usage (the fake reports 120 prompt tokens).
     assert_eq!(p["tokens_in"], 120, "{p}");
 }
