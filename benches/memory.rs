@@ -124,7 +124,11 @@ fn main() {
         let st = site.state();
         let requests: u64 = st.requests.values().sum();
         let bytes: u64 = st.bytes.values().sum();
-        let kinds: Vec<String> = st.requests.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let kinds: Vec<String> = st
+            .requests
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         println!(
             "| {pages} | {:.1} | {wall:.1} | {requests} | {:.0} | {:.1} | {} |",
             kb / 1024.0,
