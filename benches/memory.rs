@@ -122,6 +122,12 @@ fn main() {
             .parse()
             .unwrap_or(f64::NAN);
         let st = site.state();
+        // The product's path: the listing without bodies, then every body in bulk.
+        assert_eq!(
+            st.requests("bodies"),
+            pages.div_ceil(250),
+            "bodies read in bulk, 250 a request"
+        );
         let requests: u64 = st.requests.values().sum();
         let bytes: u64 = st.bytes.values().sum();
         let kinds: Vec<String> = st
