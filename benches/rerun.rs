@@ -149,6 +149,7 @@ async fn one_run(db: &std::path::Path, site: &LiveSite, server: &MockServer) -> 
             Status::NoLabel => "no label",
             Status::Skipped => "skipped",
             Status::Failed => "failed",
+            Status::Stale => "stale",
         };
         *m.outcomes.entry(status).or_default() += 1;
     })

@@ -2,8 +2,8 @@
 //! is refused whole (exit 2) when it is not a plan, of another version, changed since it was
 //! written, or made for another site or taxonomy; then each space in turn is applied as a
 //! run would write it: its key resolved on the site, its lock taken, its state file run
-//! begun, and each planned page through the pipeline's apply stage
-//! ([`crate::pipeline::apply_planned`]) after a version check against a metadata listing.
+//! begun, and its planned pages through the pipeline's apply stage, several at a time
+//! ([`crate::pipeline::apply_plan`]), each after a version check against a metadata listing.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use super::{Session, lock, new_report, space, state, statedir};
 use crate::cache::{self, RunEnd};
 use crate::cli::ApplyArgs;
 use crate::config::{Config, ConfigError};
+use crate::confluence::pace::SiteStats;
 use crate::confluence::{ConfluenceClient, ConfluenceError, PageSource};
 use crate::ending::{exit_code, one_line, record_end, write_reports};
 use crate::pipeline::{self, ListedNow, PageOutcome, PlannedWrite, RunOptions, Status};
@@ -62,21 +63,32 @@ pub async fn apply(
         },
         &taxonomy,
     );
-    let mut stale = 0;
     let page_lines = config.format == OutputFormat::Table;
     let mut record = |o: &PageOutcome| {
-        stale += u64::from(is_stale(o));
         run_report.record(o);
         if page_lines && (!config.log.quiet || o.status == Status::Failed) {
             report::print_page_line(None, o, config.dry_run);
         }
     };
-    let failure = apply_spaces(&config, &taxonomy, &planned, &session, &mut record).await;
+    let mut site = None;
+    let failure = apply_spaces(
+        &config,
+        &taxonomy,
+        &planned,
+        &session,
+        &mut site,
+        &mut record,
+    )
+    .await;
+    if let Some(site) = site {
+        run_report.set_confluence(site);
+    }
     let status = match (&failure, session.cancel.is_cancelled()) {
         (_, true) => RunStatus::Interrupted,
         (Some(_), false) => RunStatus::Failed,
         (None, false) => RunStatus::Finished,
     };
+    let stale = run_report.counts().stale;
     if stale > 0 {
         report::warning_line(&format!(
             "stale pages (edited since the plan, so left alone): {stale}; make a new plan for them"
@@ -91,12 +103,14 @@ pub async fn apply(
     Ok(exit_code(status, run_report.counts().failed + stale))
 }
 
-/// Each space in turn, until one fails (its error) or the run is stopped.
+/// Each space in turn, until one fails (its error) or the run is stopped; `site` gathers the
+/// site's figures.
 async fn apply_spaces(
     config: &Config,
     taxonomy: &Taxonomy,
     planned: &Planned,
     session: &Session,
+    site: &mut Option<SiteStats>,
     record: &mut dyn FnMut(&PageOutcome),
 ) -> Option<anyhow::Error> {
     for (key, writes) in planned {
@@ -104,7 +118,8 @@ async fn apply_spaces(
             space: key.clone(),
             ..config.clone()
         };
-        if let Err(e) = apply_space(&mut config, taxonomy, writes, session, record).await {
+        let space = apply_space(&mut config, taxonomy, writes, session, site, record);
+        if let Err(e) = space.await {
             return Some(e);
         }
         if session.cancel.is_cancelled() {
@@ -154,20 +169,15 @@ fn verify(
         .collect()
 }
 
-/// Whether the apply stage left the page alone because it changed since the plan.
-fn is_stale(o: &PageOutcome) -> bool {
-    o.status == Status::Skipped
-        && o.reason
-            .as_deref()
-            .is_some_and(|r| r.starts_with(pipeline::STALE))
-}
-
-/// One space of the plan, as a run over it would write: key resolved, lock, state file run.
+/// One space of the plan, as a run over it would write: key resolved, lock, state file run;
+/// its pages [`pipeline::apply_plan`]'s way, up to `TAG_SPACE_CONFLUENCE_CONCURRENCY` at a
+/// time, handed to `record` in plan order.
 async fn apply_space(
     config: &mut Config,
     taxonomy: &Taxonomy,
     writes: &[PlannedWrite],
     session: &Session,
+    site: &mut Option<SiteStats>,
     record: &mut dyn FnMut(&PageOutcome),
 ) -> anyhow::Result<()> {
     let client = space::connect(config).await?;
@@ -175,9 +185,10 @@ async fn apply_space(
     let state = state::open(config, taxonomy)?.context(
         "apply needs the state file (the label ledger says which labels are tag-space's): set TAG_SPACE_CACHE_PATH or --cache-path to the one the plan's dry run used",
     )?;
-    let mut now = match listed(&client, &config.space, writes).await {
+    let now = match listed(&client, &config.space, writes).await {
         Ok(now) => now,
         Err(e) => {
+            *site = merged(*site, client.site_stats());
             let e = anyhow::Error::new(e)
                 .context(format!("cannot apply the plan to space {}", config.space));
             record_end(&state, &ended(cache::RunStatus::Failed, Some(&e), 2));
@@ -193,19 +204,46 @@ async fn apply_space(
         ..RunOptions::default()
     };
     let mut code = 0;
-    for w in writes {
-        if session.cancel.is_cancelled() {
-            record_end(&state, &ended(cache::RunStatus::Interrupted, None, 130));
-            return Ok(());
-        }
-        let o = pipeline::apply_planned(&client, taxonomy, &opts, w, now.remove(&w.id)).await;
-        if o.status == Status::Failed || is_stale(&o) {
+    let mut sink = |o: PageOutcome| {
+        if matches!(o.status, Status::Failed | Status::Stale) {
             code = 1;
         }
         record(&o);
-    }
-    record_end(&state, &ended(cache::RunStatus::Finished, None, code));
+    };
+    let concurrency = config.confluence_concurrency;
+    let done = pipeline::apply_plan(
+        &client,
+        taxonomy,
+        &opts,
+        writes,
+        now,
+        concurrency,
+        &mut sink,
+    )
+    .await;
+    *site = merged(*site, client.site_stats());
+    let end = match done < writes.len() {
+        true => ended(cache::RunStatus::Interrupted, None, 130),
+        false => ended(cache::RunStatus::Finished, None, code),
+    };
+    record_end(&state, &end);
     Ok(())
+}
+
+/// The site's figures over the spaces applied so far: each space has its own client.
+fn merged(so_far: Option<SiteStats>, space: Option<SiteStats>) -> Option<SiteStats> {
+    let (Some(a), Some(b)) = (so_far, space) else {
+        return so_far.or(space);
+    };
+    Some(SiteStats {
+        requests: a.requests + b.requests,
+        throttled: a.throttled + b.throttled,
+        cooldown_wait: a.cooldown_wait + b.cooldown_wait,
+        pacing_wait: a.pacing_wait + b.pacing_wait,
+        slot_wait: a.slot_wait + b.slot_wait,
+        peak_in_flight: a.peak_in_flight.max(b.peak_in_flight),
+        bytes: a.bytes + b.bytes,
+    })
 }
 
 fn ended(status: cache::RunStatus, e: Option<&anyhow::Error>, exit_code: u8) -> RunEnd {

@@ -49,7 +49,8 @@ const APPLY_HELP: &str = "\
 No model is asked. Each planned page's version is checked first: a page edited since the
 plan is reported as stale and left alone. A label a person removed after tag-space added it
 is not added again, and only labels tag-space added are ever removed. The state file
-records the writes as a run does.
+records the writes as a run does. Pages are written TAG_SPACE_CONFLUENCE_CONCURRENCY at a
+time and reported in the plan's order.
 
 EXIT STATUS:
   0    every planned page applied (or already as planned)

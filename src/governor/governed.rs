@@ -15,7 +15,7 @@ use super::config::GovernorConfig;
 use super::pacer::Pacer;
 use super::stats::{ProviderStats, WaitReason};
 use crate::events::{Event, EventSink};
-use crate::llm::{Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, Usage};
+use crate::llm::{Answer, Climb, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, Usage};
 
 mod call;
 mod failure;
@@ -69,6 +69,8 @@ enum Attempt {
     Failed(Failure),
     /// Not sent: the provider became unavailable while this request waited.
     Refused(LlmError),
+    /// The structured-output ladder stepped down: ask again at once, as a new request.
+    Reask(Climb),
 }
 
 impl<P: Provider> Governed<P> {
@@ -260,14 +262,19 @@ impl<P: Provider> Governed<P> {
         let mut cap = budget.map(|b| b.tokens);
         let mut widened = false;
         self.lock().budget.deposit();
-        let mut attempt: u32 = 0;
+        let (mut attempt, mut climb) = (0, None);
         loop {
-            attempt += 1;
-            let failure = match self.attempt(batch, chars, cap, probe).await {
+            let failure = match self.attempt(batch, chars, cap, climb.take(), probe).await {
                 Attempt::Answered(a) => return Ok(a),
                 Attempt::Refused(err) => return Err(err),
+                // Not a failed attempt: the re-ask is admitted like any request, nothing more.
+                Attempt::Reask(at) => {
+                    climb = Some(at);
+                    continue;
+                }
                 Attempt::Failed(failure) => failure,
             };
+            attempt += 1;
             // Cut off at the cap: once, ask again with twice the cap before splitting.
             if failure.err.kind == LlmErrorKind::Truncated && !widened {
                 if let Some(wider) = budget.and_then(OutputBudget::widened) {

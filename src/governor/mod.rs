@@ -17,6 +17,10 @@
 //! 5. **Circuit** ([`circuit`]) and [`Chain`]: an unavailable provider refuses at once so
 //!    batches go straight to the fallback; it is probed again later unless quota or key is gone.
 //!
+//! A request that steps down the structured-output ladder ([`crate::llm::Unsettled::Reask`])
+//! is none of these failures: its re-ask is a request of its own that meets steps 1 to 3 like
+//! any other, with no backoff, retry budget, circuit strike or fallback.
+//!
 //! Every wait is accounted to a [`WaitReason`]; [`ProviderStats`] is the snapshot for the
 //! summary. Only tokio's clock is used for decisions, so all of it runs on a paused clock.
 //! (This module shadows the `governor` crate, which tag-space does not use.)

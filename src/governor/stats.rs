@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::llm::LlmErrorKind;
+use crate::llm::{LlmErrorKind, Usage};
 
 /// Why a request waited before it was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,6 +74,9 @@ pub struct ProviderStats {
     /// Calls answered 429 (rate limited or quota exhausted).
     pub rate_limited: u64,
     pub retries: u64,
+    /// Of `calls`, those that stepped the structured-output ladder down (a refused format or
+    /// an ignored schema) and so were asked again a rung lower, as a new request.
+    pub reasks: u64,
     /// Of `retries`, those made with twice the output cap after a truncated answer.
     pub truncation_retries: u64,
     /// Retries refused because the run's retry budget was spent.
@@ -131,6 +134,15 @@ impl ProviderStats {
             LlmErrorKind::RateLimited { .. } | LlmErrorKind::QuotaExhausted
         ) {
             self.rate_limited += 1;
+        }
+    }
+
+    /// Adds the tokens a call consumed, as the provider reported them.
+    pub(crate) fn record_usage(&mut self, usage: Option<Usage>) {
+        if let Some(u) = usage {
+            self.tokens_in += u.input_tokens;
+            self.tokens_cached += u.cached_input_tokens;
+            self.tokens_out += u.output_tokens;
         }
     }
 

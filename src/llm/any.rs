@@ -4,7 +4,7 @@
 use super::gemini::GeminiProvider;
 use super::openai::OpenAiProvider;
 use super::rules::RulesProvider;
-use super::{Answer, LlmError, OutputBudget, PageText, Provider};
+use super::{Answer, Climb, LlmError, OutputBudget, PageText, Provider, Unsettled};
 
 pub enum AnyProvider {
     Gemini(GeminiProvider),
@@ -46,6 +46,19 @@ impl Provider for AnyProvider {
             Self::Gemini(p) => p.classify_capped(batch, max_output_tokens).await,
             Self::OpenAi(p) => p.classify_capped(batch, max_output_tokens).await,
             Self::Rules(p) => p.classify_capped(batch, max_output_tokens).await,
+        }
+    }
+
+    async fn classify_once(
+        &self,
+        batch: &[PageText],
+        cap: Option<u32>,
+        climb: Option<Climb>,
+    ) -> Result<Answer, Unsettled> {
+        match self {
+            Self::Gemini(p) => p.classify_once(batch, cap, climb).await,
+            Self::OpenAi(p) => p.classify_once(batch, cap, climb).await,
+            Self::Rules(p) => p.classify_once(batch, cap, climb).await,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Asking an LLM to pick labels for a batch of pages.
 //!
 //! [`Provider`] is the seam. The HTTP clients ([`gemini::GeminiProvider`],
-//! [`openai::OpenAiProvider`]) make exactly one request per call and classify what went wrong
-//! into an [`LlmError`]; pacing, retries, cooldowns and fallback wrap them (see
-//! `crate::governor`), so there is one retry loop in the whole program.
+//! [`openai::OpenAiProvider`]) make exactly one request per [`Provider::classify_once`] call
+//! and classify what went wrong into an [`LlmError`], or say to ask again a rung lower on the
+//! structured-output ladder ([`Unsettled::Reask`]); pacing, retries, cooldowns and fallback
+//! wrap them (see `crate::governor`), so there is one retry loop in the whole program and
+//! every request, re-asks included, passes the governor.
 
 mod any;
 pub mod batch;
@@ -32,6 +34,7 @@ pub use any::AnyProvider;
 pub use budget::OutputBudget;
 pub use error::{LlmError, LlmErrorKind};
 pub use settings::ProviderSettings;
+pub use structured::{Climb, Unsettled};
 pub use wire::parse_go_duration;
 
 /// One page as the model sees it: id, title and extracted plain text.
@@ -104,6 +107,26 @@ pub trait Provider: Send + Sync {
     ) -> impl Future<Output = Result<Answer, LlmError>> + Send {
         self.classify(batch)
     }
+
+    /// One request for the batch, with `cap` as the output cap (`None`: the provider's own),
+    /// continuing the call `climb` left off (`None`: a new call). A step down the
+    /// structured-output ladder comes back as [`Unsettled::Reask`]: the governor admits the re-ask
+    /// as a request of its own ([`structured`]). Providers without a ladder make one
+    /// [`Provider::classify`] (or [`Provider::classify_capped`]) call.
+    fn classify_once(
+        &self,
+        batch: &[PageText],
+        cap: Option<u32>,
+        _climb: Option<Climb>,
+    ) -> impl Future<Output = Result<Answer, Unsettled>> + Send {
+        async move {
+            match cap {
+                Some(cap) => self.classify_capped(batch, cap).await,
+                None => self.classify(batch).await,
+            }
+            .map_err(Unsettled::Failed)
+        }
+    }
 }
 
 impl<P: Provider> Provider for std::sync::Arc<P> {
@@ -125,5 +148,13 @@ impl<P: Provider> Provider for std::sync::Arc<P> {
         max_output_tokens: u32,
     ) -> impl Future<Output = Result<Answer, LlmError>> + Send {
         (**self).classify_capped(batch, max_output_tokens)
+    }
+    fn classify_once(
+        &self,
+        batch: &[PageText],
+        cap: Option<u32>,
+        climb: Option<Climb>,
+    ) -> impl Future<Output = Result<Answer, Unsettled>> + Send {
+        (**self).classify_once(batch, cap, climb)
     }
 }

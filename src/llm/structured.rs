@@ -13,13 +13,21 @@
 //! | `json_object` with the schema beside it | `responseSchema` (OpenAPI subset) |
 //! | `prompt`: no `response_format`, the schema written into the prompt | |
 //!
-//! A call steps down (and asks again at once, at most once per rung) when the server refused
-//! the format ([`format_refused`]), or when the answer shows the schema was ignored
+//! A call steps down (and asks again, at most once per rung) when the server refused the
+//! format ([`format_refused`]), or when the answer shows the schema was ignored
 //! ([`schema_ignored`]: free text, keys outside the schema). A rung that has answered well
 //! (in this run, or in an earlier one: the working rung is kept in the state file) is trusted
 //! more: it needs a refusal that names the format, or two schema-ignoring answers in a row.
 //! A 429, a timeout or a connection error never moves the ladder. A rung forced by
 //! `TAG_SPACE_OPENAI_STRUCTURED` never moves.
+//!
+//! Every re-ask is governed. [`ask_once`] sends one request; a step down comes back as
+//! [`Unsettled::Reask`], which is not a failure: the governor (`crate::governor`) admits the re-ask
+//! as a new request (a concurrency slot, its RPM token and TPM budget, in its metrics) with no
+//! backoff, no retry budget spent, no circuit-breaker strike and no fallback. Asking again
+//! inside one admitted request would send up to three requests for one RPM token: the 429
+//! storm the governor exists to avoid. [`settle`] asks again at once, for a client used
+//! without a governor (tests, tools).
 
 use std::sync::Mutex;
 
@@ -29,6 +37,10 @@ use super::describe::DESCRIPTION_FIELD;
 use super::schema::{REASON_FIELD, TAGS_FIELD};
 use super::{LlmError, LlmErrorKind, PageText};
 use crate::taxonomy::Taxonomy;
+
+mod ask;
+
+pub use ask::{Climb, Reask, Sent, Unsettled, ask_once, settle};
 
 /// The OpenAI-compatible rungs, best first.
 pub const OPENAI_RUNGS: &[&str] = &["json_schema", "json_object", "prompt"];
@@ -207,52 +219,6 @@ impl Ladder {
             }
         }
         self.step_down(rung, provider, why)
-    }
-}
-
-/// Asks at the ladder's rung with `send` (one request at the given rung, returning the
-/// answer's text and whatever else the caller needs); steps down and asks again when the
-/// server refused the format or ignored the schema. At most one request per rung. The text
-/// returned may still ignore the schema (at the bottom rung, or a trusted rung's first
-/// strike): the caller parses and validates it as usual.
-pub async fn ask<T, F, Fut>(
-    ladder: &Ladder,
-    provider: &str,
-    batch: &[PageText],
-    taxonomy: &Taxonomy,
-    mut send: F,
-) -> Result<(String, T), LlmError>
-where
-    F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<(String, T), LlmError>>,
-{
-    let (start, start_trusted) = (ladder.current(), ladder.is_trusted());
-    let mut stepped_on_error = false;
-    loop {
-        let rung = ladder.current();
-        let (content, extra) = match send(rung).await {
-            Ok(x) => x,
-            Err(e) if ladder.refused(rung, &e) => {
-                if !ladder.step_down(rung, provider, &e.to_string()) {
-                    return Err(e);
-                }
-                stepped_on_error = true;
-                continue;
-            }
-            Err(e) => {
-                // Refused the same way a rung lower: the format was not the cause.
-                if stepped_on_error && e.kind == LlmErrorKind::BadRequest && rung > start {
-                    ladder.restore(start, start_trusted);
-                }
-                return Err(e);
-            }
-        };
-        match schema_ignored(&content, batch, taxonomy) {
-            None => ladder.on_followed(rung),
-            Some(why) if ladder.on_ignored(rung, provider, &why) => continue,
-            Some(_) => {}
-        }
-        return Ok((content, extra));
     }
 }
 

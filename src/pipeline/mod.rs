@@ -39,7 +39,7 @@ use crate::llm::{PageText, Provider};
 use crate::taxonomy::Taxonomy;
 
 pub use driver::GONE_SINCE_LISTED;
-pub use replay::{ListedNow, PlannedWrite, STALE, apply_planned};
+pub use replay::{ListedNow, PlannedWrite, apply_plan, apply_planned};
 pub use route::{BatchRoute, IN_OPEN_JOB, Routed, SENT_TO_BATCH, WOULD_SEND_TO_BATCH, scan};
 
 mod admit;
@@ -133,6 +133,10 @@ pub enum Status {
     Skipped,
     /// Something went wrong for this page; `reason` says what. The run goes on.
     Failed,
+    /// `tag-space apply`: the page was edited since the plan was made, so the plan's labels
+    /// were not written; `reason` says which versions. Apart from `Skipped` so that a report's
+    /// reader counts the pages that need a new plan without reading reasons.
+    Stale,
 }
 
 /// The result for one page.

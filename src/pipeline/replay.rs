@@ -1,19 +1,21 @@
-//! Replay: applies a reviewed plan (`crate::plan`) to one page, with no model. The page's
-//! version as listed now is checked first: a page edited since the plan is `stale` and left
+//! Replay: applies a reviewed plan (`crate::plan`), with no model: a space's planned pages
+//! several at a time ([`apply_plan`]), each one as [`apply_planned`]. The page's version as
+//! listed now is checked first: a page edited since the plan is [`Status::Stale`] and left
 //! alone. Otherwise the planned labels go through the same apply stage as a run's
 //! ([`super::apply`]): a fresh read of the page's labels before writing, the ledger's
 //! ownership rules (a label a person removed after tag-space added it is not added again,
 //! only tag-space's own labels are ever removed), the write-ahead intent and the finished
 //! page, so that the next incremental run sees the writes.
 
+use std::collections::HashMap;
+
+use futures::stream::{self, StreamExt};
+
 use super::apply::apply_within;
 use super::{Ctx, PageMeta, PageOutcome, Provenance, RunOptions, StateCtx, Status};
 use crate::cache::ContentHash;
 use crate::confluence::{Label, PageSource};
 use crate::taxonomy::Taxonomy;
-
-/// The reason of a page skipped because it changed since the plan starts with this.
-pub const STALE: &str = "stale";
 
 /// Stands where a run has its provider chain: a replay builds none and asks no model.
 struct NoModel;
@@ -40,6 +42,39 @@ pub struct ListedNow {
     pub version: Option<u64>,
     /// The labels when the listing carried them (Data Center).
     pub labels: Option<Vec<Label>>,
+}
+
+/// Applies a space's planned pages, `concurrency` pages at a time, and hands each outcome to
+/// `sink` in the order of `writes` (the plan's), whatever order they finish in, so that the
+/// page lines and the report read the same on every run. `now` is the space as listed now
+/// ([`ListedNow`] by page id). Once `opts.cancel` is cancelled no page is started; the pages
+/// already started are finished and handed on. Returns the number of pages handed on.
+///
+/// Each page is a fresh read of its labels and one or two writes: the site's governor, not
+/// this bound, is what keeps the site's requests within `TAG_SPACE_CONFLUENCE_CONCURRENCY`;
+/// pages in flight are bounded by the same number so that none waits long for a slot while
+/// holding its place in the order.
+pub async fn apply_plan<S: PageSource>(
+    source: &S,
+    taxonomy: &Taxonomy,
+    opts: &RunOptions,
+    writes: &[PlannedWrite],
+    mut now: HashMap<String, ListedNow>,
+    concurrency: usize,
+    sink: &mut dyn FnMut(PageOutcome),
+) -> usize {
+    let cancel = &opts.cancel;
+    let mut outcomes = stream::iter(writes)
+        .take_while(|_| std::future::ready(!cancel.is_cancelled()))
+        .map(|w| apply_planned(source, taxonomy, opts, w, now.remove(&w.id)))
+        // In plan order: `buffered`, not `buffer_unordered`.
+        .buffered(concurrency.max(1));
+    let mut done = 0;
+    while let Some(o) = outcomes.next().await {
+        sink(o);
+        done += 1;
+    }
+    done
 }
 
 /// Applies one planned page (see the module docs). `opts.sync` must be the plan's mode.
@@ -74,11 +109,11 @@ pub async fn apply_planned<S: PageSource>(
         let current = now.version.map_or("unknown".into(), |v| v.to_string());
         return PageOutcome {
             reason: Some(format!(
-                "{STALE}: edited since the plan (version {} planned, {current} now); not applied, make a new plan",
+                "edited since the plan (version {} planned, {current} now); not applied, make a new plan",
                 page.version
             )),
             version: now.version,
-            ..meta.outcome(Status::Skipped)
+            ..meta.outcome(Status::Stale)
         };
     }
     apply_within(
@@ -89,4 +124,87 @@ pub async fn apply_planned<S: PageSource>(
         Some(&page.remove),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::testkit::{Kit, page};
+
+    fn planned(id: &str, version: u64) -> PlannedWrite {
+        PlannedWrite {
+            id: id.into(),
+            title: format!("Page {id}"),
+            url: None,
+            version,
+            content_hash: ContentHash::of_page(id, ""),
+            add: vec!["type-howto".into()],
+            remove: Vec::new(),
+            provider: Provenance::Provider("rules"),
+        }
+    }
+
+    fn listed(ids: &[&str]) -> HashMap<String, ListedNow> {
+        let now = ListedNow {
+            version: Some(1),
+            labels: None,
+        };
+        ids.iter().map(|id| (id.to_string(), now.clone())).collect()
+    }
+
+    /// Plan order, a stale page among them, and a stop: the pages started are finished and
+    /// handed on, no other is started.
+    #[tokio::test]
+    async fn planned_pages_come_in_plan_order_and_a_stop_starts_no_other() {
+        let ids = ["3", "1", "4", "2", "5"];
+        let kit = Kit::new(ids.iter().map(|id| page(id, "<p>x</p>")).collect());
+        let mut writes: Vec<PlannedWrite> = ids.iter().map(|id| planned(id, 1)).collect();
+        writes[1].version = 0;
+        let mut got = Vec::new();
+        let mut sink = |o: PageOutcome| got.push((o.id, o.status));
+        let tax = &kit.taxonomy;
+        let done = apply_plan(
+            &kit.source,
+            tax,
+            &kit.opts,
+            &writes,
+            listed(&ids),
+            2,
+            &mut sink,
+        );
+        assert_eq!(done.await, 5);
+        let order: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(order, ids);
+        assert_eq!(got[1].1, Status::Stale);
+        assert!(
+            got.iter()
+                .filter(|(id, _)| id != "1")
+                .all(|(_, s)| *s == Status::Tagged)
+        );
+
+        let kit = Kit::new(ids.iter().map(|id| page(id, "<p>x</p>")).collect());
+        let cancel = kit.opts.cancel.clone();
+        let mut first = Vec::new();
+        let mut sink = |o: PageOutcome| {
+            cancel.cancel();
+            first.push(o.id);
+        };
+        let done = apply_plan(
+            &kit.source,
+            tax,
+            &kit.opts,
+            &writes,
+            listed(&ids),
+            2,
+            &mut sink,
+        );
+        // Two were under way when the first came back and stopped the run.
+        assert_eq!(done.await, 2);
+        assert_eq!(first, ["3", "1"]);
+        assert_eq!(
+            kit.source.writes().len(),
+            1,
+            "page 1 is stale: only page 3 written"
+        );
+    }
 }

@@ -21,6 +21,8 @@ use crate::governor::{Latency, WaitReason, WaitStats, quantile};
 use crate::pipeline::Provenance;
 use crate::pipeline::{PageOutcome, Status};
 
+mod apply;
+
 // Fake secrets, recognisable anywhere they might leak.
 const GEMINI_KEY: &str = "gem-SECRET-KEY-4f1a";
 const OPENAI_KEY: &str = "sk-SECRET-KEY-9c2e";
@@ -153,6 +155,7 @@ fn sample_providers() -> Vec<ProviderMetrics> {
     g.stats.failures = [("rate_limited", 2)].into_iter().collect();
     g.stats.rate_limited = 2;
     g.stats.retries = 2;
+    g.stats.reasks = 1;
     g.stats.fallbacks = 1;
     g.stats.tokens_in = 12_345;
     g.stats.tokens_out = 678;

@@ -106,6 +106,7 @@ struct Pages {
     no_label: u64,
     skipped: u64,
     failed: u64,
+    stale: u64,
     labels: u64,
     labels_removed: u64,
 }
@@ -120,6 +121,7 @@ struct Provider<'a> {
     failures: &'a BTreeMap<&'static str, u64>,
     rate_limited: u64,
     retries: u64,
+    reasks: u64,
     budget_exhausted: u64,
     splits: u64,
     fallbacks: u64,
@@ -244,6 +246,7 @@ fn pages(c: &PageCounts) -> Pages {
         no_label: c.no_label,
         skipped: c.skipped,
         failed: c.failed,
+        stale: c.stale,
         labels: c.labels,
         labels_removed: c.labels_removed,
     }
@@ -276,8 +279,11 @@ fn page(p: PageView<'_>, dry_run: bool) -> Page<'_> {
         labels_removed: (!dry_run).then_some(removed),
         provider: p.provider(),
         error: (p.status() == Status::Failed).then(|| p.reason().unwrap_or("unknown error")),
-        skip_reason: (p.status() == Status::Skipped)
-            .then(|| p.reason().unwrap_or("nothing to classify")),
+        skip_reason: match p.status() {
+            Status::Skipped => Some(p.reason().unwrap_or("nothing to classify")),
+            Status::Stale => Some(p.reason().unwrap_or("edited since the plan")),
+            _ => None,
+        },
     }
 }
 
@@ -293,6 +299,7 @@ fn provider<'a>(r: &RunReport, p: &'a ProviderMetrics) -> Provider<'a> {
         failures: &s.failures,
         rate_limited: s.rate_limited,
         retries: s.retries,
+        reasks: s.reasks,
         budget_exhausted: s.budget_exhausted,
         splits: s.splits,
         fallbacks: s.fallbacks,

@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::model::{Mode, PageView, RunReport, rfc3339};
-use super::units::{self, NONE};
+use super::units;
 use crate::pipeline::Status;
+
+mod figures;
 
 /// Bounds on the Markdown report. The defaults keep a report of any space well under
 /// GitHub's 65,536-character limit for a comment.
@@ -62,7 +64,10 @@ pub fn write_markdown(
         write_failures(out, &pages, opts)?;
         write_stale(out, &pages, opts)?;
     }
-    write_providers(out, r)?;
+    figures::write_providers(out, r)?;
+    if let Some(site) = r.confluence() {
+        figures::write_confluence(out, site)?;
+    }
     writeln!(out)?;
     write_footer(out, r)
 }
@@ -97,9 +102,14 @@ fn write_heading(out: &mut impl Write, r: &RunReport, opts: &MarkdownOptions) ->
         )?;
     }
     writeln!(out)?;
+    // Only `tag-space apply` has stale pages: other runs' line stays as it was.
+    let stale = match c.stale {
+        0 => String::new(),
+        n => format!(", **{}** stale (edited since the plan)", units::count(n)),
+    };
     writeln!(
         out,
-        "**{}** pages seen: **{}** tagged, {} unchanged, {} with no label that fits, {} skipped, **{}** failed; **{}** labels {}, **{}** {}.",
+        "**{}** pages seen: **{}** tagged, {} unchanged, {} with no label that fits, {} skipped, **{}** failed{stale}; **{}** labels {}, **{}** {}.",
         units::count(c.seen),
         units::count(c.tagged),
         units::count(c.unchanged),
@@ -300,11 +310,7 @@ fn write_stale(
 ) -> io::Result<()> {
     let stale: Vec<&PageView<'_>> = pages
         .iter()
-        .filter(|p| {
-            p.status() == Status::Skipped
-                && p.reason()
-                    .is_some_and(|r| r.starts_with(crate::pipeline::STALE))
-        })
+        .filter(|p| p.status() == Status::Stale)
         .collect();
     write_reasons(
         out,
@@ -346,42 +352,6 @@ fn write_reasons(
             out,
             "| and {} more | |",
             units::count((failed.len() - shown) as u64)
-        )?;
-    }
-    Ok(())
-}
-
-fn write_providers(out: &mut impl Write, r: &RunReport) -> io::Result<()> {
-    if r.providers().is_empty() {
-        return Ok(());
-    }
-    writeln!(out)?;
-    writeln!(out, "### Providers")?;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| Provider | Model | Calls | Success | 429s | Fallbacks | p50 | p95 | Tokens in / out | Est. cost |"
-    )?;
-    writeln!(
-        out,
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    )?;
-    for p in r.providers() {
-        let (s, latency) = (&p.stats, p.stats.latency());
-        writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
-            escape(s.provider),
-            p.model.as_deref().map_or_else(|| NONE.to_string(), escape),
-            units::count(s.calls),
-            units::percent(s.success_rate()),
-            units::count(s.rate_limited),
-            units::count(s.fallbacks),
-            units::opt_duration(latency.p50),
-            units::opt_duration(latency.p95),
-            units::count(s.tokens_in),
-            units::count(s.tokens_out),
-            units::usd(r.prices().cost(p)),
         )?;
     }
     Ok(())

@@ -99,6 +99,13 @@ pub fn write_page_line(out: &mut impl Write, o: &PageOutcome, dry_run: bool) -> 
             o.id,
             o.reason.as_deref().unwrap_or("unknown error")
         ),
+        Status::Stale => writeln!(
+            out,
+            "{:<10} {} \"{title}\": {}",
+            "stale",
+            o.id,
+            o.reason.as_deref().unwrap_or("edited since the plan")
+        ),
         Status::Unchanged => Ok(()),
     }
 }

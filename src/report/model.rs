@@ -52,7 +52,11 @@ pub use super::settings::{
 ///
 /// 3: a run may cover several spaces: `run.space` is null when it does, `run.spaces` lists
 /// the keys, `spaces[]` breaks the run down per space, and each page names its `space`.
-pub const SCHEMA_VERSION: u32 = 3;
+///
+/// 4: `tag-space apply`'s pages edited since the plan have the status `stale` (before:
+/// `skipped` with a reason starting `stale:`), counted in the new `pages.stale` and no longer
+/// in `pages.skipped`; their `skip_reason` says which versions.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// What the run does to labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -150,6 +154,8 @@ pub struct PageCounts {
     pub no_label: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// `tag-space apply`: pages edited since the plan, left alone.
+    pub stale: u64,
     /// Labels added (in a dry run: proposed).
     pub labels: u64,
     /// Labels removed by `--sync` (in a dry run: to be removed).
@@ -164,6 +170,7 @@ pub fn status_str(s: Status) -> &'static str {
         Status::NoLabel => "no_label",
         Status::Skipped => "skipped",
         Status::Failed => "failed",
+        Status::Stale => "stale",
     }
 }
 
@@ -293,6 +300,7 @@ impl RunReport {
             Status::NoLabel => c.no_label += 1,
             Status::Skipped => c.skipped += 1,
             Status::Failed => c.failed += 1,
+            Status::Stale => c.stale += 1,
         }
         c.labels += o.added.len() as u64;
         c.labels_removed += o.removed.len() as u64;

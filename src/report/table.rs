@@ -56,29 +56,33 @@ pub fn write_metrics_table(out: &mut impl Write, r: &RunReport, color: bool) -> 
     write_table(out, &run_table(r), false, color)
 }
 
-/// Pages by status.
+/// Pages by status; a `stale` column only when `tag-space apply` left pages alone (no other
+/// run has any), so that a run's table keeps its width.
 fn pages_table(r: &RunReport) -> Table {
     let c = r.counts();
-    let mut pages = new_table();
-    pages.set_header(vec![
+    let mut header = vec![
         "seen",
         "tagged",
         "unchanged",
         "no label",
         "skipped",
         "failed",
-    ]);
-    pages.add_row(
-        [
-            c.seen,
-            c.tagged,
-            c.unchanged,
-            c.no_label,
-            c.skipped,
-            c.failed,
-        ]
-        .map(|n| Cell::new(units::count(n))),
-    );
+    ];
+    let mut row = vec![
+        c.seen,
+        c.tagged,
+        c.unchanged,
+        c.no_label,
+        c.skipped,
+        c.failed,
+    ];
+    if c.stale > 0 {
+        header.push("stale");
+        row.push(c.stale);
+    }
+    let mut pages = new_table();
+    pages.set_header(header);
+    pages.add_row(row.into_iter().map(|n| Cell::new(units::count(n))));
     right_align(&mut pages, 0);
     pages
 }

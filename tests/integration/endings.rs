@@ -183,7 +183,7 @@ fn table_row<'a>(stdout: &'a str, header: &str) -> Vec<&'a str> {
 /// Checks that the JSON and Markdown reports of a sync run list every removal.
 fn assert_reports_show_removals(dir: &Path, pages: usize, dry: bool) {
     let r = read_json(dir, "sync.json");
-    assert_eq!(r["schema_version"], 3);
+    assert_eq!(r["schema_version"], 4);
     let (removed_key, added_key) = if dry {
         ("labels_to_remove", "labels_proposed")
     } else {

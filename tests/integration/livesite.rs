@@ -24,6 +24,8 @@
 //!
 //! Faults for the kill -9 tests: [`State::hold_posts`] (a write that never lands, its answer
 //! never comes) and [`State::hang_after_delete`] (a removal that lands, its answer never comes).
+//! [`State::hold_post`] holds each write's answer for a while, and [`State::post_arrivals`]
+//! says when writes arrived, for counting the writes in flight.
 
 #![allow(dead_code)]
 
@@ -61,6 +63,10 @@ pub struct State {
     pub hold_posts: bool,
     /// DELETEs are applied, but their answer never comes.
     pub hang_after_delete: bool,
+    /// Each POST's answer is held this long (by page id) after the POST arrives.
+    pub hold_post: Option<fn(u64) -> Duration>,
+    /// When each POST arrived and how long its answer was held.
+    pub post_arrivals: Vec<(std::time::Instant, Duration)>,
     /// Done (in order) when the LLM fake receives its first request.
     pub on_classify: Vec<Person>,
     /// Requests by kind: "list", "read", "post", "delete", "lookup", "census", "space", and
@@ -312,10 +318,13 @@ impl LiveSite {
             st.labels.entry(page).or_default().insert(n.clone());
         }
         let results = self.labels_of(st, page);
+        let held = st.hold_post.map_or(Duration::ZERO, |d| d(page));
+        st.post_arrivals.push((std::time::Instant::now(), held));
         st.ok(
             "post",
             json!({"results": results, "start": 0, "limit": 200, "size": results.len()}),
         )
+        .set_delay(held)
     }
 
     fn delete(&self, st: &mut State, page: u64, req: &Request) -> ResponseTemplate {

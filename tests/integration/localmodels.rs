@@ -23,7 +23,7 @@ const PAGES: usize = 4;
 
 /// How a fake server treats each way of asking for JSON.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Server {
+pub(super) enum Server {
     /// llama.cpp's `llama-server`, vLLM, Ollama's `/v1`: `json_schema` constrains decoding.
     HonoursSchema,
     /// llama-cpp-python: `json_schema` is refused with HTTP 500; `json_object` + `schema` works.
@@ -40,7 +40,7 @@ enum Server {
 }
 
 /// The mode a request asked for: `json_schema`, `json_object` or `prompt`.
-fn mode(body: &Value) -> &'static str {
+pub(super) fn mode(body: &Value) -> &'static str {
     match body["response_format"]["type"].as_str() {
         Some("json_schema") => "json_schema",
         Some("json_object") => "json_object",
@@ -109,7 +109,7 @@ impl Respond for Server {
     }
 }
 
-async fn llm(server: Server) -> MockServer {
+pub(super) async fn llm(server: Server) -> MockServer {
     let fake = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
@@ -120,7 +120,7 @@ async fn llm(server: Server) -> MockServer {
 }
 
 /// A Cloud site with space ENG holding `PAGES` pages, none labelled.
-async fn site() -> MockServer {
+pub(super) async fn site() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/wiki/api/v2/spaces"))
@@ -167,7 +167,20 @@ fn run(
     model: &str,
     env: &[(&str, &str)],
 ) -> Output {
+    run_with(dir, confluence, llm, model, env, &[])
+}
+
+/// [`run`] with more arguments.
+pub(super) fn run_with(
+    dir: &Path,
+    confluence: &MockServer,
+    llm: &MockServer,
+    model: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Output {
     let mut cmd = Command::new(BIN);
+    cmd.args(args);
     cmd.args([
         "--space",
         "ENG",
@@ -197,10 +210,14 @@ fn run(
     cmd.output().unwrap()
 }
 
+/// The JSON report a run wrote.
+pub(super) fn report(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
 /// The report's tagged page count and the provider's rung.
 fn outcome(dir: &Path) -> (u64, String) {
-    let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let r = report(dir);
     let tagged = r["metrics"]["pages"]["tagged"].as_u64().unwrap();
     let rung = r["metrics"]["providers"][0]["structured_output"]
         .as_str()
@@ -209,7 +226,7 @@ fn outcome(dir: &Path) -> (u64, String) {
     (tagged, rung)
 }
 
-async fn bodies(server: &MockServer) -> Vec<Value> {
+pub(super) async fn bodies(server: &MockServer) -> Vec<Value> {
     server
         .received_requests()
         .await
@@ -237,6 +254,9 @@ async fn drives_to(server: Server, first: &[&str], rung: &str) {
     let mut expected: Vec<&str> = first.to_vec();
     expected.extend(std::iter::repeat_n(rung, PAGES - 1));
     assert_eq!(modes, expected, "{server:?}: {stderr}");
+    // Every request the server saw, re-asks included, is in the report's metrics.
+    let calls = report(dir.path())["metrics"]["providers"][0]["calls"].as_u64();
+    assert_eq!(calls, Some(modes.len() as u64), "{server:?}");
     // The step down is said once, at the default level.
     let said = stderr.matches("structured output: stepping down").count();
     assert_eq!(said, first.len() - 1, "{stderr}");

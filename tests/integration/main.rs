@@ -10,6 +10,8 @@ mod localmodels;
 mod reallocal;
 // Pacing, cooldowns, adaptive concurrency and fallback on tokio's paused clock.
 mod governor;
+// The structured-output ladder's re-asks through the governor, on tokio's paused clock.
+mod reask;
 // The output budget through the governor: the cap asked, one wider retry, then a split.
 mod budget;
 // The whole pipeline with in-memory fakes.
@@ -77,5 +79,7 @@ mod multisite;
 mod evalprompt;
 // Plan files: --dry-run --plan, then apply exactly the plan (issue 15).
 mod plan;
+// `tag-space apply` writes pages at once, within the site's concurrency, in plan order.
+mod plan_parallel;
 // The README's "In CI" examples, run as written against the fakes.
 mod ci_readme;

@@ -121,7 +121,7 @@ async fn a_missing_space_is_reported_and_the_others_are_labelled_exit_1() {
         errors.is_empty(),
         "the report does not match its schema: {errors:?}"
     );
-    assert_eq!(report["schema_version"], 3);
+    assert_eq!(report["schema_version"], 4);
     assert_eq!(report["run"]["space"], Value::Null);
     assert_eq!(report["run"]["spaces"], json!(["ENG", "NOPE", "OPS"]));
     assert_eq!(report["run"]["status"], "finished");

@@ -36,7 +36,12 @@ pub struct Env {
 }
 
 pub async fn env(flavor: Flavor) -> Env {
-    let site = LiveSite::new(flavor, PAGES, 250);
+    env_of(flavor, PAGES).await
+}
+
+/// As [`env`], with `pages` pages.
+pub async fn env_of(flavor: Flavor, pages: u64) -> Env {
+    let site = LiveSite::new(flavor, pages, 250);
     let confluence = site.serve().await;
     let llm = FirstTags::serve(&site, Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
@@ -89,7 +94,7 @@ impl Env {
         self.dir.path().join(name)
     }
 
-    fn command(&self, taxonomy: &str, args: &[&str]) -> Command {
+    pub fn command(&self, taxonomy: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .arg("--taxonomy")
@@ -111,7 +116,7 @@ impl Env {
     }
 
     /// A dry run under `taxonomy` writing `plan.json` (and `plan.md`).
-    fn plan(&self, taxonomy: &str, extra: &[&str]) -> Value {
+    pub fn plan(&self, taxonomy: &str, extra: &[&str]) -> Value {
         let mut args = vec!["--dry-run", "--plan", "plan.json", "--report", "plan.md"];
         args.extend_from_slice(extra);
         self.run(taxonomy, &args);
@@ -119,7 +124,7 @@ impl Env {
     }
 
     /// `tag-space apply plan.json --taxonomy <taxonomy>.toml <extra>`
-    fn apply(&self, taxonomy: &str, extra: &[&str]) -> Output {
+    pub fn apply(&self, taxonomy: &str, extra: &[&str]) -> Output {
         let mut args = vec!["apply", "plan.json"];
         args.extend_from_slice(extra);
         self.command(taxonomy, &args).output().unwrap()
@@ -140,7 +145,7 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn stdout(o: &Output) -> String {
+pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -174,6 +179,25 @@ pub fn assert_schema_valid(doc: &Value) {
     );
 }
 
+/// The Markdown report of a run against a site has the site's figures: a "Confluence" table
+/// whose request count is that of a run that listed pages and read their labels.
+fn assert_confluence_figures(md: &str) {
+    let mut rows = md
+        .lines()
+        .skip_while(|l| *l != "### Confluence")
+        .filter(|l| l.starts_with('|'));
+    let header = rows
+        .next()
+        .unwrap_or_else(|| panic!("no Confluence table in\n{md}"));
+    assert!(
+        header.starts_with("| Requests | 429s | Downloaded |"),
+        "{md}"
+    );
+    let figures = rows.nth(1).unwrap_or_else(|| panic!("no figures in\n{md}"));
+    let requests: u64 = figures.split('|').nth(1).unwrap().trim().parse().unwrap();
+    assert!(requests >= 2, "{md}");
+}
+
 // ---- the round trip -------------------------------------------------------------------
 
 /// The dry run writes nothing and plans both tags on every page; apply writes exactly the
@@ -194,6 +218,7 @@ async fn round_trip(flavor: Flavor) {
     );
     let md = std::fs::read_to_string(e.path("plan.md")).unwrap();
     assert!(md.contains("type-howto"), "{md}");
+    assert_confluence_figures(&md);
 
     let asked = e.site.state().requests("llm");
     let out = e.apply("full", &[]);
@@ -255,7 +280,9 @@ async fn edited_page_is_stale(flavor: Flavor) {
     );
     let line = stdout(&out);
     assert!(
-        line.contains("stale: edited since the plan (version 1 planned, 2 now)"),
+        line.contains(
+            "stale      2 \"How to deploy service 2\": edited since the plan (version 1 planned, 2 now)"
+        ),
         "{line}"
     );
     let md = std::fs::read_to_string(e.path("applied.md")).unwrap();
@@ -272,11 +299,17 @@ async fn edited_page_is_stale(flavor: Flavor) {
         .iter()
         .find(|p| p["id"] == "2")
         .unwrap();
-    assert_eq!(page2["status"], "skipped", "{page2:#}");
+    assert_eq!(page2["status"], "stale", "{page2:#}");
     assert!(
-        page2["skip_reason"].as_str().unwrap().starts_with("stale"),
+        page2["skip_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("edited since the plan (version 1 planned, 2 now)"),
         "{page2:#}"
     );
+    let pages = &report["metrics"]["pages"];
+    assert_eq!((&pages["stale"], &pages["skipped"]), (&1.into(), &0.into()));
+    assert!(md.contains("**1** stale (edited since the plan)"), "{md}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,16 +9,20 @@ use crate::governor::circuit::Unavailable;
 use crate::governor::concurrency::Permit;
 use crate::governor::pacer::Step;
 use crate::governor::stats::WaitReason;
-use crate::llm::{Answer, PageText, Provider};
+use crate::llm::structured::Reask;
+use crate::llm::{Answer, Climb, PageText, Provider, Unsettled};
 
 impl<P: Provider> Governed<P> {
-    /// Waits for a slot, the cooldown and the quota, then makes one call.
-    /// `cap`: the output cap to ask for (`None`: the provider sends none of its own).
+    /// Waits for a slot, the cooldown and the quota, then makes one call (one request).
+    /// `cap`: the output cap to ask for (`None`: the provider sends none of its own);
+    /// `climb`: where the previous request of this batch left the structured-output ladder,
+    /// when it asked again.
     pub(super) async fn attempt(
         &self,
         batch: &[PageText],
         chars: usize,
         cap: Option<u32>,
+        climb: Option<Climb>,
         probe: bool,
     ) -> Attempt {
         let permit = self.slot().await;
@@ -32,10 +36,7 @@ impl<P: Provider> Governed<P> {
         };
         let name = self.inner.name();
         self.events.emit(Event::Sent { provider: name });
-        let result = match cap {
-            Some(cap) => self.inner.classify_capped(batch, cap).await,
-            None => self.inner.classify(batch).await,
-        };
+        let result = self.inner.classify_once(batch, cap, climb).await;
         let now = Instant::now();
         let ok = result.is_ok();
         self.events.emit(Event::Answered { provider: name, ok });
@@ -47,7 +48,11 @@ impl<P: Provider> Governed<P> {
                 drop(permit);
                 Attempt::Answered(answer)
             }
-            Err(err) => Attempt::Failed(Failure {
+            Err(Unsettled::Reask(r)) => {
+                self.on_reask(&mut core, &r, sent_at, tokens, chars, now);
+                Attempt::Reask(r.climb)
+            }
+            Err(Unsettled::Failed(err)) => Attempt::Failed(Failure {
                 err,
                 sent_at,
                 tokens,
@@ -122,15 +127,38 @@ impl<P: Provider> Governed<P> {
         );
         core.circuit.on_success();
         core.stats.successes += 1;
-        if let Some(u) = answer.usage {
-            core.stats.tokens_in += u.input_tokens;
-            core.stats.tokens_cached += u.cached_input_tokens;
-            core.stats.tokens_out += u.output_tokens;
-        }
+        core.stats.record_usage(answer.usage);
         if core.last_cut.is_none_or(|c| sent_at > c) {
             let limit = core.aimd.on_success();
             self.limiter.set_limit(limit);
         }
         self.tell_pace(core);
+    }
+
+    /// Books a request that stepped the structured-output ladder down. It was sent, so it
+    /// counts (its request, its tokens, a refusal among the failures), but it is no failure
+    /// of the provider: no backoff, no retry budget, no circuit-breaker strike.
+    fn on_reask(
+        &self,
+        core: &mut Core,
+        r: &Reask,
+        sent_at: Instant,
+        tokens: f64,
+        chars: usize,
+        now: Instant,
+    ) {
+        core.stats.reasks += 1;
+        match &r.refusal {
+            Some(err) => {
+                core.stats.record_failure(err.kind);
+                core.pacer.on_error(sent_at, tokens);
+            }
+            None => {
+                let hints = &r.rate_limits;
+                core.pacer
+                    .on_success(sent_at, tokens, chars, r.usage, hints, now);
+                core.stats.record_usage(r.usage);
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Google Gemini through the Developer API (`v1beta/models/{model}:generateContent`).
 //!
-//! One request per [`Provider::classify`] call and no retries here: the governor retries,
+//! One request per [`Provider::classify_once`] call and no retries here: the governor retries,
 //! using the classification below (reference §1.5 and §3.8):
 //!
 //! | answer | kind |
@@ -40,10 +40,11 @@ use serde_json::{Map, Value, json};
 
 use super::ProviderSettings;
 use super::schema::SchemaForm;
-use super::structured::{self, GEMINI_RUNGS, Ladder};
+use super::structured::{self, GEMINI_RUNGS, Ladder, Sent};
 use super::wire;
 use super::{
-    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage, prompt,
+    Answer, Climb, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints,
+    Unsettled, Usage, prompt,
 };
 use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
@@ -214,11 +215,24 @@ impl Provider for GeminiProvider {
         self.classify_capped(batch, cap).await
     }
 
+    /// Asks at the ladder's rung; steps down and asks again at once when the endpoint refused
+    /// the schema field. Under a governor each re-ask goes through
+    /// [`Provider::classify_once`] instead.
     async fn classify_capped(
         &self,
         batch: &[PageText],
         max_output_tokens: u32,
     ) -> Result<Answer, LlmError> {
+        structured::settle(|climb| self.classify_once(batch, Some(max_output_tokens), climb)).await
+    }
+
+    /// One request at the ladder's rung; a step down comes back as [`Unsettled::Reask`].
+    async fn classify_once(
+        &self,
+        batch: &[PageText],
+        cap: Option<u32>,
+        climb: Option<Climb>,
+    ) -> Result<Answer, Unsettled> {
         let answer = |labels, usage| Answer {
             provider: NAME,
             model: self.settings.model.clone(),
@@ -229,10 +243,11 @@ impl Provider for GeminiProvider {
         if batch.is_empty() {
             return Ok(answer(BTreeMap::new(), None));
         }
-        let send = |rung| self.send(batch, max_output_tokens, rung);
-        let (text, usage) =
-            structured::ask(&self.ladder, NAME, batch, &self.taxonomy, send).await?;
-        let labels = prompt::parse_answer(&text).map_err(|e| {
+        let cap = cap.unwrap_or_else(|| self.output_budget(batch).map_or(1, |b| b.tokens));
+        let send = |rung| self.send(batch, cap, rung);
+        let sent =
+            structured::ask_once(&self.ladder, NAME, batch, &self.taxonomy, climb, send).await?;
+        let labels = prompt::parse_answer(&sent.content).map_err(|e| {
             wire::error(
                 NAME,
                 LlmErrorKind::BadAnswer,
@@ -241,7 +256,7 @@ impl Provider for GeminiProvider {
                 Some(&self.key),
             )
         })?;
-        Ok(answer(labels, usage))
+        Ok(answer(labels, sent.usage))
     }
 }
 
@@ -252,7 +267,7 @@ impl GeminiProvider {
         batch: &[PageText],
         max_output_tokens: u32,
         rung: usize,
-    ) -> Result<(String, Option<Usage>), LlmError> {
+    ) -> Result<Sent, LlmError> {
         let response = self
             .http
             .post(&self.url)
@@ -270,7 +285,12 @@ impl GeminiProvider {
         if !(200..300).contains(&status) {
             return Err(classify_error(status, &headers, &body, Some(&self.key)));
         }
-        response_text(&body, Some(&self.key))
+        let (content, usage) = response_text(&body, Some(&self.key))?;
+        Ok(Sent {
+            content,
+            usage,
+            rate_limits: RateLimitHints::default(),
+        })
     }
 }
 

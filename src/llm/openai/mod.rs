@@ -1,7 +1,7 @@
 //! OpenAI Chat Completions, and any server that speaks it (Ollama, llama.cpp's
 //! `llama-server`, vLLM, LM Studio, LiteLLM, Gemini's OpenAI shim).
 //!
-//! One request per [`Provider::classify`] call and no retries here: the governor retries,
+//! One request per [`Provider::classify_once`] call and no retries here: the governor retries,
 //! using the classification below (reference §2.3, §2.4 and §3.8):
 //!
 //! | answer | kind |
@@ -43,10 +43,11 @@ use serde_json::{Value, json};
 
 use super::ProviderSettings;
 use super::schema::SchemaForm;
-use super::structured::{self, Ladder, OPENAI_RUNGS, StructuredMode};
+use super::structured::{self, Ladder, OPENAI_RUNGS, Sent, StructuredMode};
 use super::wire;
 use super::{
-    Answer, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints, Usage, prompt,
+    Answer, Climb, LlmError, LlmErrorKind, OutputBudget, PageText, Provider, RateLimitHints,
+    Unsettled, Usage, prompt,
 };
 use crate::secret::Secret;
 use crate::taxonomy::Taxonomy;
@@ -226,7 +227,7 @@ impl OpenAiProvider {
         batch: &[PageText],
         max_output_tokens: u32,
         rung: usize,
-    ) -> Result<(String, Option<Usage>, RateLimitHints), LlmError> {
+    ) -> Result<Sent, LlmError> {
         let key = self.key();
         let mut request =
             self.http
@@ -254,7 +255,11 @@ impl OpenAiProvider {
             return Err(classify_error(status, &headers, &body, key));
         }
         let (content, usage) = response_content(&body, key)?;
-        Ok((content, usage, hints))
+        Ok(Sent {
+            content,
+            usage,
+            rate_limits: hints,
+        })
     }
 
     /// Local servers (not OpenAI's own hosts, not Gemini's endpoint) get a presence penalty:
@@ -292,23 +297,32 @@ impl Provider for OpenAiProvider {
         self.classify_capped(batch, cap).await
     }
 
-    /// Asks at the ladder's rung; steps down and asks again when the server refused the
-    /// format or ignored the schema (see [`super::structured`]). At most one request per rung.
+    /// Asks at the ladder's rung; steps down and asks again at once when the server refused
+    /// the format or ignored the schema (see [`super::structured`]). Under a governor each
+    /// re-ask goes through [`Provider::classify_once`] instead.
     async fn classify_capped(
         &self,
         batch: &[PageText],
         max_output_tokens: u32,
     ) -> Result<Answer, LlmError> {
+        structured::settle(|climb| self.classify_once(batch, Some(max_output_tokens), climb)).await
+    }
+
+    /// One request at the ladder's rung; a step down comes back as [`Unsettled::Reask`].
+    async fn classify_once(
+        &self,
+        batch: &[PageText],
+        cap: Option<u32>,
+        climb: Option<Climb>,
+    ) -> Result<Answer, Unsettled> {
         if batch.is_empty() {
             return Ok(self.answer(BTreeMap::new(), None, RateLimitHints::default()));
         }
-        let send = |rung| async move {
-            let (content, usage, hints) = self.send(batch, max_output_tokens, rung).await?;
-            Ok((content, (usage, hints)))
-        };
-        let (content, (usage, hints)) =
-            structured::ask(&self.ladder, NAME, batch, &self.taxonomy, send).await?;
-        let labels = prompt::parse_answer(&content).map_err(|e| {
+        let cap = cap.unwrap_or_else(|| self.output_budget(batch).map_or(1, |b| b.tokens));
+        let send = |rung| self.send(batch, cap, rung);
+        let sent =
+            structured::ask_once(&self.ladder, NAME, batch, &self.taxonomy, climb, send).await?;
+        let labels = prompt::parse_answer(&sent.content).map_err(|e| {
             wire::error(
                 NAME,
                 LlmErrorKind::BadAnswer,
@@ -317,7 +331,7 @@ impl Provider for OpenAiProvider {
                 self.key(),
             )
         })?;
-        Ok(self.answer(labels, usage, hints))
+        Ok(self.answer(labels, sent.usage, sent.rate_limits))
     }
 }
 

@@ -57,6 +57,7 @@ impl RunReport {
         c.no_label += p.no_label;
         c.skipped += p.skipped;
         c.failed += p.failed;
+        c.stale += p.stale;
         c.labels += p.labels;
         c.labels_removed += p.labels_removed;
         if let Some(pc) = part.cache {
