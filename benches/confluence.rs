@@ -3,12 +3,14 @@
 //! announced with `Retry-After`.
 //!
 //! ```text
-//! cargo bench --bench confluence                         # 300 pages, bucket 50/s, burst 20
-//! CONFLUENCE_BENCH_PAGES=600 CONFLUENCE_BENCH_RATE=100 cargo bench --bench confluence
+//! cargo bench --profile dev --bench confluence           # 300 pages, bucket 50/s, burst 20
+//! CONFLUENCE_BENCH_PAGES=600 CONFLUENCE_BENCH_RATE=100 cargo bench --profile dev --bench confluence
 //! ```
 //!
-//! The site is the generated Cloud site of the integration tests (`tests/integration/fakesite.rs`,
-//! on 127.0.0.1) behind a token bucket shared by every request, as Atlassian's per-tenant burst
+//! The site is the stateful Cloud fake of the ownership tests (`tests/integration/livesite.rs`,
+//! on 127.0.0.1), which lists pages without bodies unless asked and serves bodies in bulk as
+//! Confluence does, so the run takes the product's path (metadata listing, bulk body reads);
+//! it sits behind a token bucket shared by every request, as Atlassian's per-tenant burst
 //! limit is: `RATE` tokens a second, `BURST` at most, starting full. A request the bucket cannot
 //! pay gets a 429 with `Retry-After` in whole seconds (the time until one token, rounded up, as
 //! Atlassian sends it) and `X-RateLimit-*` headers, and is not charged. tag-space's real pipeline
@@ -20,8 +22,8 @@
 //! 429 was written and before its `Retry-After` ended), and after the first 100 ms of it
 //! (requests already on their way when the 429 was written cannot have known of it).
 
-#[path = "../tests/integration/fakesite.rs"]
-mod fakesite;
+#[path = "../tests/integration/livesite.rs"]
+mod livesite;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,7 +38,7 @@ use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use fakesite::CloudSite;
+use livesite::LiveSite;
 
 const IN_FLIGHT: Duration = Duration::from_millis(100);
 
@@ -51,7 +53,7 @@ struct Seen {
 }
 
 struct Limited {
-    site: CloudSite,
+    site: LiveSite,
     rate: f64,
     burst: f64,
     seen: Arc<Mutex<Seen>>,
@@ -99,10 +101,7 @@ async fn one_run(pages: u64, rate: f64, burst: f64) {
     let server = MockServer::start().await;
     Mock::given(wiremock::matchers::any())
         .respond_with(Limited {
-            site: CloudSite {
-                pages,
-                per_page: 250,
-            },
+            site: LiveSite::new(livesite::Flavor::Cloud, pages, 250),
             rate,
             burst,
             seen: seen.clone(),

@@ -1,17 +1,20 @@
 //! Incremental runs over a 500-page space: `cargo bench --bench incremental` (release build).
 //!
-//! The real pipeline and a real state file (temp dir), an in-memory space whose listing costs
-//! what Confluence's does (`LIST_MS` per listing request of 250 pages, default 300 ms), and a
-//! counting provider that answers every page (`LLM_MS` per request, default 800 ms). Prints,
-//! per run: LLM calls, pages asked, label writes, cache hits/misses, pages skipped unchanged,
-//! and wall time next to the time of the listing alone.
+//! The real pipeline and a real state file (temp dir) over an in-memory space that is read as
+//! the product reads Confluence: the listing carries metadata only (ids, titles, versions),
+//! costing `LIST_MS` per listing request of 250 pages (default 300 ms), and bodies come in
+//! bulk, up to 250 a request, costing `BODY_MS` per request (default 300 ms); a counting
+//! provider answers every page (`LLM_MS` per request, default 800 ms). Prints, per run: body
+//! requests and the pages they read, LLM calls, pages asked, label writes, cache hits/misses,
+//! pages skipped unchanged, and wall time next to the time of the metadata listing alone.
 //!
-//! Targets: the second run over the unchanged space makes 0 LLM calls and 0 label writes and
-//! takes about as long as reading the space; after 10 pages are edited, exactly those 10 are
-//! classified again. (The kill -9 target is `tests/integration/resume.rs`, which runs the
-//! binary.)
+//! Targets: the second run over the unchanged space reads no body and makes 0 LLM calls and 0
+//! label writes, taking about as long as the listing; after 10 pages are edited, exactly those
+//! 10 bodies are read and classified again. What a rerun downloads over HTTP is
+//! `benches/rerun.rs`; the kill -9 target is `tests/integration/resume.rs`, which runs the
+//! binary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,10 +38,41 @@ fn env_ms(var: &str, default: u64) -> Duration {
     )
 }
 
-/// A `MemorySource` whose listing takes `per_request` per 250 pages, as Confluence's does.
+/// A `MemorySource` that costs what Confluence does: `list` per listing request of 250 pages
+/// (with or without bodies), `body` per bulk body request (up to 250 ids, as Cloud's
+/// `GET /pages?id=…`).
 struct Slow {
     inner: MemorySource,
-    per_request: Duration,
+    list: Duration,
+    body: Duration,
+}
+
+impl Slow {
+    /// Passes the inner listing on, waiting `self.list` before each 250 pages.
+    async fn paced(
+        &self,
+        key: &str,
+        tx: mpsc::Sender<Page>,
+        bodies: bool,
+    ) -> Result<u64, ConfluenceError> {
+        let (itx, mut irx) = mpsc::channel(PAGES + 1);
+        let n = if bodies {
+            self.inner.stream_pages(key, itx).await?
+        } else {
+            self.inner.stream_metadata(key, itx).await?
+        };
+        let mut sent = 0;
+        while let Some(p) = irx.recv().await {
+            if sent % 250 == 0 {
+                tokio::time::sleep(self.list).await;
+            }
+            if tx.send(p).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        Ok(n.min(sent))
+    }
 }
 
 impl PageSource for Slow {
@@ -47,19 +81,19 @@ impl PageSource for Slow {
         key: &str,
         tx: mpsc::Sender<Page>,
     ) -> Result<u64, ConfluenceError> {
-        let (itx, mut irx) = mpsc::channel(PAGES + 1);
-        let n = self.inner.stream_pages(key, itx).await?;
-        let mut sent = 0;
-        while let Some(p) = irx.recv().await {
-            if sent % 250 == 0 {
-                tokio::time::sleep(self.per_request).await;
-            }
-            if tx.send(p).await.is_err() {
-                break;
-            }
-            sent += 1;
-        }
-        Ok(n.min(sent))
+        self.paced(key, tx, true).await
+    }
+    // What the pipeline calls: ids, titles and versions, no bodies.
+    async fn stream_metadata(
+        &self,
+        key: &str,
+        tx: mpsc::Sender<Page>,
+    ) -> Result<u64, ConfluenceError> {
+        self.paced(key, tx, false).await
+    }
+    async fn bodies(&self, ids: &[String]) -> Result<HashMap<String, String>, ConfluenceError> {
+        tokio::time::sleep(self.body).await;
+        self.inner.bodies(ids).await
     }
     async fn labels(&self, id: &str) -> Result<Vec<Label>, ConfluenceError> {
         self.inner.labels(id).await
@@ -114,6 +148,9 @@ impl Provider for Counting {
 struct Measured {
     calls: u64,
     asked: Vec<String>,
+    /// Bulk body requests, and the pages whose body they read (sorted).
+    body_requests: usize,
+    bodies: Vec<String>,
     writes: usize,
     counters: RunCounters,
     wall: Duration,
@@ -128,6 +165,7 @@ async fn one_run(db: &std::path::Path, source: &Slow, tax: &Taxonomy, llm: Durat
         pages: Mutex::new(Vec::new()),
     };
     let writes_before = source.inner.writes().len();
+    let body_requests_before = source.inner.body_requests().len();
     let started = Instant::now();
     // As the binary does it: open the file, begin, run, finish.
     let store = Arc::new(Store::open(db, StoreOptions::default()).expect("open the state file"));
@@ -163,9 +201,14 @@ async fn one_run(db: &std::path::Path, source: &Slow, tax: &Taxonomy, llm: Durat
     let wall = started.elapsed();
     let mut asked = provider.pages.into_inner().unwrap();
     asked.sort_by_key(|id| id.parse::<u64>().unwrap_or(0));
+    let body_requests = source.inner.body_requests()[body_requests_before..].to_vec();
+    let mut bodies: Vec<String> = body_requests.iter().flatten().cloned().collect();
+    bodies.sort_by_key(|id| id.parse::<u64>().unwrap_or(0));
     Measured {
         calls: provider.calls.load(Ordering::Relaxed),
         asked,
+        body_requests: body_requests.len(),
+        bodies,
         writes: source.inner.writes().len() - writes_before,
         counters,
         wall,
@@ -176,7 +219,7 @@ async fn listing_alone(source: &Slow) -> Duration {
     let started = Instant::now();
     let (tx, mut rx) = mpsc::channel(64);
     let drain = async { while rx.recv().await.is_some() {} };
-    let (n, ()) = tokio::join!(source.stream_pages("BENCH", tx), drain);
+    let (n, ()) = tokio::join!(source.stream_metadata("BENCH", tx), drain);
     assert_eq!(n.unwrap(), PAGES as u64);
     started.elapsed()
 }
@@ -184,7 +227,9 @@ async fn listing_alone(source: &Slow) -> Duration {
 fn print(name: &str, m: &Measured, listing: Duration) {
     let c = &m.counters;
     println!(
-        "{name:<28} llm calls {:>3}  pages asked {:>3}  label writes {:>3}  hits {:>3}  misses {:>3}  unchanged {:>3}  wall {:>8.1} ms  (listing alone {:.1} ms)",
+        "{name:<28} body requests {:>2} ({:>3} pages)  llm calls {:>3}  pages asked {:>3}  label writes {:>3}  hits {:>3}  misses {:>3}  unchanged {:>3}  wall {:>8.1} ms  (listing alone {:.1} ms)",
+        m.body_requests,
+        m.bodies.len(),
         m.calls,
         m.asked.len(),
         m.writes,
@@ -198,6 +243,7 @@ fn print(name: &str, m: &Measured, listing: Duration) {
 
 fn main() {
     let list = env_ms("LIST_MS", 300);
+    let body = env_ms("BODY_MS", 300);
     let llm = env_ms("LLM_MS", 800);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -222,11 +268,13 @@ fn main() {
             .collect();
         let source = Slow {
             inner: MemorySource::new("BENCH", pages),
-            per_request: list,
+            list,
+            body,
         };
         println!(
-            "{PAGES} pages, listing {} ms per 250 pages, LLM {} ms per request of 5 pages",
+            "{PAGES} pages, listing {} ms per 250 pages (metadata), bodies {} ms per request of up to 250, LLM {} ms per request of 5 pages",
             list.as_millis(),
+            body.as_millis(),
             llm.as_millis()
         );
         let listing = listing_alone(&source).await;
@@ -234,11 +282,13 @@ fn main() {
         let first = one_run(&db, &source, &tax, llm).await;
         print("run 1 (empty state file)", &first, listing);
         assert_eq!(first.asked.len(), PAGES);
+        assert_eq!(first.bodies.len(), PAGES, "run 1 reads every body");
 
         let second = one_run(&db, &source, &tax, llm).await;
         print("run 2 (unchanged)", &second, listing);
         assert_eq!((second.calls, second.writes), (0, 0), "target: 0 calls, 0 writes");
         assert_eq!(second.counters.skipped_unchanged, PAGES as u64);
+        assert_eq!(second.body_requests, 0, "target: an unchanged space reads no body");
 
         let edited: Vec<String> = (1..=EDITED).map(|k| (k * 47).to_string()).collect();
         for id in &edited {
@@ -251,6 +301,7 @@ fn main() {
         let mut want = edited.clone();
         want.sort_by_key(|id| id.parse::<u64>().unwrap_or(0));
         assert_eq!(third.asked, want, "target: exactly the edited pages");
+        assert_eq!(third.bodies, want, "target: only the edited pages' bodies are read");
         println!("run 3 asked for pages {:?}", third.asked);
     });
 }
