@@ -4,6 +4,12 @@
 //! run would write it: its key resolved on the site, its lock taken, its state file run
 //! begun, and its planned pages through the pipeline's apply stage, several at a time
 //! ([`crate::pipeline::apply_plan`]), each after a version check against a metadata listing.
+//!
+//! One client, so one governor, for the whole plan: every space shares the site's cooldown,
+//! pacing, concurrency limit and halt, as the spaces of one run do (`app/spaces.rs`). When
+//! the site halts the work (a quota spent, a wait above `TAG_SPACE_MAX_COOLDOWN_SECS`), the
+//! pages written are reported, and one line says how many were not applied and why (exit 2):
+//! applying the same plan again later writes only those.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,10 +22,9 @@ use super::{Session, lock, new_report, space, state, statedir};
 use crate::cache::{self, RunEnd};
 use crate::cli::ApplyArgs;
 use crate::config::{Config, ConfigError};
-use crate::confluence::pace::SiteStats;
 use crate::confluence::{ConfluenceClient, ConfluenceError, PageSource};
 use crate::ending::{exit_code, one_line, record_end, write_reports};
-use crate::pipeline::{self, ListedNow, PageOutcome, PlannedWrite, RunOptions, Status};
+use crate::pipeline::{self, GONE, ListedNow, PageOutcome, PlannedWrite, RunOptions, Status};
 use crate::plan::{Plan, PlanError, PlanMode};
 use crate::report;
 use crate::report::OutputFormat;
@@ -64,23 +69,17 @@ pub async fn apply(
         &taxonomy,
     );
     let page_lines = config.format == OutputFormat::Table;
+    let mut gone = 0;
     let mut record = |o: &PageOutcome| {
         run_report.record(o);
+        gone += usize::from(is_gone(o));
         if page_lines && (!config.log.quiet || o.status == Status::Failed) {
             report::print_page_line(None, o, config.dry_run);
         }
     };
-    let mut site = None;
-    let failure = apply_spaces(
-        &config,
-        &taxonomy,
-        &planned,
-        &session,
-        &mut site,
-        &mut record,
-    )
-    .await;
-    if let Some(site) = site {
+    let client = space::site(&config)?;
+    let failure = apply_spaces(&config, &taxonomy, &planned, &session, &client, &mut record).await;
+    if let Some(site) = client.site_stats() {
         run_report.set_confluence(site);
     }
     let status = match (&failure, session.cancel.is_cancelled()) {
@@ -89,11 +88,7 @@ pub async fn apply(
         (None, false) => RunStatus::Finished,
     };
     let stale = run_report.counts().stale;
-    if stale > 0 {
-        report::warning_line(&format!(
-            "stale pages (edited since the plan, so left alone): {stale}; make a new plan for them"
-        ));
-    }
+    stale_lines(stale as usize - gone, gone);
     run_report.set_end(status, failure.as_ref().map(one_line));
     run_report.finish(SystemTime::now(), started.elapsed());
     let written = write_reports(config.format, config.no_color, &config.reports, &run_report);
@@ -103,30 +98,66 @@ pub async fn apply(
     Ok(exit_code(status, run_report.counts().failed + stale))
 }
 
-/// Each space in turn, until one fails (its error) or the run is stopped; `site` gathers the
-/// site's figures.
+/// Each space in turn, through the one `client`, until one fails (its error), the site
+/// halts the work (an error counting the pages not applied) or the run is stopped.
 async fn apply_spaces(
     config: &Config,
     taxonomy: &Taxonomy,
     planned: &Planned,
     session: &Session,
-    site: &mut Option<SiteStats>,
+    client: &ConfluenceClient,
     record: &mut dyn FnMut(&PageOutcome),
 ) -> Option<anyhow::Error> {
-    for (key, writes) in planned {
+    // One check for every space: refused credentials would fail each of them.
+    if let Err(e) = client.check_credentials().await {
+        return Some(e.into());
+    }
+    for (i, (key, writes)) in planned.iter().enumerate() {
         let mut config = Config {
             space: key.clone(),
             ..config.clone()
         };
-        let space = apply_space(&mut config, taxonomy, writes, session, site, record);
-        if let Err(e) = space.await {
-            return Some(e);
+        let space = apply_space(&mut config, taxonomy, writes, session, client, record);
+        match space.await {
+            Err(e) => return Some(e),
+            Ok(Some(left)) => {
+                let later: usize = planned[i + 1..].iter().map(|(_, w)| w.len()).sum();
+                return Some(halted(client, left + later));
+            }
+            Ok(None) => {}
         }
         if session.cancel.is_cancelled() {
             break;
         }
     }
     None
+}
+
+/// The one line for a halt during apply: why, how many pages were not applied, what to do.
+fn halted(client: &ConfluenceClient, not_applied: usize) -> anyhow::Error {
+    let why = client.halted().unwrap_or_default();
+    anyhow::anyhow!(
+        "{not_applied} planned pages not applied: {why}; then apply the same plan again, which writes only what is left"
+    )
+}
+
+/// A stale page that is gone, not edited.
+fn is_gone(o: &PageOutcome) -> bool {
+    o.status == Status::Stale && o.reason.as_deref().is_some_and(|r| r.starts_with(GONE))
+}
+
+/// One warning line for the edited pages, one for the gone ones.
+fn stale_lines(edited: usize, gone: usize) {
+    if edited > 0 {
+        report::warning_line(&format!(
+            "stale pages (edited since the plan, so left alone): {edited}; make a new plan for them"
+        ));
+    }
+    if gone > 0 {
+        report::warning_line(&format!(
+            "pages gone since the plan (deleted, moved out of their space, or no longer readable), so not applied: {gone}"
+        ));
+    }
 }
 
 /// Refuses a plan for another site or taxonomy, or with a page this build cannot read.
@@ -171,24 +202,29 @@ fn verify(
 
 /// One space of the plan, as a run over it would write: key resolved, lock, state file run;
 /// its pages [`pipeline::apply_plan`]'s way, up to `TAG_SPACE_CONFLUENCE_CONCURRENCY` at a
-/// time, handed to `record` in plan order.
+/// time, handed to `record` in plan order. `Ok(Some(n))`: the site halted the work, and `n`
+/// of the space's pages were not applied.
 async fn apply_space(
     config: &mut Config,
     taxonomy: &Taxonomy,
     writes: &[PlannedWrite],
     session: &Session,
-    site: &mut Option<SiteStats>,
+    client: &ConfluenceClient,
     record: &mut dyn FnMut(&PageOutcome),
-) -> anyhow::Result<()> {
-    let client = space::connect(config).await?;
+) -> anyhow::Result<Option<usize>> {
+    space::resolve(client, config).await;
     let _lock = lock::take(config, &session.cancel).await?;
     let state = state::open(config, taxonomy)?.context(
         "apply needs the state file (the label ledger says which labels are tag-space's): set TAG_SPACE_CACHE_PATH or --cache-path to the one the plan's dry run used",
     )?;
-    let now = match listed(&client, &config.space, writes).await {
+    let now = match listed(client, &config.space, writes).await {
         Ok(now) => now,
+        Err(_) if client.halted().is_some() => {
+            let e = halted(client, writes.len());
+            record_end(&state, &ended(cache::RunStatus::Failed, Some(&e), 2));
+            return Ok(Some(writes.len()));
+        }
         Err(e) => {
-            *site = merged(*site, client.site_stats());
             let e = anyhow::Error::new(e)
                 .context(format!("cannot apply the plan to space {}", config.space));
             record_end(&state, &ended(cache::RunStatus::Failed, Some(&e), 2));
@@ -211,39 +247,19 @@ async fn apply_space(
         record(&o);
     };
     let concurrency = config.confluence_concurrency;
-    let done = pipeline::apply_plan(
-        &client,
-        taxonomy,
-        &opts,
-        writes,
-        now,
-        concurrency,
-        &mut sink,
-    )
-    .await;
-    *site = merged(*site, client.site_stats());
-    let end = match done < writes.len() {
-        true => ended(cache::RunStatus::Interrupted, None, 130),
-        false => ended(cache::RunStatus::Finished, None, code),
+    let done =
+        pipeline::apply_plan(client, taxonomy, &opts, writes, now, concurrency, &mut sink).await;
+    let left = writes.len() - done.handed;
+    let (end, halt) = match (left, client.halted()) {
+        (0, _) => (ended(cache::RunStatus::Finished, None, code), None),
+        (_, Some(_)) => {
+            let e = halted(client, left);
+            (ended(cache::RunStatus::Failed, Some(&e), 2), Some(left))
+        }
+        (_, None) => (ended(cache::RunStatus::Interrupted, None, 130), None),
     };
     record_end(&state, &end);
-    Ok(())
-}
-
-/// The site's figures over the spaces applied so far: each space has its own client.
-fn merged(so_far: Option<SiteStats>, space: Option<SiteStats>) -> Option<SiteStats> {
-    let (Some(a), Some(b)) = (so_far, space) else {
-        return so_far.or(space);
-    };
-    Some(SiteStats {
-        requests: a.requests + b.requests,
-        throttled: a.throttled + b.throttled,
-        cooldown_wait: a.cooldown_wait + b.cooldown_wait,
-        pacing_wait: a.pacing_wait + b.pacing_wait,
-        slot_wait: a.slot_wait + b.slot_wait,
-        peak_in_flight: a.peak_in_flight.max(b.peak_in_flight),
-        bytes: a.bytes + b.bytes,
-    })
+    Ok(halt)
 }
 
 fn ended(status: cache::RunStatus, e: Option<&anyhow::Error>, exit_code: u8) -> RunEnd {

@@ -85,6 +85,9 @@ pub enum ConfluenceError {
         what: &'static str,
         page_id: Option<String>,
         halt: super::pace::Halt,
+        /// Confluence did nothing with this request: it was never sent, or every try was
+        /// answered 429 (not acted on). A write so refused did not land.
+        unacted: bool,
     },
 
     /// The credentials were not accepted (checked before the listing).
@@ -112,5 +115,11 @@ impl ConfluenceError {
             Self::Halted { halt, .. } => Some(halt.status()),
             _ => None,
         }
+    }
+
+    /// The request surely had no effect on the site (see `Halted::unacted`): a failed write
+    /// left the page as it was.
+    pub fn unacted(&self) -> bool {
+        matches!(self, Self::Halted { unacted: true, .. })
     }
 }

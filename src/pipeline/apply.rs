@@ -63,7 +63,7 @@ pub(super) async fn apply_within<S: PageSource, P>(
         provider: Some(by),
         ..meta.outcome(Status::Unchanged)
     };
-    if let Err(reason) = write(ctx, meta, &plan, by).await {
+    if let Err(reason) = write(ctx, meta, &plan, by, &base.labels_before).await {
         return PageOutcome {
             status: Status::Failed,
             reason: Some(reason),
@@ -120,12 +120,14 @@ async fn plan_on_fresh_read<S: PageSource, P>(
 }
 
 /// Records the intent (with a state file), writes the plan (unless a dry run), and records
-/// the page as finished. The error is the page's failure reason.
+/// the page as finished. `before` is the read the plan was made on. The error is the page's
+/// failure reason.
 async fn write<S: PageSource, P>(
     ctx: &Ctx<'_, S, P>,
     meta: &PageMeta,
     plan: &LabelPlan,
     by: Provenance,
+    before: &[String],
 ) -> Result<(), String> {
     let state = ctx.state.as_ref().zip(meta.content_hash);
     if !plan.is_noop() {
@@ -138,7 +140,11 @@ async fn write<S: PageSource, P>(
         if !ctx.opts.dry_run {
             if let Err((e, adds_confirmed)) = write_plan(ctx.source, &meta.id, plan).await {
                 if let Some((st, _)) = state {
-                    settle_failed_write(ctx.source, st, &meta.id, plan, adds_confirmed).await;
+                    // Nothing landed (the additions are the first request): the page is as
+                    // read. Settled without a read, which a halted site would refuse too.
+                    let known = (e.unacted() && !adds_confirmed).then_some(before);
+                    settle_failed_write(ctx.source, st, &meta.id, plan, adds_confirmed, known)
+                        .await;
                 }
                 return Err(e.to_string());
             }
@@ -186,17 +192,23 @@ async fn write_plan<S: PageSource>(
     Ok(())
 }
 
-/// After a failed write, reads the page at once and settles the intents it proves (see
-/// [`settle_after_failure`]); the rest stay open for the next run to settle conservatively.
+/// After a failed write, reads the page at once (unless its labels are `known`) and settles
+/// the intents it proves (see [`settle_after_failure`]); the rest stay open for the next run
+/// to settle conservatively.
 async fn settle_failed_write<S: PageSource>(
     source: &S,
     st: &StateCtx<'_>,
     page_id: &str,
     plan: &LabelPlan,
     adds_confirmed: bool,
+    known: Option<&[String]>,
 ) {
-    let labels = match source.labels(page_id).await {
-        Ok(l) => global_names(&l),
+    let read = match known {
+        Some(labels) => Ok(labels.to_vec()),
+        None => source.labels(page_id).await.map(|l| global_names(&l)),
+    };
+    let labels = match read {
+        Ok(l) => l,
         Err(e) => {
             tracing::warn!(page = %page_id, error = %e, "cannot read the page after a failed label write; the next run settles it");
             return;

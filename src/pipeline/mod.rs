@@ -39,7 +39,7 @@ use crate::llm::{PageText, Provider};
 use crate::taxonomy::Taxonomy;
 
 pub use driver::GONE_SINCE_LISTED;
-pub use replay::{ListedNow, PlannedWrite, apply_plan, apply_planned};
+pub use replay::{GONE, ListedNow, PlannedWrite, Replayed, apply_plan, apply_planned};
 pub use route::{BatchRoute, IN_OPEN_JOB, Routed, SENT_TO_BATCH, WOULD_SEND_TO_BATCH, scan};
 
 mod admit;

@@ -44,11 +44,23 @@ pub struct ListedNow {
     pub labels: Option<Vec<Label>>,
 }
 
+/// How [`apply_plan`] went over a space's planned pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Pages handed to the sink (stale ones included).
+    pub handed: usize,
+    /// Pages under way when the site halted the run's Confluence work, whose requests were
+    /// refused for it: not applied, and not handed on as failed (one line says why for all).
+    pub halted: usize,
+}
+
 /// Applies a space's planned pages, `concurrency` pages at a time, and hands each outcome to
 /// `sink` in the order of `writes` (the plan's), whatever order they finish in, so that the
 /// page lines and the report read the same on every run. `now` is the space as listed now
-/// ([`ListedNow`] by page id). Once `opts.cancel` is cancelled no page is started; the pages
-/// already started are finished and handed on. Returns the number of pages handed on.
+/// ([`ListedNow`] by page id). Once `opts.cancel` is cancelled, or the site halts the run's
+/// Confluence work (a quota spent, a wait above the ceiling: `source.halt_token()`), no page
+/// is started; the pages already started are finished and handed on, except those the halt
+/// refused ([`Replayed::halted`]): one error repeated on every page would hide the reason.
 ///
 /// Each page is a fresh read of its labels and one or two writes: the site's governor, not
 /// this bound, is what keeps the site's requests within `TAG_SPACE_CONFLUENCE_CONCURRENCY`;
@@ -62,20 +74,38 @@ pub async fn apply_plan<S: PageSource>(
     mut now: HashMap<String, ListedNow>,
     concurrency: usize,
     sink: &mut dyn FnMut(PageOutcome),
-) -> usize {
+) -> Replayed {
     let cancel = &opts.cancel;
+    let halt = source.halt_token();
+    let stopped = || cancel.is_cancelled() || halt.as_ref().is_some_and(|h| h.is_cancelled());
     let mut outcomes = stream::iter(writes)
-        .take_while(|_| std::future::ready(!cancel.is_cancelled()))
+        .take_while(|_| std::future::ready(!stopped()))
         .map(|w| apply_planned(source, taxonomy, opts, w, now.remove(&w.id)))
         // In plan order: `buffered`, not `buffer_unordered`.
         .buffered(concurrency.max(1));
-    let mut done = 0;
+    let mut done = Replayed::default();
     while let Some(o) = outcomes.next().await {
+        if refused_by_halt(source, &o) {
+            done.halted += 1;
+            continue;
+        }
         sink(o);
-        done += 1;
+        done.handed += 1;
     }
     done
 }
+
+/// The page failed because the site halted the run's Confluence work: its reason carries
+/// the halt's (a request's error names it, see `ConfluenceError::Halted`).
+fn refused_by_halt<S: PageSource>(source: &S, o: &PageOutcome) -> bool {
+    let Some(halt) = source.halted() else {
+        return false;
+    };
+    o.status == Status::Failed && o.reason.as_deref().is_some_and(|r| r.contains(&halt))
+}
+
+/// The start of the reason of a planned page that is gone.
+pub const GONE: &str = "gone since the plan";
 
 /// Applies one planned page (see the module docs). `opts.sync` must be the plan's mode.
 pub async fn apply_planned<S: PageSource>(
@@ -101,9 +131,16 @@ pub async fn apply_planned<S: PageSource>(
         content_hash: Some(page.content_hash),
         key: None,
     };
+    // Deleted, moved to another space, or no longer readable by this account: the listing
+    // of the space no longer has it. As for an edited page, nothing is written (a write
+    // would fail, or land on a page the plan was not reviewed for).
     let Some(now) = now else {
-        return meta
-            .failed("the page is gone, or this account cannot see it any more: not applied");
+        return PageOutcome {
+            reason: Some(format!(
+                "{GONE} (deleted, moved out of the space, or no longer readable by this account); not applied"
+            )),
+            ..meta.outcome(Status::Stale)
+        };
     };
     if now.version != Some(page.version) {
         let current = now.version.map_or("unknown".into(), |v| v.to_string());
@@ -172,7 +209,7 @@ mod tests {
             2,
             &mut sink,
         );
-        assert_eq!(done.await, 5);
+        assert_eq!(done.await.handed, 5);
         let order: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(order, ids);
         assert_eq!(got[1].1, Status::Stale);
@@ -199,7 +236,7 @@ mod tests {
             &mut sink,
         );
         // Two were under way when the first came back and stopped the run.
-        assert_eq!(done.await, 2);
+        assert_eq!(done.await.handed, 2);
         assert_eq!(first, ["3", "1"]);
         assert_eq!(
             kit.source.writes().len(),

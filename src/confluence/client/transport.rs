@@ -65,14 +65,17 @@ impl ConfluenceClient {
         url: &Url,
         json: Option<&[u8]>,
     ) -> Result<(String, Option<String>), ConfluenceError> {
-        let halted = |halt| ConfluenceError::Halted {
+        let halted = |halt, unacted| ConfluenceError::Halted {
             what,
             page_id: page_id.map(str::to_string),
             halt,
+            unacted,
         };
         let mut attempt: u32 = 0;
+        // A try that failed otherwise than with a 429 (a 5xx, a timeout) may have been acted on.
+        let mut unacted = true;
         loop {
-            let ticket = self.gov.admit().await.map_err(halted)?;
+            let ticket = self.gov.admit().await.map_err(|h| halted(h, unacted))?;
             let (status, limits, err) = match self.try_once(what, page_id, &method, url, json).await
             {
                 Try::Done(result, limits) => {
@@ -84,8 +87,9 @@ impl ConfluenceClient {
                 Try::Again(status, limits, err) => (status, limits, err),
             };
             let code = status.map(|s| s.as_u16());
+            unacted &= code == Some(429);
             let wait = match self.gov.on_throttle(ticket, code, &limits, attempt) {
-                Throttle::Halt(halt) => return Err(halted(halt)),
+                Throttle::Halt(halt) => return Err(halted(halt, unacted)),
                 Throttle::Retry(wait) => wait,
             };
             if attempt >= self.max_retries {
