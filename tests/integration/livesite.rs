@@ -22,6 +22,15 @@
 //! [`LiveSite::sized`] gives them realistic bodies (5-20 KB of storage format) instead of one
 //! line. [`State::bytes`] counts the bytes of every answer's body, by request kind.
 //!
+//! [`LiveSite::delete_page`] takes a page away (deleted, moved out, or no longer readable: the
+//! same to the API): absent from listings and bulk reads, 404 on its reads and label writes.
+//! [`LiveSite::with_ops`] adds a second space, `OPS` (Cloud id `2`), holding the next pages
+//! (Cloud only). [`State::quota_after`] spends a Cloud quota: once that many label writes
+//! were answered, every request gets a quota 429 (`RateLimit-Reason:
+//! confluence-quota-global-based`, `Retry-After: 1800`) until the test lifts it.
+//! [`State::near_limit_after`] sends Cloud's `X-RateLimit-NearLimit` headers on every answer
+//! from that many label writes on, as a site nearly out of budget does.
+//!
 //! Faults for the kill -9 tests: [`State::hold_posts`] (a write that never lands, its answer
 //! never comes) and [`State::hang_after_delete`] (a removal that lands, its answer never comes).
 //! [`State::hold_post`] holds each write's answer for a while, and [`State::post_arrivals`]
@@ -76,6 +85,12 @@ pub struct State {
     pub bytes: BTreeMap<&'static str, u64>,
     /// Page id to its version, for pages edited since they were made (the others are at 1).
     pub versions: BTreeMap<u64, u64>,
+    /// Pages taken away ([`LiveSite::delete_page`]).
+    pub gone: BTreeSet<u64>,
+    /// Every request gets a quota 429 once this many label writes were answered.
+    pub quota_after: Option<u64>,
+    /// Every answer says little is left once this many label writes were answered.
+    pub near_limit_after: Option<u64>,
     /// Label name to its id (a label's id is the same on every page).
     ids: BTreeMap<String, u64>,
 }
@@ -120,6 +135,8 @@ impl State {
 pub struct LiveSite {
     pub flavor: Flavor,
     pub pages: u64,
+    /// Pages of the second space, `OPS` (ids `pages + 1..=pages + ops`); 0: no such space.
+    pub ops: u64,
     /// The most results one list request returns, whatever `limit` asks.
     pub per_page: u64,
     /// Bodies of 5-20 KB of storage-format XHTML (by page id) instead of one line.
@@ -132,6 +149,7 @@ impl LiveSite {
         Self {
             flavor,
             pages,
+            ops: 0,
             per_page,
             sized: false,
             state: Arc::default(),
@@ -142,6 +160,29 @@ impl LiveSite {
     pub fn sized(mut self) -> Self {
         self.sized = true;
         self
+    }
+
+    /// With a second space, `OPS`, of `pages` pages (Cloud).
+    pub fn with_ops(mut self, pages: u64) -> Self {
+        self.ops = pages;
+        self
+    }
+
+    /// The page is deleted (or moved out of its space, or its view restricted).
+    pub fn delete_page(&self, page: u64) {
+        self.state().gone.insert(page);
+    }
+
+    /// The Cloud space id of a page that is there now.
+    fn space_of(&self, st: &State, page: u64) -> Option<u64> {
+        if st.gone.contains(&page) {
+            return None;
+        }
+        match page {
+            p if (1..=self.pages).contains(&p) => Some(1),
+            p if p > self.pages && p <= self.pages + self.ops => Some(2),
+            _ => None,
+        }
     }
 
     /// An edit in the web UI: the page's version goes up and its body changes.
@@ -187,6 +228,27 @@ fn query(req: &Request, name: &str) -> Option<String> {
         .query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// Cloud's answer when the budget is spent (a quota, not a burst limit).
+fn quota_spent() -> ResponseTemplate {
+    ResponseTemplate::new(429)
+        .insert_header("RateLimit-Reason", "confluence-quota-global-based")
+        .insert_header("Retry-After", "1800")
+        .set_body_json(json!({"statusCode": 429, "message": "Rate limit exceeded."}))
+}
+
+/// `X-RateLimit-Reset`: five seconds from now, as Cloud writes it.
+fn reset_soon() -> String {
+    let at = std::time::SystemTime::now() + Duration::from_secs(5);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// A page that is not there (v2 and v1 say the same).
+fn no_page(page: u64) -> ResponseTemplate {
+    ResponseTemplate::new(404).set_body_json(
+        json!({"statusCode": 404, "message": format!("No content found with id: {page}")}),
+    )
 }
 
 fn not_found() -> ResponseTemplate {
@@ -257,8 +319,8 @@ impl LiveSite {
         let version = st.version(id);
         let mut page = json!({
             "id": id.to_string(), "status": "current", "title": format!("How to deploy service {id}"),
-            "spaceId": "1", "version": {"number": version},
-            "_links": {"webui": format!("/spaces/ENG/pages/{id}")}
+            "spaceId": self.space_of(st, id).unwrap_or(1).to_string(), "version": {"number": version},
+            "_links": {"webui": format!("/spaces/{}/pages/{id}", if id > self.pages { "OPS" } else { "ENG" })}
         });
         if body {
             page["body"] = json!({"storage": {"representation": "storage", "value": body_of(id, version, self.sized)}});
@@ -310,6 +372,10 @@ impl LiveSite {
                 st.duplicates.push((page, n.clone()));
             }
         }
+        // Recorded above all the same: a write attempted on a page that is gone.
+        if st.gone.contains(&page) {
+            return no_page(page);
+        }
         if st.hold_posts {
             return never();
         }
@@ -331,6 +397,9 @@ impl LiveSite {
         st.count("delete");
         let name = query(req, "name").unwrap_or_default();
         st.deleted.push((page, name.clone()));
+        if st.gone.contains(&page) {
+            return no_page(page);
+        }
         st.labels.entry(page).or_default().remove(&name);
         if st.hang_after_delete {
             return never();
@@ -352,26 +421,34 @@ impl LiveSite {
         match (req.method.as_str(), path.as_str()) {
             ("GET", "/wiki/api/v2/spaces") => {
                 st.count("space");
-                let found = query(req, "keys").as_deref() == Some("ENG");
-                let results = if found {
-                    json!([{"id": "1", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}])
-                } else {
-                    json!([])
+                let results = match query(req, "keys").as_deref() {
+                    Some("ENG") => {
+                        json!([{"id": "1", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}])
+                    }
+                    Some("OPS") if self.ops > 0 => {
+                        json!([{"id": "2", "key": "OPS", "name": "Operations", "type": "global", "status": "current"}])
+                    }
+                    _ => json!([]),
                 };
                 st.ok("space", json!({"results": results, "_links": {}}))
             }
-            ("GET", "/wiki/api/v2/spaces/1/pages") => {
+            ("GET", p @ ("/wiki/api/v2/spaces/1/pages" | "/wiki/api/v2/spaces/2/pages")) => {
                 st.count("list");
+                let (space, first, count) = match p {
+                    "/wiki/api/v2/spaces/1/pages" => (1, 0, self.pages),
+                    _ => (2, self.pages, self.ops),
+                };
                 let bodies = query(req, "body-format").as_deref() == Some("storage");
-                let (from, to) = self.window(req, "cursor", self.pages);
-                let results: Vec<Value> = (from + 1..=to)
+                let (from, to) = self.window(req, "cursor", count);
+                let results: Vec<Value> = (first + from + 1..=first + to)
+                    .filter(|id| !st.gone.contains(id))
                     .map(|id| self.v2_page(st, id, bodies))
                     .collect();
                 let mut links = json!({});
-                if to < self.pages {
+                if to < count {
                     let format = if bodies { "&body-format=storage" } else { "" };
                     links["next"] = json!(format!(
-                        "/wiki/api/v2/spaces/1/pages?cursor={to}&limit={}{format}&status=current",
+                        "/wiki/api/v2/spaces/{space}/pages?cursor={to}&limit={}{format}&status=current",
                         to - from
                     ));
                 }
@@ -384,7 +461,7 @@ impl LiveSite {
                     .unwrap_or_default()
                     .split(',')
                     .filter_map(|i| i.parse().ok())
-                    .filter(|i| (1..=self.pages).contains(i))
+                    .filter(|i| self.space_of(st, *i).is_some())
                     .collect();
                 assert!(
                     ids.len() <= 250,
@@ -397,6 +474,9 @@ impl LiveSite {
             ("GET", p) if p.starts_with("/wiki/api/v2/pages/") && p.ends_with("/labels") => {
                 st.count("read");
                 let page = page_in(p, "pages").unwrap_or(0);
+                if st.gone.contains(&page) {
+                    return no_page(page);
+                }
                 let results = self.labels_of(st, page);
                 st.ok("read", json!({"results": results, "_links": {}}))
             }
@@ -416,9 +496,9 @@ impl LiveSite {
             }
             ("GET", p) if p.starts_with("/wiki/api/v2/labels/") && p.ends_with("/pages") => {
                 st.count("census");
-                if query(req, "space-id").as_deref() != Some("1") {
-                    return st.ok("census", json!({"results": [], "_links": {}}));
-                }
+                let space: u64 = query(req, "space-id")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
                 let id: u64 = page_in(p, "labels").unwrap_or(0);
                 let name = st
                     .ids
@@ -426,16 +506,19 @@ impl LiveSite {
                     .find(|(_, v)| **v == id)
                     .map(|(n, _)| n.clone())
                     .unwrap_or_default();
-                let pages = Self::carrying(st, &name);
+                let pages: Vec<u64> = Self::carrying(st, &name)
+                    .into_iter()
+                    .filter(|p| self.space_of(st, *p) == Some(space))
+                    .collect();
                 let (from, to) = self.window(req, "cursor", pages.len() as u64);
                 let results: Vec<Value> = pages[from as usize..to as usize]
                     .iter()
-                    .map(|id| json!({"id": id.to_string(), "status": "current", "title": format!("How to deploy service {id}"), "spaceId": "1"}))
+                    .map(|id| json!({"id": id.to_string(), "status": "current", "title": format!("How to deploy service {id}"), "spaceId": space.to_string()}))
                     .collect();
                 let mut links = json!({});
                 if (to as usize) < pages.len() {
                     links["next"] = json!(format!(
-                        "/wiki/api/v2/labels/{id}/pages?space-id=1&cursor={to}&limit={}",
+                        "/wiki/api/v2/labels/{id}/pages?space-id={space}&cursor={to}&limit={}",
                         to - from
                     ));
                 }
@@ -467,7 +550,9 @@ impl LiveSite {
                 st.count("list");
                 let bodies = query(req, "expand").is_some_and(|e| e.contains("body.storage"));
                 let (from, to) = self.window(req, "start", self.pages);
-                let results: Vec<Value> = (from + 1..=to)
+                let there: Vec<u64> = (from + 1..=to).filter(|id| !st.gone.contains(id)).collect();
+                let results: Vec<Value> = there
+                    .into_iter()
                     .map(|id| self.dc_page(st, id, bodies, true))
                     .collect();
                 let mut links = json!({});
@@ -510,6 +595,9 @@ impl LiveSite {
             ("GET", p) if p.starts_with("/rest/api/content/") && p.ends_with("/label") => {
                 st.count("read");
                 let page = page_in(p, "content").unwrap_or(0);
+                if st.gone.contains(&page) {
+                    return no_page(page);
+                }
                 let results = self.labels_of(st, page);
                 st.ok(
                     "read",
@@ -518,7 +606,8 @@ impl LiveSite {
             }
             ("GET", p) if p.starts_with("/rest/api/content/") => {
                 st.count("bodies");
-                match page_in(p, "content").filter(|id| (1..=self.pages).contains(id)) {
+                let there = |id: &u64| (1..=self.pages).contains(id) && !st.gone.contains(id);
+                match page_in(p, "content").filter(there) {
                     Some(id) => {
                         let bodies =
                             query(req, "expand").is_some_and(|e| e.contains("body.storage"));
@@ -544,9 +633,23 @@ impl LiveSite {
 impl Respond for LiveSite {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let mut st = self.state.lock().unwrap();
-        match self.flavor {
+        if st.quota_after.is_some_and(|k| st.requests("post") >= k) {
+            st.count("throttled");
+            return quota_spent();
+        }
+        let answer = match self.flavor {
             Flavor::Cloud => self.cloud(&mut st, req),
             Flavor::Dc => self.dc(&mut st, req),
+        };
+        match st.near_limit_after {
+            // From the answer to the k-th write on. 50 of 1000 left, whole again in 5 s: a
+            // client paces what is left over that time (about 10 requests a second).
+            Some(k) if st.requests("post") >= k => answer
+                .insert_header("X-RateLimit-Limit", "1000")
+                .insert_header("X-RateLimit-Remaining", "50")
+                .insert_header("X-RateLimit-NearLimit", "true")
+                .insert_header("X-RateLimit-Reset", reset_soon()),
+            _ => answer,
         }
     }
 }

@@ -83,6 +83,7 @@ mod evalprompt;
 // Plan files: --dry-run --plan, then apply exactly the plan (issue 15).
 mod plan;
 // `tag-space apply` writes pages at once, within the site's concurrency, in plan order.
+mod plan_faults;
 mod plan_parallel;
 // The README's "In CI" examples, run as written against the fakes.
 mod ci_readme;

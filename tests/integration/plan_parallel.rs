@@ -28,7 +28,7 @@ fn held(page: u64) -> Duration {
 
 /// The most writes whose answers were held at once: for each arrival, the earlier writes
 /// still held then, itself included.
-fn peak(arrivals: &[(std::time::Instant, Duration)]) -> usize {
+pub fn peak(arrivals: &[(std::time::Instant, Duration)]) -> usize {
     arrivals
         .iter()
         .map(|(at, _)| {

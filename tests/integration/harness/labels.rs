@@ -39,7 +39,11 @@ impl Env {
 
     /// As [`Env::new`], with `pages` pages.
     pub async fn with_pages(flavor: Flavor, pages: u64, llm_delay: Duration) -> Self {
-        let site = LiveSite::new(flavor, pages, 250);
+        Self::of_site(LiveSite::new(flavor, pages, 250), llm_delay).await
+    }
+
+    /// As [`Env::new`], on `site`.
+    pub async fn of_site(site: LiveSite, llm_delay: Duration) -> Self {
         let confluence = site.serve().await;
         let llm = FirstTags::serve(&site, llm_delay).await;
         let dir = tempfile::tempdir().unwrap();
