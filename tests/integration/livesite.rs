@@ -28,8 +28,8 @@
 //! (Cloud only). [`State::quota_after`] spends a Cloud quota: once that many label writes
 //! were answered, every request gets a quota 429 (`RateLimit-Reason:
 //! confluence-quota-global-based`, `Retry-After: 1800`) until the test lifts it.
-//! [`State::near_limit_after`] sends Cloud's `X-RateLimit-NearLimit` headers on every answer
-//! from that many label writes on, as a site nearly out of budget does.
+//! [`State::near_limit_on`] sends Cloud's `X-RateLimit-NearLimit` headers on the answer to
+//! that label write (counted from 1), as a site nearly out of budget does, and on no other.
 //!
 //! Faults for the kill -9 tests: [`State::hold_posts`] (a write that never lands, its answer
 //! never comes) and [`State::hang_after_delete`] (a removal that lands, its answer never comes).
@@ -89,8 +89,8 @@ pub struct State {
     pub gone: BTreeSet<u64>,
     /// Every request gets a quota 429 once this many label writes were answered.
     pub quota_after: Option<u64>,
-    /// Every answer says little is left once this many label writes were answered.
-    pub near_limit_after: Option<u64>,
+    /// The answer to this label write (from 1) says little is left.
+    pub near_limit_on: Option<u64>,
     /// Label name to its id (a label's id is the same on every page).
     ids: BTreeMap<String, u64>,
 }
@@ -641,10 +641,11 @@ impl Respond for LiveSite {
             Flavor::Cloud => self.cloud(&mut st, req),
             Flavor::Dc => self.dc(&mut st, req),
         };
-        match st.near_limit_after {
-            // From the answer to the k-th write on. 50 of 1000 left, whole again in 5 s: a
-            // client paces what is left over that time (about 10 requests a second).
-            Some(k) if st.requests("post") >= k => answer
+        let post = req.method.as_str() == "POST";
+        match st.near_limit_on {
+            // 50 of 1000 left, whole again in 5 s: a client paces what is left over that time
+            // (about 10 requests a second).
+            Some(k) if post && st.requests("post") == k => answer
                 .insert_header("X-RateLimit-Limit", "1000")
                 .insert_header("X-RateLimit-Remaining", "50")
                 .insert_header("X-RateLimit-NearLimit", "true")

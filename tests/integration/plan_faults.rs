@@ -165,8 +165,9 @@ fn held(_page: u64) -> Duration {
 }
 
 /// A plan over ENG and OPS of one site, concurrency 2: the writes in flight never pass 2,
-/// and the site's "little left" headers on ENG's last write pace OPS's requests (one
-/// governor: with a governor per space, OPS would start unpaced).
+/// and the site's "little left" headers on the answer to ENG's last write (and on no other
+/// answer) pace OPS's requests: one governor. With one per space, OPS would start unpaced
+/// and nothing would be paced at all.
 #[tokio::test(flavor = "multi_thread")]
 async fn cloud_a_plan_over_two_spaces_goes_through_one_governor() {
     let site = LiveSite::new(Flavor::Cloud, 3, 250).with_ops(3);
@@ -181,7 +182,7 @@ async fn cloud_a_plan_over_two_spaces_goes_through_one_governor() {
     {
         let mut st = e.site.state();
         st.hold_post = Some(held);
-        st.near_limit_after = Some(3);
+        st.near_limit_on = Some(3);
     }
     let out = e
         .command("full", &["apply", "plan.json", "--report", "applied.json"])
