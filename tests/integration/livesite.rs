@@ -25,9 +25,9 @@
 //! [`LiveSite::delete_page`] takes a page away (deleted, moved out, or no longer readable: the
 //! same to the API): absent from listings and bulk reads, 404 on its reads and label writes.
 //! [`LiveSite::with_ops`] adds a second space, `OPS` (Cloud id `2`), holding the next pages
-//! (Cloud only). [`State::quota_after`] spends a Cloud quota: once that many label writes
-//! were answered, every request gets a quota 429 (`RateLimit-Reason:
-//! confluence-quota-global-based`, `Retry-After: 1800`) until the test lifts it.
+//! (Cloud only). [`State::quota_after`] spends a Cloud quota: the label write after that many
+//! is refused with a quota 429 (`RateLimit-Reason: confluence-quota-global-based`,
+//! `Retry-After: 1800`), and so is every request after it, until the test lifts it.
 //! [`State::near_limit_on`] sends Cloud's `X-RateLimit-NearLimit` headers on the answer to
 //! that label write (counted from 1), as a site nearly out of budget does, and on no other.
 //!
@@ -87,8 +87,10 @@ pub struct State {
     pub versions: BTreeMap<u64, u64>,
     /// Pages taken away ([`LiveSite::delete_page`]).
     pub gone: BTreeSet<u64>,
-    /// Every request gets a quota 429 once this many label writes were answered.
+    /// The label write after this many, and every request after it, gets a quota 429.
     pub quota_after: Option<u64>,
+    /// The quota is spent (set by the write [`State::quota_after`] refused).
+    quota_spent: bool,
     /// The answer to this label write (from 1) says little is left.
     pub near_limit_on: Option<u64>,
     /// Label name to its id (a label's id is the same on every page).
@@ -633,7 +635,13 @@ impl LiveSite {
 impl Respond for LiveSite {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let mut st = self.state.lock().unwrap();
-        if st.quota_after.is_some_and(|k| st.requests("post") >= k) {
+        let post = req.method.as_str() == "POST";
+        let spent = match st.quota_after {
+            Some(k) => st.quota_spent || (post && st.requests("post") >= k),
+            None => false,
+        };
+        st.quota_spent = spent;
+        if spent {
             st.count("throttled");
             return quota_spent();
         }
@@ -641,7 +649,6 @@ impl Respond for LiveSite {
             Flavor::Cloud => self.cloud(&mut st, req),
             Flavor::Dc => self.dc(&mut st, req),
         };
-        let post = req.method.as_str() == "POST";
         match st.near_limit_on {
             // 50 of 1000 left, whole again in 5 s: a client paces what is left over that time
             // (about 10 requests a second).
