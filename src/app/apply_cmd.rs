@@ -78,7 +78,15 @@ pub async fn apply(
         }
     };
     let client = space::site(&config)?;
-    let failure = apply_spaces(&config, &taxonomy, &planned, &session, &client, &mut record).await;
+    let failure = apply_spaces(
+        &config,
+        &taxonomy,
+        &planned,
+        &session,
+        (&client, &path),
+        &mut record,
+    )
+    .await;
     if let Some(site) = client.site_stats() {
         run_report.set_confluence(site);
     }
@@ -105,7 +113,7 @@ async fn apply_spaces(
     taxonomy: &Taxonomy,
     planned: &Planned,
     session: &Session,
-    client: &ConfluenceClient,
+    (client, path): (&ConfluenceClient, &Path),
     record: &mut dyn FnMut(&PageOutcome),
 ) -> Option<anyhow::Error> {
     // One check for every space: refused credentials would fail each of them.
@@ -117,12 +125,19 @@ async fn apply_spaces(
             space: key.clone(),
             ..config.clone()
         };
-        let space = apply_space(&mut config, taxonomy, writes, session, client, record);
+        let space = apply_space(
+            &mut config,
+            taxonomy,
+            writes,
+            session,
+            (client, path),
+            record,
+        );
         match space.await {
             Err(e) => return Some(e),
             Ok(Some(left)) => {
                 let later: usize = planned[i + 1..].iter().map(|(_, w)| w.len()).sum();
-                return Some(halted(client, left + later));
+                return Some(halted(client, left + later, path));
             }
             Ok(None) => {}
         }
@@ -134,10 +149,16 @@ async fn apply_spaces(
 }
 
 /// The one line for a halt during apply: why, how many pages were not applied, what to do.
-fn halted(client: &ConfluenceClient, not_applied: usize) -> anyhow::Error {
-    let why = client.halted().unwrap_or_default();
+fn halted(client: &ConfluenceClient, not_applied: usize, plan: &Path) -> anyhow::Error {
+    let (cause, when) = client
+        .governor()
+        .halted()
+        .map_or(("Confluence stopped the work".into(), "later"), |h| {
+            (h.cause(), h.when())
+        });
     anyhow::anyhow!(
-        "{not_applied} planned pages not applied: {why}; then apply the same plan again, which writes only what is left"
+        "{cause}: {not_applied} planned pages not applied; run `tag-space apply {}` again {when}: it writes only those",
+        plan.display()
     )
 }
 
@@ -209,7 +230,7 @@ async fn apply_space(
     taxonomy: &Taxonomy,
     writes: &[PlannedWrite],
     session: &Session,
-    client: &ConfluenceClient,
+    (client, path): (&ConfluenceClient, &Path),
     record: &mut dyn FnMut(&PageOutcome),
 ) -> anyhow::Result<Option<usize>> {
     space::resolve(client, config).await;
@@ -220,7 +241,7 @@ async fn apply_space(
     let now = match listed(client, &config.space, writes).await {
         Ok(now) => now,
         Err(_) if client.halted().is_some() => {
-            let e = halted(client, writes.len());
+            let e = halted(client, writes.len(), path);
             record_end(&state, &ended(cache::RunStatus::Failed, Some(&e), 2));
             return Ok(Some(writes.len()));
         }
@@ -253,7 +274,7 @@ async fn apply_space(
     let (end, halt) = match (left, client.halted()) {
         (0, _) => (ended(cache::RunStatus::Finished, None, code), None),
         (_, Some(_)) => {
-            let e = halted(client, left);
+            let e = halted(client, left, path);
             (ended(cache::RunStatus::Failed, Some(&e), 2), Some(left))
         }
         (_, None) => (ended(cache::RunStatus::Interrupted, None, 130), None),

@@ -91,38 +91,51 @@ impl Halt {
     }
 }
 
-impl fmt::Display for Halt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Halt {
+    /// What stopped the work, without what to do about it.
+    pub fn cause(&self) -> String {
         match self {
             Halt::Quota {
                 until,
                 reason,
                 note,
             } => {
-                f.write_str("Confluence quota spent")?;
-                if let Some(at) = until {
-                    write!(f, " until {}", show_time(*at))?;
-                }
-                if let Some(r) = reason {
-                    write!(f, " (RateLimit-Reason: {r})")?;
-                }
-                write!(
-                    f,
-                    "{note}: Confluence work stopped for this run; run again after that"
-                )
+                let until = until.map_or(String::new(), |at| format!(" until {}", show_time(at)));
+                let reason = reason
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" (RateLimit-Reason: {r})"));
+                format!("Confluence quota spent{until}{reason}{note}")
             }
             Halt::TooLong {
                 status,
                 wait,
                 ceiling,
                 note,
-            } => write!(
-                f,
-                "HTTP {status}: Confluence asked to wait {}s, longer than TAG_SPACE_MAX_COOLDOWN_SECS ({}s){note}: Confluence work stopped for this run; run again later",
+            } => format!(
+                "HTTP {status}: Confluence asked to wait {}s, longer than TAG_SPACE_MAX_COOLDOWN_SECS ({}s){note}",
                 wait.as_secs(),
                 ceiling.as_secs()
             ),
         }
+    }
+
+    /// When trying again can work: after a quota's reset, or later.
+    pub fn when(&self) -> &'static str {
+        match self {
+            Halt::Quota { .. } => "after that",
+            Halt::TooLong { .. } => "later",
+        }
+    }
+}
+
+impl fmt::Display for Halt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: Confluence work stopped for this run; run again {}",
+            self.cause(),
+            self.when()
+        )
     }
 }
 

@@ -110,14 +110,15 @@ async fn cloud_a_quota_spent_during_apply_stops_it_and_the_same_plan_later_write
     assert_eq!(lines_of(&out_, "added").len(), 2, "{out_}");
     assert!(lines_of(&out_, "failed").is_empty(), "{out_}");
     let not_applied = QUOTA_PAGES - WRITES_BEFORE_QUOTA;
-    let line = format!(
-        "tag-space: {not_applied} planned pages not applied: Confluence quota spent until "
-    );
-    let said: Vec<&str> = err.lines().filter(|l| l.starts_with(&line)).collect();
-    assert_eq!(said.len(), 1, "want one line starting {line:?}:\n{err}");
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("tag-space: Confluence quota spent until "))
+        .collect();
+    assert_eq!(said.len(), 1, "want one line for the halt:\n{err}");
     assert!(
-        said[0].contains("(RateLimit-Reason: confluence-quota-global-based)")
-            && said[0].ends_with("then apply the same plan again, which writes only what is left"),
+        said[0].ends_with(&format!(
+            " (RateLimit-Reason: confluence-quota-global-based): {not_applied} planned pages not applied; run `tag-space apply plan.json` again after that: it writes only those"
+        )),
         "{}",
         said[0]
     );
