@@ -208,3 +208,40 @@ async fn cloud_a_plan_over_two_spaces_goes_through_one_governor() {
         "OPS was not paced by what ENG's answers said: {site:#}"
     );
 }
+
+/// A quota spent in ENG, the first space of a two-space plan: nothing more is sent to the
+/// site (OPS's pages are not even listed), and the one line counts OPS's pages among those
+/// not applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_a_quota_spent_in_one_space_leaves_the_next_untouched_and_counted() {
+    let site = LiveSite::new(Flavor::Cloud, 3, 250).with_ops(3);
+    let e = Env::of_site(site, Duration::ZERO).await;
+    let out = e
+        .command(
+            "full",
+            &["--space", "ENG,OPS", "--dry-run", "--plan", "plan.json"],
+        )
+        .output_bounded();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    e.site.state().quota_after = Some(1);
+    let out = e
+        .command("full", &["apply", "plan.json"])
+        .env("TAG_SPACE_CONFLUENCE_CONCURRENCY", "1")
+        .output_bounded();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "): 5 planned pages not applied; run `tag-space apply plan.json` again after that"
+        ),
+        "{err}"
+    );
+    let st = e.site.state();
+    assert_eq!(
+        st.requests("throttled"),
+        1,
+        "requests after the halt: {:?}",
+        st.requests
+    );
+    assert_eq!(st.posted.len(), 2, "{:?}", st.posted);
+}
