@@ -47,16 +47,22 @@ pub struct ApplyArgs {
 
 const APPLY_HELP: &str = "\
 No model is asked. Each planned page's version is checked first: a page edited since the
-plan is reported as stale and left alone. A label a person removed after tag-space added it
-is not added again, and only labels tag-space added are ever removed. The state file
-records the writes as a run does. Pages are written TAG_SPACE_CONFLUENCE_CONCURRENCY at a
-time and reported in the plan's order.
+plan is reported as stale and left alone, and so is a page gone since the plan (deleted,
+moved out of its space, or no longer readable): nothing is written to either. A label a
+person removed after tag-space added it is not added again, and only labels tag-space added
+are ever removed. The state file records the writes as a run does. Pages are written
+TAG_SPACE_CONFLUENCE_CONCURRENCY at a time (one governor for the site, whatever the number
+of spaces) and reported in the plan's order. If Confluence stops the work (a quota spent, a
+wait above TAG_SPACE_MAX_COOLDOWN_SECS), no other page is started: the pages written are
+reported, and one line says how many were not applied and when to apply the same plan
+again (it then writes only those).
 
 EXIT STATUS:
   0    every planned page applied (or already as planned)
-  1    some pages were stale or failed
+  1    some pages were stale (edited or gone since the plan) or failed
   2    the plan was refused (not a plan, another plan_version, changed since it was written
-       (checksum), another site or taxonomy), or a configuration or fatal error
+       (checksum), another site or taxonomy), Confluence stopped the work, or a
+       configuration or fatal error
 
 EXAMPLE:
   tag-space --space ENG --dry-run --plan plan.json --report plan.md

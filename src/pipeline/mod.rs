@@ -133,8 +133,9 @@ pub enum Status {
     Skipped,
     /// Something went wrong for this page; `reason` says what. The run goes on.
     Failed,
-    /// `tag-space apply`: the page was edited since the plan was made, so the plan's labels
-    /// were not written; `reason` says which versions. Apart from `Skipped` so that a report's
+    /// `tag-space apply`: the page was edited since the plan was made, or is gone (deleted,
+    /// moved out of the space, unreadable), so the plan's labels were not written; `reason`
+    /// says which versions, or starts `gone since the plan`. Apart from `Skipped` so that a report's
     /// reader counts the pages that need a new plan without reading reasons.
     Stale,
 }

@@ -105,7 +105,10 @@ fn write_heading(out: &mut impl Write, r: &RunReport, opts: &MarkdownOptions) ->
     // Only `tag-space apply` has stale pages: other runs' line stays as it was.
     let stale = match c.stale {
         0 => String::new(),
-        n => format!(", **{}** stale (edited since the plan)", units::count(n)),
+        n => format!(
+            ", **{}** stale (edited or gone since the plan)",
+            units::count(n)
+        ),
     };
     writeln!(
         out,
@@ -301,7 +304,7 @@ fn write_failures(
     write_reasons(out, "Failures", &failed, opts)
 }
 
-/// `tag-space apply`: the planned pages left alone because they were edited since the plan,
+/// `tag-space apply`: the planned pages left alone because they were edited or gone since the plan,
 /// named, so that the reviewer knows which ones need a new plan.
 fn write_stale(
     out: &mut impl Write,
@@ -314,7 +317,7 @@ fn write_stale(
         .collect();
     write_reasons(
         out,
-        "Stale: edited since the plan, not applied",
+        "Stale: edited or gone since the plan, not applied",
         &stale,
         opts,
     )

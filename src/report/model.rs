@@ -154,7 +154,7 @@ pub struct PageCounts {
     pub no_label: u64,
     pub skipped: u64,
     pub failed: u64,
-    /// `tag-space apply`: pages edited since the plan, left alone.
+    /// `tag-space apply`: pages edited or gone since the plan, left alone.
     pub stale: u64,
     /// Labels added (in a dry run: proposed).
     pub labels: u64,

@@ -208,7 +208,7 @@ async fn edited_page_is_stale(flavor: Flavor) {
     );
     let md = std::fs::read_to_string(e.path("applied.md")).unwrap();
     assert!(
-        md.contains("### Stale: edited since the plan, not applied (1)")
+        md.contains("### Stale: edited or gone since the plan, not applied (1)")
             && md.contains("How to deploy service 2"),
         "{md}"
     );
@@ -230,7 +230,10 @@ async fn edited_page_is_stale(flavor: Flavor) {
     );
     let pages = &report["metrics"]["pages"];
     assert_eq!((&pages["stale"], &pages["skipped"]), (&1.into(), &0.into()));
-    assert!(md.contains("**1** stale (edited since the plan)"), "{md}");
+    assert!(
+        md.contains("**1** stale (edited or gone since the plan)"),
+        "{md}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -41,8 +41,17 @@ async fn deleted_page_is_gone(flavor: Flavor) {
     let e = env(flavor).await;
     e.plan("full", &[]);
     e.site.delete_page(2);
-    let out = e.apply("full", &["--report", "applied.json"]);
+    let out = e.apply(
+        "full",
+        &["--report", "applied.json", "--report", "applied.md"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let md = std::fs::read_to_string(e.path("applied.md")).unwrap();
+    assert!(
+        md.contains("### Stale: edited or gone since the plan, not applied (1)")
+            && md.contains("| gone since the plan \\(deleted, moved out of the space"),
+        "{md}"
+    );
     let st = e.site.state();
     assert!(
         st.posted.iter().chain(&st.deleted).all(|(p, _)| *p != 2),

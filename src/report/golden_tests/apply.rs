@@ -56,11 +56,11 @@ fn a_stale_page_is_counted_and_named_in_the_markdown_and_the_table() {
     let r = applied();
     let md = render_md(&r, &MarkdownOptions::default());
     assert!(
-        md.contains("0 skipped, **0** failed, **1** stale (edited since the plan);"),
+        md.contains("0 skipped, **0** failed, **1** stale (edited or gone since the plan);"),
         "{md}"
     );
     assert!(
-        md.contains("### Stale: edited since the plan, not applied (1)")
+        md.contains("### Stale: edited or gone since the plan, not applied (1)")
             && md.contains("Edited page")
             && md.contains("version 3 planned, 4 now"),
         "{md}"
