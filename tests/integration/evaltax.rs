@@ -11,8 +11,9 @@ use tag_space::pipeline::{RunOptions, run};
 use tag_space::taxonomy::Taxonomy;
 use wiremock::MockServer;
 
+use crate::harness::first_tags::FirstTags;
 use crate::harness::{BIN, OutputBounded};
-use crate::livesite::{FirstTags, Flavor, LiveSite};
+use crate::livesite::{Flavor, LiveSite};
 use crate::pipeline::{Scripted, page, taxonomy};
 
 fn command(

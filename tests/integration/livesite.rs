@@ -5,7 +5,7 @@
 //! [`State`]: reads return what is there now, `POST`s add (and count a label that was already
 //! there as a duplicate), `DELETE`s remove. A person's actions go straight to the state
 //! ([`LiveSite::person_adds`], [`LiveSite::person_removes`]) or are scheduled for the moment
-//! the LLM fake receives its first request ([`State::on_classify`]), never through
+//! the LLM fake (`harness/first_tags.rs`) receives its first request ([`State::on_classify`]), never through
 //! tag-space's client. Endpoints, with the documented shapes:
 //!
 //! - Cloud: v2 `GET /spaces?keys=`, `GET /spaces/1/pages` (cursor; bodies only with
@@ -98,7 +98,7 @@ pub struct State {
 }
 
 impl State {
-    fn count(&mut self, kind: &'static str) {
+    pub fn count(&mut self, kind: &'static str) {
         *self.requests.entry(kind).or_default() += 1;
     }
     fn id_of(&mut self, name: &str) -> u64 {
@@ -659,65 +659,5 @@ impl Respond for LiveSite {
                 .insert_header("X-RateLimit-Reset", reset_soon()),
             _ => answer,
         }
-    }
-}
-
-/// An OpenAI-compatible LLM that picks the first tag of each category for every page of the
-/// request (from the request's JSON schema), after `delay`. On its first request it performs
-/// the site's [`State::on_classify`] actions: a person working while the run classifies.
-pub struct FirstTags {
-    pub delay: Duration,
-    pub site: Arc<Mutex<State>>,
-    pub asked: Arc<Mutex<u64>>,
-}
-
-impl FirstTags {
-    pub async fn serve(site: &LiveSite, delay: Duration) -> MockServer {
-        let server = MockServer::start().await;
-        Mock::given(wiremock::matchers::method("POST"))
-            .and(wiremock::matchers::path("/v1/chat/completions"))
-            .respond_with(FirstTags {
-                delay,
-                site: site.state.clone(),
-                asked: Arc::default(),
-            })
-            .mount(&server)
-            .await;
-        server
-    }
-}
-
-impl Respond for FirstTags {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        {
-            let mut st = self.site.lock().unwrap();
-            st.count("llm");
-            for p in std::mem::take(&mut st.on_classify) {
-                st.apply(&p);
-            }
-        }
-        *self.asked.lock().unwrap() += 1;
-        let body: Value = serde_json::from_slice(&req.body).unwrap();
-        // The per-page object is under $defs: resolve the references first.
-        let schema =
-            &tag_space::llm::schema::inline_refs(&body["response_format"]["json_schema"]["schema"]);
-        let mut answer = serde_json::Map::new();
-        for (id, page) in schema["properties"].as_object().into_iter().flatten() {
-            let mut cats = serde_json::Map::new();
-            for (cat, s) in page["properties"].as_object().into_iter().flatten() {
-                let first = s["items"]["enum"][0].clone();
-                cats.insert(cat.clone(), json!([first]));
-            }
-            answer.insert(id.clone(), Value::Object(cats));
-        }
-        ResponseTemplate::new(200)
-            .set_delay(self.delay)
-            .set_body_json(json!({
-                "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
-                "choices": [{"index": 0, "message": {"role": "assistant",
-                    "content": Value::Object(answer).to_string(), "refusal": null},
-                    "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
-            }))
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use wiremock::MockServer;
 
 use super::BIN;
-use crate::livesite::{FirstTags, Flavor, LiveSite};
+use super::first_tags::FirstTags;
+use crate::livesite::{Flavor, LiveSite};
 
 pub const PAGES: u64 = 3;
 

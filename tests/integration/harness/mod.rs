@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fakes;
+pub mod first_tags;
 pub mod labels;
 pub mod net;
 pub mod proc;
