@@ -25,9 +25,10 @@
 //! [`LiveSite::delete_page`] takes a page away (deleted, moved out, or no longer readable: the
 //! same to the API): absent from listings and bulk reads, 404 on its reads and label writes.
 //! [`LiveSite::with_ops`] adds a second space, `OPS` (Cloud id `2`), holding the next pages
-//! (Cloud only). [`State::quota_after`] spends a Cloud quota: the label write after that many
-//! is refused with a quota 429 (`RateLimit-Reason: confluence-quota-global-based`,
-//! `Retry-After: 1800`), and so is every request after it, until the test lifts it.
+//! (Cloud only). [`State::quota_after`] spends the site's budget: the label write after that
+//! many is refused with a 429, and so is every request after it, until the test lifts it; on
+//! Cloud a quota 429 (`RateLimit-Reason: confluence-quota-global-based`, `Retry-After:
+//! 1800`), on Data Center an empty token bucket (`Retry-After: 1800`, its `X-RateLimit-*`).
 //! [`State::near_limit_on`] sends Cloud's `X-RateLimit-NearLimit` headers on the answer to
 //! that label write (counted from 1), as a site nearly out of budget does, and on no other.
 //!
@@ -232,12 +233,22 @@ fn query(req: &Request, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Cloud's answer when the budget is spent (a quota, not a burst limit).
-fn quota_spent() -> ResponseTemplate {
-    ResponseTemplate::new(429)
-        .insert_header("RateLimit-Reason", "confluence-quota-global-based")
-        .insert_header("Retry-After", "1800")
-        .set_body_json(json!({"statusCode": 429, "message": "Rate limit exceeded."}))
+/// The answer when the budget is spent: on Cloud a quota (not a burst limit); on Data
+/// Center, whose limit is a token bucket, an empty bucket refilled too slowly for the wait to
+/// be worth it (one token every half hour).
+fn quota_spent(flavor: Flavor) -> ResponseTemplate {
+    let answer = ResponseTemplate::new(429).insert_header("Retry-After", "1800");
+    match flavor {
+        Flavor::Cloud => answer
+            .insert_header("RateLimit-Reason", "confluence-quota-global-based")
+            .set_body_json(json!({"statusCode": 429, "message": "Rate limit exceeded."})),
+        Flavor::Dc => answer
+            .insert_header("X-RateLimit-Limit", "20")
+            .insert_header("X-RateLimit-Remaining", "0")
+            .insert_header("X-RateLimit-FillRate", "1")
+            .insert_header("X-RateLimit-Interval-Seconds", "1800")
+            .set_body_json(json!({"statusCode": 429, "message": "Too many requests"})),
+    }
 }
 
 /// `X-RateLimit-Reset`: five seconds from now, as Cloud writes it.
@@ -643,7 +654,7 @@ impl Respond for LiveSite {
         st.quota_spent = spent;
         if spent {
             st.count("throttled");
-            return quota_spent();
+            return quota_spent(self.flavor);
         }
         let answer = match self.flavor {
             Flavor::Cloud => self.cloud(&mut st, req),

@@ -102,12 +102,13 @@ const QUOTA_PAGES: u64 = 6;
 /// Label writes answered before the quota is spent.
 const WRITES_BEFORE_QUOTA: u64 = 2;
 
-/// After two writes every request gets a quota 429: the two pages written are reported, the
-/// four others are not applied (one line, not a failure each), exit 2. Once the quota is
-/// back, the same plan writes those four and nothing twice.
-#[tokio::test(flavor = "multi_thread")]
-async fn cloud_a_quota_spent_during_apply_stops_it_and_the_same_plan_later_writes_the_rest() {
-    let e = env_of(Flavor::Cloud, QUOTA_PAGES).await;
+/// The write after two, and every request after it, gets a 429 that halts the work (on Cloud
+/// a quota; on Data Center a wait above the ceiling): the two pages written are reported,
+/// the four others are not applied (one line, not a failure each), exit 2. Once the budget
+/// is back, the same plan writes those four and nothing twice. The line starts with `says`,
+/// its cause ends with `cause` and it says to apply again `when`.
+async fn budget_spent_during_apply(flavor: Flavor, says: &str, cause: &str, when: &str) {
+    let e = env_of(flavor, QUOTA_PAGES).await;
     e.plan("full", &[]);
     e.site.state().quota_after = Some(WRITES_BEFORE_QUOTA);
     let out = e
@@ -119,18 +120,12 @@ async fn cloud_a_quota_spent_during_apply_stops_it_and_the_same_plan_later_write
     assert_eq!(lines_of(&out_, "added").len(), 2, "{out_}");
     assert!(lines_of(&out_, "failed").is_empty(), "{out_}");
     let not_applied = QUOTA_PAGES - WRITES_BEFORE_QUOTA;
-    let said: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("tag-space: Confluence quota spent until "))
-        .collect();
+    let said: Vec<&str> = err.lines().filter(|l| l.starts_with(says)).collect();
     assert_eq!(said.len(), 1, "want one line for the halt:\n{err}");
-    assert!(
-        said[0].ends_with(&format!(
-            " (RateLimit-Reason: confluence-quota-global-based): {not_applied} planned pages not applied; run `tag-space apply plan.json` again after that: it writes only those"
-        )),
-        "{}",
-        said[0]
+    let ends = format!(
+        "{cause}: {not_applied} planned pages not applied; run `tag-space apply plan.json` again {when}: it writes only those"
     );
+    assert!(said[0].ends_with(&ends), "{}", said[0]);
     let halted = report(&e, "halted.json");
     assert_eq!(halted["run"]["status"], "failed", "{halted:#}");
     let pages = &halted["metrics"]["pages"];
@@ -165,6 +160,29 @@ async fn cloud_a_quota_spent_during_apply_stops_it_and_the_same_plan_later_write
             "page {p}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_a_quota_spent_during_apply_stops_it_and_the_same_plan_later_writes_the_rest() {
+    budget_spent_during_apply(
+        Flavor::Cloud,
+        "tag-space: Confluence quota spent until ",
+        " (RateLimit-Reason: confluence-quota-global-based)",
+        "after that",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dc_a_wait_above_the_ceiling_during_apply_stops_it_and_the_same_plan_later_writes_the_rest()
+{
+    budget_spent_during_apply(
+        Flavor::Dc,
+        "tag-space: HTTP 429: Confluence asked to wait 1800s, longer than TAG_SPACE_MAX_COOLDOWN_SECS (60s)",
+        "(60s)",
+        "later",
+    )
+    .await;
 }
 
 // ---- one governor for the site --------------------------------------------------------
