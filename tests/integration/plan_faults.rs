@@ -272,3 +272,61 @@ async fn cloud_a_quota_spent_in_one_space_leaves_the_next_untouched_and_counted(
     );
     assert_eq!(st.posted.len(), 2, "{:?}", st.posted);
 }
+
+// ---- what a halted label write left -----------------------------------------------------
+
+/// A Cloud client whose retries wait a few milliseconds.
+fn quick_client(server: &wiremock::MockServer) -> tag_space::confluence::ConfluenceClient {
+    use tag_space::confluence::{ConfluenceAuth, ConfluenceClient, ConfluenceSettings};
+    ConfluenceClient::new(ConfluenceSettings {
+        root: format!("{}/wiki", server.uri()),
+        flavor: tag_space::confluence::Flavor::Cloud,
+        auth: ConfluenceAuth::Basic {
+            email: "bot@acme.test".into(),
+            token: tag_space::secret::Secret::new("tok"),
+        },
+        timeout: Duration::from_secs(5),
+        max_retries: 3,
+    })
+    .unwrap()
+    .with_backoff(tag_space::retry::Backoff::new(
+        Duration::from_millis(1),
+        Duration::from_millis(5),
+    ))
+}
+
+/// A label write halted by a quota 429 on its only try was not acted on (apply settles it as
+/// not landed, without a read); one whose earlier try got a 500 may have landed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_halted_on_its_first_try_is_unacted_and_one_after_a_500_is_not() {
+    use tag_space::confluence::PageSource;
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let quota = || {
+        ResponseTemplate::new(429)
+            .insert_header("RateLimit-Reason", "confluence-quota-global-based")
+            .insert_header("Retry-After", "1800")
+    };
+    let labels = vec!["type-howto".to_string()];
+    for (first_500, unacted) in [(false, true), (true, false)] {
+        let server = MockServer::start().await;
+        if first_500 {
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(500))
+                .up_to_n_times(1)
+                .with_priority(1)
+                .mount(&server)
+                .await;
+        }
+        Mock::given(method("POST"))
+            .respond_with(quota())
+            .mount(&server)
+            .await;
+        let e = quick_client(&server)
+            .add_labels("7", &labels)
+            .await
+            .expect_err("the quota refuses the write");
+        assert_eq!(e.unacted(), unacted, "first try 500: {first_500}: {e}");
+        assert!(e.to_string().contains("Confluence quota spent"), "{e}");
+    }
+}
