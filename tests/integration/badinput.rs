@@ -25,6 +25,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::fakesite::CloudSite;
 use super::pipeline::taxonomy;
+use crate::harness::OutputBounded;
 
 const GEMINI_PATH: &str = "/v1beta/models/gemini-2.5-flash:generateContent";
 
@@ -783,8 +784,7 @@ async fn secrets_never_reach_the_report_files_even_when_a_provider_echoes_them()
         .env("GEMINI_BASE_URL", gemini.uri())
         .env("OPENAI_API_KEY", OPENAI_KEY)
         .env("OPENAI_BASE_URL", format!("{}/v1", openai.uri()))
-        .output()
-        .unwrap();
+        .output_bounded();
     let json = std::fs::read_to_string(dir.path().join("r.json")).expect("the JSON report");
     let md = std::fs::read_to_string(dir.path().join("r.md")).expect("the Markdown report");
     let all = format!(

@@ -1,7 +1,6 @@
 //! `tag-space jobs` and `tag-space jobs cancel ID` through the built binary, with a state file
 //! written by `backfill::submit` against the Gemini batch fake (127.0.0.1 only).
 
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,20 +14,7 @@ use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
 
 use super::batchfake::{self, KEY, Script};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
-
-fn tag_space(dir: &std::path::Path, args: &[&str], vars: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("NO_COLOR", "1");
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run tag-space")
-}
+use crate::harness::proc::run_in as tag_space;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_lists_the_recorded_jobs_and_cancel_reaches_the_provider() {

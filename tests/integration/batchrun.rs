@@ -16,6 +16,7 @@ use wiremock::{Mock, MockServer};
 
 use super::batchfake::{self, Fake, KEY, Script};
 use super::fakesite::CloudSite;
+use crate::harness::OutputBounded;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -141,8 +142,7 @@ fn jobs_listing(db: &Path) -> String {
         .args(["jobs", "--cache-path", db.to_str().unwrap()])
         .env_clear()
         .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }

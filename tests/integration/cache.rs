@@ -295,32 +295,40 @@ fn an_unwritable_path_is_a_clear_error() {
 fn a_second_process_waits_for_the_lock_then_reports_busy() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
-    let store = Store::open(
-        &path,
-        StoreOptions {
-            busy_timeout: Duration::from_millis(300),
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
-    let run = store.begin_run("ENG", RunMode::Add, false).unwrap();
+    let with_timeout = |busy_timeout| {
+        Store::open(
+            &path,
+            StoreOptions {
+                busy_timeout,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    // Patient enough that a holder starved of CPU still releases in time.
+    let patient = with_timeout(Duration::from_secs(60));
+    let impatient = with_timeout(Duration::from_millis(300));
+    let run = patient.begin_run("ENG", RunMode::Add, false).unwrap();
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
 
-    // Released within the timeout: the write waits and succeeds.
+    // Released within the timeout: the write waits and succeeds. The lock is held from
+    // before `t` until at least 100 ms after it, so the write cannot end sooner.
+    let t = std::time::Instant::now();
     let holder = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
         other.execute_batch("COMMIT").unwrap();
         other
     });
-    let t = std::time::Instant::now();
-    store.store_batch(&run, &[(key(1), class(&["a"]))]).unwrap();
-    assert!(t.elapsed() >= Duration::from_millis(50), "it did not wait");
+    patient
+        .store_batch(&run, &[(key(1), class(&["a"]))])
+        .unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(100), "it did not wait");
     let other = holder.join().unwrap();
 
     // Held past the timeout: a clear error.
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let err = store
+    let err = impatient
         .store_batch(&run, &[(key(2), class(&["a"]))])
         .unwrap_err();
     assert!(matches!(err, CacheError::Busy { .. }), "{err:?}");

@@ -2,23 +2,10 @@
 //! error message repeats the error it wraps (`main` prints `{e:#}`, which appends every
 //! `source()`; a message that also formats its source would show it twice).
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
-
-fn tag_space_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("NO_COLOR", "1")
-        .env("HOME", dir);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run tag-space")
-}
+use crate::harness::net::ClosedPort;
+use crate::harness::proc::run_at_home as tag_space_in;
 
 /// The one error line: exit 2, and each of `causes` in it exactly once.
 fn assert_each_cause_once(out: &Output, causes: &[&str]) {
@@ -57,12 +44,6 @@ fn site_at(port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// A port on 127.0.0.1 where nothing listens (bound, then released).
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[test]
 fn a_missing_taxonomy_file_names_the_file_and_its_cause_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +75,7 @@ fn an_unusable_state_file_names_the_file_and_its_cause_once() {
             "a-file/state/state.db",
             "-q",
         ],
-        &site_at(closed_port()),
+        &site_at(ClosedPort::new().port),
     );
     assert_each_cause_once(
         &out,
@@ -121,7 +102,8 @@ fn an_unusable_state_file_names_the_file_and_its_cause_once() {
 #[test]
 fn an_unreachable_confluence_names_the_request_and_its_cause_once() {
     let dir = tempfile::tempdir().unwrap();
-    let port = closed_port();
+    let closed = ClosedPort::new();
+    let port = closed.port;
     let refused = std::net::TcpStream::connect(("127.0.0.1", port))
         .unwrap_err()
         .to_string();
@@ -132,6 +114,7 @@ fn an_unreachable_confluence_names_the_request_and_its_cause_once() {
             "the run over space ENG stopped early",
             "cannot reach http://127.0.0.1",
             &refused,
+            "check CONFLUENCE_BASE_URL, and that this machine can reach the site",
         ],
     );
 }

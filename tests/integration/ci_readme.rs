@@ -8,10 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::harness::{BIN, OutputBounded};
 use crate::livesite::Flavor;
 use crate::plan::{env, stderr};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
 
 /// The fenced block between `<!-- ci-example:NAME -->` and `<!-- /ci-example:NAME -->`.
 fn example(name: &str) -> String {
@@ -93,8 +92,7 @@ async fn runs_as_written(name: &str, flavor: Flavor) {
             .envs(e.envs())
             .env("PATH", &path)
             .env("GITHUB_STEP_SUMMARY", &summary)
-            .output()
-            .unwrap();
+            .output_bounded();
         assert_eq!(
             out.status.code(),
             Some(0),

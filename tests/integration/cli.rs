@@ -2,14 +2,14 @@
 //! Each test runs `tag-space` in an empty temporary directory (so no `.env` is read) with a
 //! cleared environment, and checks the exit code, the output and what reached the fakes.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::proc::run_in as tag_space_in;
+
 const GEMINI_KEY: &str = "gemini-FAKE-KEY-4f1d";
 const OPENAI_KEY: &str = "openai-FAKE-KEY-9a2c";
 const CONFLUENCE_TOKEN: &str = "confluence-FAKE-TOKEN-77e0";
@@ -18,18 +18,6 @@ const CONFLUENCE_PAT: &str = "confluence-FAKE-PAT-31b5";
 fn tag_space(args: &[&str], vars: &[(&str, String)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     tag_space_in(dir.path(), args, vars)
-}
-
-fn tag_space_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("NO_COLOR", "1");
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run tag-space")
 }
 
 /// Runs with `--report report.json` and returns the parsed report too (`Null` if none).

@@ -12,6 +12,8 @@ use tokio::sync::mpsc;
 use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::harness::net::ClosedPort;
+
 macro_rules! fixture {
     ($name:literal) => {
         include_str!(concat!("../fixtures/confluence/", $name))
@@ -636,7 +638,7 @@ async fn a_retry_after_beyond_the_ceiling_halts_instead_of_sleeping() {
 async fn a_timeout_is_retried() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .respond_with(ok_json(fixture!("cloud_labels_2.json")).set_delay(Duration::from_secs(3)))
+        .respond_with(ok_json(fixture!("cloud_labels_2.json")).set_delay(Duration::from_secs(3600)))
         .up_to_n_times(1)
         .expect(1)
         .mount(&server)
@@ -650,7 +652,8 @@ async fn a_timeout_is_retried() {
         server.uri(),
         Flavor::Cloud,
         1,
-        Duration::from_millis(300),
+        // Room for the second answer on a loaded machine; the first one never comes.
+        Duration::from_secs(2),
     ))
     .unwrap()
     .with_backoff(Backoff::new(
@@ -665,12 +668,9 @@ async fn a_timeout_is_retried() {
 
 #[tokio::test]
 async fn an_unreachable_site_is_a_transport_error_after_retries() {
-    // A port that was just free: connection refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Nothing listens there: connection refused.
+    let closed = ClosedPort::new();
+    let port = closed.port;
     let root = format!("http://127.0.0.1:{port}");
 
     let err = client_for(root.clone(), Flavor::Cloud, 1)

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::fakes::cloud_space;
+use crate::harness::net::ClosedPort;
+use crate::harness::{BIN, OutputBounded};
 
 /// Page id to its labels now, and every DELETE as (page, label).
 #[derive(Default)]
@@ -73,16 +75,6 @@ impl Respond for Labels {
 
 /// A Cloud site with space ENG of `pages` pages (ids 1..), labels kept in `site`.
 async fn confluence(pages: usize, site: &Shared) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces"))
-        .and(query_param("keys", "ENG"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "results": [{"id": "98765", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}],
-            "_links": {}
-        })))
-        .mount(&server)
-        .await;
     let results: Vec<Value> = (1..=pages)
         .map(|i| {
             json!({
@@ -94,13 +86,7 @@ async fn confluence(pages: usize, site: &Shared) -> MockServer {
             })
         })
         .collect();
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces/98765/pages"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": results, "_links": {}})),
-        )
-        .mount(&server)
-        .await;
+    let server = cloud_space(results).await;
     Mock::given(path_regex(
         r"^/wiki/(api/v2/pages/\d+/labels|rest/api/content/\d+/label)$",
     ))
@@ -157,8 +143,7 @@ fn run(dir: &Path, confluence: &str, llm: &str, args: &[&str]) -> Output {
         .env("OPENAI_API_KEY", "openai-FAKE-KEY")
         .env("OPENAI_BASE_URL", format!("{llm}/v1"))
         .env("TAG_SPACE_CACHE_PATH", dir.join("state.db"))
-        .output()
-        .unwrap()
+        .output_bounded()
 }
 
 fn text(b: &[u8]) -> String {
@@ -322,12 +307,6 @@ async fn sync_shows_every_removal_in_lines_table_json_and_markdown_before_and_af
     }
 }
 
-/// A port nothing listens on: bind one, note it, close it.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -344,8 +323,7 @@ fn history(dir: &Path, space: &str) -> Vec<String> {
         .current_dir(dir)
         .env_clear()
         .env("TAG_SPACE_CACHE_PATH", dir.join("state.db"))
-        .output()
-        .unwrap();
+        .output_bounded();
     let stdout = text(&out.stdout);
     let section = stdout
         .split("\nspace ")
@@ -377,7 +355,8 @@ async fn run_history_says_how_each_run_ended_and_with_which_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (c, l) = (confluence.uri(), llm.uri());
-    let refused = format!("http://127.0.0.1:{}", closed_port());
+    let closed = ClosedPort::new();
+    let refused = format!("http://127.0.0.1:{}", closed.port);
 
     for (base, space) in [(&c, "NOPE"), (&c, "JUNK"), (&refused, "ENG"), (&c, "ENG")] {
         let out = run(d, base, &l, &["--space", space, "-q"]);
@@ -436,7 +415,8 @@ async fn a_total_llm_outage_stops_early_with_exit_2_and_one_line_per_provider() 
     let confluence = confluence(PAGES, &site).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let refused = format!("http://127.0.0.1:{}", closed_port());
+    let closed = ClosedPort::new();
+    let refused = format!("http://127.0.0.1:{}", closed.port);
 
     // The only provider is unreachable.
     let out = run(
@@ -513,8 +493,7 @@ async fn a_total_llm_outage_stops_early_with_exit_2_and_one_line_per_provider() 
         .env("OPENAI_API_KEY", "openai-FAKE-KEY")
         .env("OPENAI_BASE_URL", format!("{}/v1", openai.uri()))
         .env("TAG_SPACE_CACHE_PATH", d.join("state.db"))
-        .output()
-        .unwrap();
+        .output_bounded();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let lines: Vec<&str> = stderr

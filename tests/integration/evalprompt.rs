@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::{BIN, OutputBounded};
 
 /// Written into every reason; must not appear in any output of tag-space.
 const REASON_MARK: &str = "REASON-MARK-7f3";
@@ -70,7 +70,7 @@ async fn eval(server: &MockServer, dir: &std::path::Path, args: &[&str]) -> Outp
         .stdin(Stdio::null())
         .args(["eval", "--demo", "--llm", "--report", "e.json"])
         .args(args);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    let out = tokio::task::spawn_blocking(move || cmd.output_bounded())
         .await
         .unwrap();
     assert!(
@@ -242,8 +242,7 @@ fn a_labelling_run_warns_that_it_ignores_few_shot() {
         .env("TAG_SPACE_LOCK_DIR", dir.path().join("locks"))
         .current_dir(dir.path())
         .args(["--demo", "--dry-run"])
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -11,10 +11,9 @@ use tag_space::pipeline::{RunOptions, run};
 use tag_space::taxonomy::Taxonomy;
 use wiremock::MockServer;
 
+use crate::harness::{BIN, OutputBounded};
 use crate::livesite::{FirstTags, Flavor, LiveSite};
 use crate::pipeline::{Scripted, page, taxonomy};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
 
 fn command(
     site: &LiveSite,
@@ -45,7 +44,7 @@ fn command(
 
 /// Runs `cmd` off the async runtime's threads (the fakes answer on it).
 async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    tokio::task::spawn_blocking(move || cmd.output_bounded())
         .await
         .unwrap()
 }
@@ -216,8 +215,7 @@ async fn eval_demo_runs_offline_and_reports_in_both_formats() {
             .current_dir(dir.path())
             .args(["eval", "--demo"])
             .args(args)
-            .output()
-            .unwrap()
+            .output_bounded()
     };
     let out = run(&["--report", "e.json", "--report", "e.md"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -38,10 +38,14 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::fakesite::CloudSite;
 use super::pipeline::taxonomy;
+use crate::harness::proc::POLL_PATIENCE;
 
-/// The client timeout of every test here; a `Slow` fault answers well after it.
-const TIMEOUT: Duration = Duration::from_millis(400);
-const SLOW: Duration = Duration::from_millis(1500);
+/// The client timeout of every test here: any answer but a `Slow` fault's comes well within
+/// it, even on a loaded machine (at 400 ms, a normal answer served late was a timeout the
+/// fake did not plan, and "one retry per fault" failed). A `Slow` fault's answer never
+/// comes while the test runs.
+const TIMEOUT: Duration = Duration::from_secs(2);
+const SLOW: Duration = Duration::from_secs(3600);
 /// What the fake models choose for every page, and so what every page must end with.
 const CHOSEN: [&str; 2] = ["type-howto", "tool-jira"];
 
@@ -322,12 +326,16 @@ async fn run_all(
 ) -> (u64, BTreeMap<u64, PageOutcome>) {
     let tax: Taxonomy = taxonomy();
     let mut outcomes = BTreeMap::new();
-    let listed = run(source, chain, &tax, &options(batch_size), |o| {
+    let opts = options(batch_size);
+    let listed = run(source, chain, &tax, &opts, |o| {
         let id: u64 = o.id.parse().unwrap();
         assert!(outcomes.insert(id, o).is_none(), "one outcome per page");
-    })
-    .await
-    .expect("the listing finishes");
+    });
+    // A deadline, not a speed claim: retries that never end fail the test in a minute.
+    let listed = tokio::time::timeout(POLL_PATIENCE, listed)
+        .await
+        .unwrap_or_else(|_| panic!("the run did not end within {POLL_PATIENCE:?}"))
+        .expect("the listing finishes");
     (listed, outcomes)
 }
 
@@ -448,9 +456,7 @@ async fn every_api_failing_intermittently_still_tags_every_page_exactly_once() {
     let source = confluence_client(confluence.uri());
     let chain = chain(Some(gemini.uri()), Some(format!("{}/v1", openai.uri())));
 
-    let started = Instant::now();
     let (listed, outcomes) = run_all(&source, &chain, 4).await;
-    let elapsed = started.elapsed();
 
     // Every page tagged, by the provider the faults say.
     assert_eq!(listed, PAGES);
@@ -514,7 +520,6 @@ async fn every_api_failing_intermittently_still_tags_every_page_exactly_once() {
     let stats = chain.stats();
     assert_eq!(stats[0].fallbacks, 1);
     assert_eq!(stats[1].rate_limited, 1);
-    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,9 +544,7 @@ async fn a_storm_that_never_ends_fails_pages_with_a_reason_after_bounded_retries
     .await;
     let source = confluence_client(confluence.uri());
     let chain = chain(Some(gemini.uri()), Some(format!("{}/v1", openai.uri())));
-    let started = Instant::now();
     let (_, outcomes) = run_all(&source, &chain, 4).await;
-    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(outcomes.len() as u64, PAGES);
     for o in outcomes.values() {
         assert_eq!(o.status, Status::Failed, "{o:?}");

@@ -4,32 +4,18 @@
 //! environment; every HTTP peer is a wiremock fake on 127.0.0.1.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::proc::run_at_home as run_in;
 
 // Made up, but shaped like the real thing: what a leak check must not find.
 const TOKEN: &str = "ATATT3xFfGF0T4kE-made-up-9f2c81d0aa17";
 const GEMINI_KEY: &str = "AIzaSyD4-made-up-gemini-key-4b7e0c1";
 const OPENAI_KEY: &str = "sk-proj-MadeUpOpenAIKey81d0f00dT3BlbkFJ";
-
-fn run_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("NO_COLOR", "1")
-        // The default state file lives under HOME: keep it inside the test's directory.
-        .env("HOME", dir);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run tag-space")
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

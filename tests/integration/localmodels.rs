@@ -5,7 +5,7 @@
 //! `responseJsonSchema` to `responseSchema`. Real clock and processes, 127.0.0.1 only.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +15,12 @@ use tag_space::llm::gemini::GeminiProvider;
 use tag_space::llm::{PageText, Provider};
 use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
-use wiremock::matchers::{method, path, query_param};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::OutputBounded;
+use crate::harness::fakes::{dry_run_one_page_a_request, howto_page, unlabelled_space};
+
 const PAGES: usize = 4;
 
 /// How a fake server treats each way of asking for JSON.
@@ -121,41 +123,7 @@ pub(super) async fn llm(server: Server) -> MockServer {
 
 /// A Cloud site with space ENG holding `PAGES` pages, none labelled.
 pub(super) async fn site() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces"))
-        .and(query_param("keys", "ENG"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "results": [{"id": "98765", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}],
-        })))
-        .mount(&server)
-        .await;
-    let pages: Vec<Value> = (1..=PAGES)
-        .map(|i| {
-            json!({
-                "id": format!("{i}"), "status": "current", "title": format!("How to do thing {i}"),
-                "spaceId": "98765", "version": {"number": 1},
-                "body": {"storage": {"representation": "storage", "value": format!("<p>Step {i}: open the form.</p>")}},
-            })
-        })
-        .collect();
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces/98765/pages"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": pages, "_links": {}})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(wiremock::matchers::path_regex(
-            r"^/wiki/api/v2/pages/\d+/labels$",
-        ))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": [], "_links": {}})),
-        )
-        .mount(&server)
-        .await;
-    server
+    unlabelled_space((1..=PAGES).map(howto_page).collect()).await
 }
 
 /// A dry run of space ENG against the fakes with a local server (no key), one page per
@@ -179,35 +147,14 @@ pub(super) fn run_with(
     env: &[(&str, &str)],
     args: &[&str],
 ) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    cmd.args([
-        "--space",
-        "ENG",
-        "--dry-run",
-        "--batch-size",
-        "1",
-        "--concurrency",
-        "1",
-        "--max-concurrency",
-        "1",
-        "--cache-path",
-        "state/state.db",
-        "--report",
-        "report.json",
-    ])
-    .current_dir(dir)
-    .env_clear()
-    .env("CONFLUENCE_BASE_URL", format!("{}/wiki", confluence.uri()))
-    .env("CONFLUENCE_EMAIL", "bot@acme.test")
-    .env("CONFLUENCE_API_TOKEN", "confluence-FAKE-TOKEN")
-    .env("OPENAI_BASE_URL", format!("{}/v1", llm.uri()))
-    .env("OPENAI_MODEL", model)
-    .env("TAG_SPACE_LOCK_DIR", "locks");
+    let mut cmd = dry_run_one_page_a_request(dir, confluence, &llm.uri());
+    cmd.args(["--report", "report.json"])
+        .args(args)
+        .env("OPENAI_MODEL", model);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    cmd.output_bounded()
 }
 
 /// The JSON report a run wrote.

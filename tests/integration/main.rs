@@ -1,5 +1,8 @@
 //! Integration tests. Every HTTP peer is a local fake on 127.0.0.1; nothing leaves the machine.
 
+// Shared: the binary as a child with deadlines, fakes, the plan/ownership environment.
+mod harness;
+
 // Confluence Cloud v2/v1 and Data Center wire shapes, pagination, retries, errors.
 mod confluence;
 // Gemini and OpenAI wire shapes, error classification, structured output.

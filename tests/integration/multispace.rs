@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
@@ -20,22 +19,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::multisite::{Flavor, Space, serve, vars};
 use super::servecli::{QuotaSim, SimState};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
-
-fn run_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("NO_COLOR", "1")
-        // The state file and the locks live under HOME: keep them in the test's directory.
-        .env("HOME", dir);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run tag-space")
-}
+use crate::harness::proc::run_at_home as run_in;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -8,95 +8,55 @@
 //! model no longer chooses `status-draft`) and ALT (`type-howto`, `tool-jira`).
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use tag_space::confluence::{ConfluenceAuth, ConfluenceSettings};
 use tag_space::confluence::{ConfluenceClient, Flavor as ClientFlavor, PageSource};
 use tag_space::secret::Secret;
 use wiremock::MockServer;
 
-use crate::livesite::{FirstTags, Flavor, LiveSite, Person};
+use crate::harness::labels::{self, PAGES};
+use crate::harness::{OutputBounded, Running};
+use crate::livesite::{Flavor, LiveSite, Person};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
-const PAGES: u64 = 3;
+/// The shared environment (`harness::labels`), run as the tests here run tag-space.
+struct Env(labels::Env);
 
-fn taxonomy(categories: &[(&str, &str)]) -> String {
-    let mut t = String::from("max_labels_per_page = 6\n");
-    for (cat, tag) in categories {
-        t.push_str(&format!(
-            "\n[[category]]\nname = \"{cat}\"\ndescription = \"The {cat}.\"\nmax_per_page = 1\n\n[[category.tag]]\nname = \"{tag}\"\ndescription = \"A {cat}.\"\n"
-        ));
+impl std::ops::Deref for Env {
+    type Target = labels::Env;
+    fn deref(&self) -> &labels::Env {
+        &self.0
     }
-    t
-}
-
-struct Env {
-    site: LiveSite,
-    confluence: MockServer,
-    llm: MockServer,
-    dir: tempfile::TempDir,
 }
 
 async fn env(flavor: Flavor, llm_delay: Duration) -> Env {
-    let site = LiveSite::new(flavor, PAGES, 250);
-    let confluence = site.serve().await;
-    let llm = FirstTags::serve(&site, llm_delay).await;
-    let dir = tempfile::tempdir().unwrap();
-    for (name, cats) in [
-        (
-            "full",
-            &[("type", "type-howto"), ("status", "status-draft")][..],
-        ),
-        ("reduced", &[("type", "type-howto")][..]),
-        ("alt", &[("type", "type-howto"), ("tool", "tool-jira")][..]),
-    ] {
-        std::fs::write(dir.path().join(format!("{name}.toml")), taxonomy(cats)).unwrap();
-    }
-    Env {
-        site,
-        confluence,
-        llm,
-        dir,
-    }
+    Env(labels::Env::new(flavor, llm_delay).await)
 }
 
 impl Env {
-    /// `tag-space --space ENG --taxonomy <taxonomy>.toml <extra>`, one page per request,
+    /// `tag-space --space ENG -q --taxonomy <taxonomy>.toml <extra>`, one page per request,
     /// state in `state`, locks under `locks/`.
     fn command(&self, taxonomy: &str, state: &str, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--space", "ENG", "-q", "--taxonomy"])
-            .arg(format!("{taxonomy}.toml"))
-            .args([
-                "--batch-size",
-                "1",
-                "--concurrency",
-                "1",
-                "--max-concurrency",
-                "1",
-            ])
-            .args(extra)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("NO_COLOR", "1")
-            .env("CONFLUENCE_BASE_URL", self.site.base_url(&self.confluence))
-            .env("OPENAI_API_KEY", "k")
-            .env("OPENAI_BASE_URL", format!("{}/v1", self.llm.uri()))
-            .env("TAG_SPACE_CACHE_PATH", self.dir.path().join(state))
-            .env("TAG_SPACE_LOCK_DIR", self.dir.path().join("locks"))
-            .stdin(Stdio::null());
-        match self.site.flavor {
-            Flavor::Cloud => cmd
-                .env("CONFLUENCE_EMAIL", "bot@acme.test")
-                .env("CONFLUENCE_API_TOKEN", "tok"),
-            Flavor::Dc => cmd.env("CONFLUENCE_PAT", "pat"),
-        };
+        let mut args = vec![
+            "--space",
+            "ENG",
+            "-q",
+            "--batch-size",
+            "1",
+            "--concurrency",
+            "1",
+            "--max-concurrency",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = self.tag_space(taxonomy, &args);
+        cmd.env("TAG_SPACE_CACHE_PATH", self.path(state));
         cmd
     }
 
     fn run(&self, taxonomy: &str, extra: &[&str]) -> Output {
-        let out = self.command(taxonomy, "state.db", extra).output().unwrap();
+        let out = self.command(taxonomy, "state.db", extra).output_bounded();
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -106,16 +66,8 @@ impl Env {
         out
     }
 
-    fn spawn(&self, taxonomy: &str, state: &str, extra: &[&str]) -> Child {
-        self.command(taxonomy, state, extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    fn has(&self, page: u64, label: &str) -> bool {
-        self.site.state().has(page, label)
+    fn spawn(&self, taxonomy: &str, state: &str, extra: &[&str]) -> Running {
+        Running::start(&mut self.command(taxonomy, state, extra))
     }
 
     /// No label was ever POSTed to a page that already carried it.
@@ -127,27 +79,6 @@ impl Env {
             st.duplicates
         );
     }
-}
-
-/// Waits (polling the fake) until `done` holds, failing if `child` exits first.
-async fn until(child: &mut Child, what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before {what}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never saw {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn kill_9(mut child: Child) {
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
 }
 
 // ---- 1: a label a person removed and later put back ------------------------------------
@@ -231,15 +162,13 @@ async fn dc_a_label_a_person_adds_during_the_run_is_theirs() {
 async fn killed_mid_write_then_a_person_adds(flavor: Flavor) {
     let e = env(flavor, Duration::ZERO).await;
     e.site.state().hold_posts = true;
-    let child = {
-        let mut child = e.spawn("full", "state.db", &[]);
-        until(&mut child, "the first label write", || {
+    let mut child = e.spawn("full", "state.db", &[]);
+    child
+        .until("the first label write", || {
             !e.site.state().posted.is_empty()
         })
         .await;
-        child
-    };
-    kill_9(child);
+    child.kill_9();
     let (page, held) = {
         let mut st = e.site.state();
         st.hold_posts = false;
@@ -288,16 +217,12 @@ async fn killed_after_sync_writes_then_a_person_reverses_them(flavor: Flavor) {
     let e = env(flavor, Duration::ZERO).await;
     e.run("full", &[]);
     e.site.state().hang_after_delete = true;
-    let child = {
-        // ALT drops status-draft and adds tool-jira: one add and one delete per page.
-        let mut child = e.spawn("alt", "state.db", &["--sync"]);
-        until(&mut child, "the first removal", || {
-            !e.site.state().deleted.is_empty()
-        })
+    // ALT drops status-draft and adds tool-jira: one add and one delete per page.
+    let mut child = e.spawn("alt", "state.db", &["--sync"]);
+    child
+        .until("the first removal", || !e.site.state().deleted.is_empty())
         .await;
-        child
-    };
-    kill_9(child);
+    child.kill_9();
     let page = {
         let mut st = e.site.state();
         st.hang_after_delete = false;
@@ -342,15 +267,17 @@ async fn dc_killed_after_a_syncs_writes_then_a_person_reverses_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_runs_with_two_state_files_share_one_lock() {
-    let e = env(Flavor::Cloud, Duration::from_secs(30)).await;
+    // The first run's model answer never comes while the test runs: it holds the lock.
+    let e = env(Flavor::Cloud, Duration::from_secs(3600)).await;
     let mut first = e.spawn("full", "a.db", &[]);
-    until(&mut first, "the first run's model request", || {
-        e.site.state().requests("llm") > 0
-    })
-    .await;
-    let out = e.command("full", "b.db", &[]).output().unwrap();
+    first
+        .until("the first run's model request", || {
+            e.site.state().requests("llm") > 0
+        })
+        .await;
+    let out = e.command("full", "b.db", &[]).output_bounded();
     let pid = first.id();
-    kill_9(first);
+    first.kill_9();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");

@@ -6,34 +6,16 @@
 //! Taxonomies: FULL (`type-howto`, `status-draft`), REDUCED (`type-howto`), ALT
 //! (`type-howto`, `tool-jira`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
 use wiremock::MockServer;
 
-use crate::livesite::{FirstTags, Flavor, LiveSite};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
-const PAGES: u64 = 3;
-
-fn taxonomy(categories: &[(&str, &str)]) -> String {
-    let mut t = String::from("max_labels_per_page = 6\n");
-    for (cat, tag) in categories {
-        t.push_str(&format!(
-            "\n[[category]]\nname = \"{cat}\"\ndescription = \"The {cat}.\"\nmax_per_page = 1\n\n[[category.tag]]\nname = \"{tag}\"\ndescription = \"A {cat}.\"\n"
-        ));
-    }
-    t
-}
-
-pub struct Env {
-    pub site: LiveSite,
-    pub confluence: MockServer,
-    pub llm: MockServer,
-    pub dir: tempfile::TempDir,
-}
+use crate::harness::OutputBounded;
+pub use crate::harness::labels::{Env, PAGES};
+use crate::livesite::Flavor;
 
 pub async fn env(flavor: Flavor) -> Env {
     env_of(flavor, PAGES).await
@@ -41,76 +23,19 @@ pub async fn env(flavor: Flavor) -> Env {
 
 /// As [`env`], with `pages` pages.
 pub async fn env_of(flavor: Flavor, pages: u64) -> Env {
-    let site = LiveSite::new(flavor, pages, 250);
-    let confluence = site.serve().await;
-    let llm = FirstTags::serve(&site, Duration::ZERO).await;
-    let dir = tempfile::tempdir().unwrap();
-    for (name, cats) in [
-        (
-            "full",
-            &[("type", "type-howto"), ("status", "status-draft")][..],
-        ),
-        ("reduced", &[("type", "type-howto")][..]),
-        ("alt", &[("type", "type-howto"), ("tool", "tool-jira")][..]),
-    ] {
-        std::fs::write(dir.path().join(format!("{name}.toml")), taxonomy(cats)).unwrap();
-    }
-    Env {
-        site,
-        confluence,
-        llm,
-        dir,
-    }
+    Env::with_pages(flavor, pages, Duration::ZERO).await
 }
 
 impl Env {
-    /// The environment a run (or `apply`) reads: the fakes, the state file, the lock dir.
-    pub fn envs(&self) -> Vec<(&'static str, String)> {
-        let mut v = vec![
-            ("NO_COLOR", "1".to_string()),
-            ("CONFLUENCE_BASE_URL", self.site.base_url(&self.confluence)),
-            ("OPENAI_API_KEY", "k".into()),
-            ("OPENAI_BASE_URL", format!("{}/v1", self.llm.uri())),
-            (
-                "TAG_SPACE_CACHE_PATH",
-                self.path("state.db").display().to_string(),
-            ),
-            (
-                "TAG_SPACE_LOCK_DIR",
-                self.path("locks").display().to_string(),
-            ),
-        ];
-        match self.site.flavor {
-            Flavor::Cloud => {
-                v.push(("CONFLUENCE_EMAIL", "bot@acme.test".into()));
-                v.push(("CONFLUENCE_API_TOKEN", "tok".into()));
-            }
-            Flavor::Dc => v.push(("CONFLUENCE_PAT", "pat".into())),
-        }
-        v
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     pub fn command(&self, taxonomy: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .arg("--taxonomy")
-            .arg(format!("{taxonomy}.toml"))
-            .current_dir(self.dir.path())
-            .env_clear()
-            .envs(self.envs())
-            .stdin(Stdio::null());
-        cmd
+        self.tag_space(taxonomy, args)
     }
 
     /// `tag-space --space ENG --taxonomy <taxonomy>.toml <extra>`
     fn run(&self, taxonomy: &str, extra: &[&str]) -> Output {
         let mut args = vec!["--space", "ENG"];
         args.extend_from_slice(extra);
-        let out = self.command(taxonomy, &args).output().unwrap();
+        let out = self.command(taxonomy, &args).output_bounded();
         assert_eq!(out.status.code(), Some(0), "{extra:?}: {}", stderr(&out));
         out
     }
@@ -127,17 +52,13 @@ impl Env {
     pub fn apply(&self, taxonomy: &str, extra: &[&str]) -> Output {
         let mut args = vec!["apply", "plan.json"];
         args.extend_from_slice(extra);
-        self.command(taxonomy, &args).output().unwrap()
+        self.command(taxonomy, &args).output_bounded()
     }
 
     fn posted(&self) -> Vec<(u64, String)> {
         let mut p = self.site.state().posted.clone();
         p.sort();
         p
-    }
-
-    fn has(&self, page: u64, label: &str) -> bool {
-        self.site.state().has(page, label)
     }
 }
 
@@ -466,8 +387,7 @@ async fn tampered_foreign_future_and_unparseable_plans_are_refused() {
     let out = e
         .command("full", &["apply", "plan.json"])
         .env("CONFLUENCE_BASE_URL", format!("{}/wiki", other.uri()))
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_refused(&e, &out, "not for the configured site");
     assert!(other.received_requests().await.unwrap().is_empty());
 }
@@ -477,8 +397,7 @@ async fn plan_needs_a_dry_run() {
     let e = env(Flavor::Cloud).await;
     let out = e
         .command("full", &["--space", "ENG", "--plan", "plan.json"])
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("--plan needs --dry-run"),

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::harness::OutputBounded;
 use crate::livesite::Flavor;
 use crate::plan::{env_of, stderr, stdout};
 
@@ -64,8 +65,7 @@ async fn apply_writes_pages_at_once_within_the_site_concurrency_in_plan_order() 
     let out = e
         .command("full", &["apply", "plan.json", "--report", "applied.json"])
         .env("TAG_SPACE_CONFLUENCE_CONCURRENCY", CONCURRENCY.to_string())
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     let arrivals = e.site.state().post_arrivals.clone();

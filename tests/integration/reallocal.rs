@@ -22,10 +22,10 @@ use tag_space::llm::openai::OpenAiProvider;
 use tag_space::llm::validate::{DropReason, validate};
 use tag_space::llm::{PageText, Provider, ProviderSettings};
 use tag_space::taxonomy::Taxonomy;
-use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::fakes::unlabelled_space;
+use crate::harness::{BIN, OutputBounded};
 
 /// Made-up pages, one topic each.
 const PAGES: &[(&str, &str)] = &[
@@ -83,15 +83,6 @@ fn pages() -> Vec<PageText> {
 }
 
 async fn site() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces"))
-        .and(query_param("keys", "ENG"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "results": [{"id": "98765", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}],
-        })))
-        .mount(&server)
-        .await;
     let listed: Vec<Value> = pages()
         .iter()
         .map(|p| {
@@ -102,23 +93,7 @@ async fn site() -> MockServer {
             })
         })
         .collect();
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces/98765/pages"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": listed, "_links": {}})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(wiremock::matchers::path_regex(
-            r"^/wiki/api/v2/pages/\d+/labels$",
-        ))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": [], "_links": {}})),
-        )
-        .mount(&server)
-        .await;
-    server
+    unlabelled_space(listed).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -224,8 +199,7 @@ async fn a_real_llama_server_gives_every_page_a_schema_valid_answer() {
         .env("OPENAI_MODEL", &model)
         .env("TAG_SPACE_OPENAI_TIMEOUT_SECS", "600")
         .env("TAG_SPACE_LOCK_DIR", "locks")
-        .output()
-        .unwrap();
+        .output_bounded();
     let wall = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{}", String::from_utf8_lossy(&out.stdout));

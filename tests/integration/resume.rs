@@ -7,15 +7,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, path_regex, query_param};
+use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::fakes::cloud_space;
+use crate::harness::{BIN, OutputBounded, Running};
 
 #[derive(Default)]
 struct Site {
@@ -72,8 +74,13 @@ impl Respond for AddLabels {
 }
 
 /// Answers `type-howto` + `tool-jira` for every page id the request's schema requires,
-/// after `delay`.
-struct Llm(Duration, Arc<Mutex<Vec<Vec<String>>>>);
+/// after `delay`; from the request numbered `stall_from` on (counted from 0), never (the
+/// answer would come in an hour), so that a run cannot finish before the test kills it.
+struct Llm {
+    delay: Duration,
+    asked: Arc<Mutex<Vec<Vec<String>>>>,
+    stall_from: Arc<AtomicUsize>,
+}
 impl Respond for Llm {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&req.body).unwrap();
@@ -92,9 +99,17 @@ impl Respond for Llm {
                 )
             })
             .collect();
-        self.1.lock().unwrap().push(ids);
+        let delay = {
+            let mut asked = self.asked.lock().unwrap();
+            asked.push(ids);
+            if asked.len() > self.stall_from.load(Ordering::SeqCst) {
+                Duration::from_secs(3600)
+            } else {
+                self.delay
+            }
+        };
         ResponseTemplate::new(200)
-            .set_delay(self.0)
+            .set_delay(delay)
             .set_body_json(json!({
                 "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
                 "choices": [{"index": 0, "message": {"role": "assistant",
@@ -110,20 +125,11 @@ struct Fakes {
     llm: MockServer,
     site: Shared,
     asked: Arc<Mutex<Vec<Vec<String>>>>,
+    stall_from: Arc<AtomicUsize>,
 }
 
 async fn fakes(pages: usize, llm_delay: Duration) -> Fakes {
-    let confluence = MockServer::start().await;
     let site: Shared = Arc::default();
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces"))
-        .and(query_param("keys", "ENG"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "results": [{"id": "98765", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}],
-            "_links": {}
-        })))
-        .mount(&confluence)
-        .await;
     let results: Vec<Value> = (1..=pages)
         .map(|i| {
             json!({
@@ -135,13 +141,7 @@ async fn fakes(pages: usize, llm_delay: Duration) -> Fakes {
             })
         })
         .collect();
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces/98765/pages"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": results, "_links": {}})),
-        )
-        .mount(&confluence)
-        .await;
+    let confluence = cloud_space(results).await;
     Mock::given(method("GET"))
         .and(path_regex(r"^/wiki/api/v2/pages/\d+/labels$"))
         .respond_with(ReadLabels(site.clone()))
@@ -154,9 +154,14 @@ async fn fakes(pages: usize, llm_delay: Duration) -> Fakes {
         .await;
     let llm = MockServer::start().await;
     let asked = Arc::default();
+    let stall_from = Arc::new(AtomicUsize::new(usize::MAX));
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(Llm(llm_delay, Arc::clone(&asked)))
+        .respond_with(Llm {
+            delay: llm_delay,
+            asked: Arc::clone(&asked),
+            stall_from: Arc::clone(&stall_from),
+        })
         .mount(&llm)
         .await;
     Fakes {
@@ -164,6 +169,7 @@ async fn fakes(pages: usize, llm_delay: Duration) -> Fakes {
         llm,
         site,
         asked,
+        stall_from,
     }
 }
 
@@ -208,26 +214,18 @@ async fn a_run_killed_half_way_resumes_with_no_label_written_twice() {
     let f = fakes(PAGES, Duration::from_millis(250)).await;
     let dir = tempfile::tempdir().unwrap();
 
-    // Run 1: killed (SIGKILL) once a quarter of the pages carry their labels.
-    let mut child = command(dir.path(), &f, &["--space", "ENG", "-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while labelled(&f.site) < PAGES / 4 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "run 1 made no progress"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "run 1 ended before the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    // Run 1: killed (SIGKILL) once a quarter of the pages carry their labels. Its model
+    // answers stop after 15 requests (30 pages): it cannot finish before the kill, however
+    // slowly the test looks.
+    f.stall_from.store(15, Ordering::SeqCst);
+    let mut run_1 = Running::start(&mut command(dir.path(), &f, &["--space", "ENG", "-q"]));
+    run_1
+        .until("a quarter of the pages labelled", || {
+            labelled(&f.site) >= PAGES / 4
+        })
+        .await;
+    run_1.kill_9();
+    f.stall_from.store(usize::MAX, Ordering::SeqCst);
     let done_in_run_1: BTreeSet<String> = f
         .site
         .lock()
@@ -237,16 +235,11 @@ async fn a_run_killed_half_way_resumes_with_no_label_written_twice() {
         .filter(|(_, l)| !l.is_empty())
         .map(|(id, _)| id.clone())
         .collect();
-    assert!(
-        done_in_run_1.len() < PAGES,
-        "run 1 finished before it was killed; slow the fake LLM down"
-    );
+    assert!(done_in_run_1.len() <= 30, "{done_in_run_1:?}");
     let asked_in_run_1 = f.asked.lock().unwrap().len();
 
     // Run 2: finishes the rest.
-    let out = command(dir.path(), &f, &["--space", "ENG", "--format", "json"])
-        .output()
-        .unwrap();
+    let out = command(dir.path(), &f, &["--space", "ENG", "--format", "json"]).output_bounded();
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
 
@@ -301,16 +294,14 @@ async fn a_run_killed_half_way_resumes_with_no_label_written_twice() {
     // Run 3: nothing left to do: no model call, no write.
     let asked = f.asked.lock().unwrap().len();
     let posted = f.site.lock().unwrap().posted.len();
-    let out = command(dir.path(), &f, &["--space", "ENG", "-q"])
-        .output()
-        .unwrap();
+    let out = command(dir.path(), &f, &["--space", "ENG", "-q"]).output_bounded();
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert_eq!(f.asked.lock().unwrap().len(), asked);
     assert_eq!(f.site.lock().unwrap().posted.len(), posted);
 }
 
 fn run_in(dir: &Path, f: &Fakes, args: &[&str]) -> Output {
-    command(dir, f, args).output().unwrap()
+    command(dir, f, args).output_bounded()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,53 +4,23 @@
 //! a few seconds.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, query_param};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use crate::harness::fakes::{
+    GatedLlm, dry_run_one_page_a_request, howto_answer, howto_page, unlabelled_space,
+};
+use crate::harness::{BIN, OutputBounded, Running};
+
 const PAGES: usize = 12;
 
 /// A Cloud site with space ENG holding `PAGES` pages, none labelled.
 async fn site() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces"))
-        .and(query_param("keys", "ENG"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "results": [{"id": "98765", "key": "ENG", "name": "Engineering", "type": "global", "status": "current"}],
-        })))
-        .mount(&server)
-        .await;
-    let pages: Vec<Value> = (1..=PAGES)
-        .map(|i| {
-            json!({
-                "id": format!("{i}"), "status": "current", "title": format!("How to do thing {i}"),
-                "spaceId": "98765", "version": {"number": 1},
-                "body": {"storage": {"representation": "storage", "value": format!("<p>Step {i}: open the form.</p>")}},
-            })
-        })
-        .collect();
-    Mock::given(method("GET"))
-        .and(path("/wiki/api/v2/spaces/98765/pages"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": pages, "_links": {}})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(wiremock::matchers::path_regex(
-            r"^/wiki/api/v2/pages/\d+/labels$",
-        ))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"results": [], "_links": {}})),
-        )
-        .mount(&server)
-        .await;
-    server
+    unlabelled_space((1..=PAGES).map(howto_page).collect()).await
 }
 
 /// An OpenAI-compatible server that labels every page of the request `type-howto`, after
@@ -62,21 +32,9 @@ struct Labeller {
 impl Respond for Labeller {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let body = String::from_utf8_lossy(&req.body);
-        let mut answer = serde_json::Map::new();
-        for part in body.split("<page id=\\\"").skip(1) {
-            // Not the system prompt's `<page id="...">`: a key outside the schema would
-            // move the structured-output ladder down.
-            if let Some(id) = part.split("\\\"").next().filter(|id| *id != "...") {
-                answer.insert(id.to_string(), json!({"type": ["type-howto"], "tool": []}));
-            }
-        }
         ResponseTemplate::new(200)
             .set_delay(self.delay)
-            .set_body_json(json!({
-                "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4.1-mini",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": Value::Object(answer).to_string()}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
-            }))
+            .set_body_json(howto_answer(&body))
     }
 }
 
@@ -90,35 +48,13 @@ async fn llm(delay: Duration) -> MockServer {
     server
 }
 
-/// `tag-space --space ENG --dry-run` against the fakes, one page per request, one request
-/// at a time, state and locks under `dir`.
-fn command(dir: &Path, confluence: &MockServer, llm: &MockServer, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "--space",
-        "ENG",
-        "--dry-run",
-        "--batch-size",
-        "1",
-        "--concurrency",
-        "1",
-        "--max-concurrency",
-        "1",
-        "--cache-path",
-        "state/state.db",
-    ])
-    .args(extra)
-    .current_dir(dir)
-    .env_clear()
-    .env("CONFLUENCE_BASE_URL", format!("{}/wiki", confluence.uri()))
-    .env("CONFLUENCE_EMAIL", "bot@acme.test")
-    .env("CONFLUENCE_API_TOKEN", "confluence-FAKE-TOKEN")
-    .env("OPENAI_API_KEY", "openai-FAKE-KEY")
-    .env("OPENAI_BASE_URL", format!("{}/v1", llm.uri()))
-    .env("TAG_SPACE_LOCK_DIR", "locks")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+/// `tag-space --space ENG --dry-run` against the fakes (the LLM at `llm`), one page per
+/// request, one request at a time, state and locks under `dir`.
+fn command(dir: &Path, confluence: &MockServer, llm: &str, extra: &[&str]) -> Command {
+    let mut cmd = dry_run_one_page_a_request(dir, confluence, llm);
+    cmd.args(extra)
+        .env("OPENAI_API_KEY", "openai-FAKE-KEY")
+        .stdin(Stdio::null());
     cmd
 }
 
@@ -132,32 +68,20 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn signal(child: &Child, sig: i32) {
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-}
+/// The first signal's line: once it is on stderr the run has taken the signal in, so a
+/// second one is not merged with it (signals pending together are delivered once).
+const INTERRUPTED: &str = "interrupted: taking no new pages";
 
-/// Waits (polling) until the LLM fake has received `n` requests.
-async fn wait_for_requests(server: &MockServer, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.received_requests().await.unwrap().len() < n {
-        assert!(Instant::now() < deadline, "the run never reached the LLM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits for the child with a timeout, on a blocking thread.
-async fn finish(child: Child, within: Duration) -> (Output, Duration) {
-    let start = Instant::now();
-    let out = tokio::time::timeout(
-        within,
-        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
-    )
-    .await
-    .expect("the run did not end in time")
-    .unwrap();
-    (out, start.elapsed())
+/// Starts a run against the held LLM and waits until its first request is in flight.
+async fn run_held(dir: &Path, confluence: &MockServer, llm: &GatedLlm) -> Running {
+    let mut run = Running::start(&mut command(
+        dir,
+        confluence,
+        &llm.uri(),
+        &["--report", "report.json", "--report", "report.md"],
+    ));
+    run.until("request to the LLM", || llm.asked() > 0).await;
+    run
 }
 
 fn report_counts(dir: &Path) -> (u64, u64) {
@@ -170,22 +94,17 @@ fn report_counts(dir: &Path) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_finishes_in_flight_work_writes_the_partial_report_and_exits_130() {
     let confluence = site().await;
-    let slow = llm(Duration::from_millis(300)).await;
+    // The first answer is held until the run has taken the Ctrl-C in: however slowly the
+    // machine runs, the signal comes with a request in flight and pages left.
+    let held = GatedLlm::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let child = command(
-        dir.path(),
-        &confluence,
-        &slow,
-        &["--report", "report.json", "--report", "report.md"],
-    )
-    .spawn()
-    .unwrap();
-    wait_for_requests(&slow, 1).await;
-    signal(&child, libc::SIGINT);
-    let (out, took) = finish(child, Duration::from_secs(8)).await;
+    let mut run = run_held(dir.path(), &confluence, &held).await;
+    run.signal(libc::SIGINT);
+    run.until_stderr_shows(INTERRUPTED).await;
+    held.open();
+    let out = run.finish().await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
-    assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(
         stderr.contains("interrupted: taking no new pages")
             && stderr.contains("stopping: finishing the batches in flight")
@@ -219,8 +138,7 @@ async fn ctrl_c_finishes_in_flight_work_writes_the_partial_report_and_exits_130(
         .args(["cache", "stats", "--cache-path", "state/state.db"])
         .current_dir(dir.path())
         .env_clear()
-        .output()
-        .unwrap();
+        .output_bounded();
     let stats = text(&stats.stdout);
     let run = stats
         .lines()
@@ -233,9 +151,13 @@ async fn ctrl_c_finishes_in_flight_work_writes_the_partial_report_and_exits_130(
 
     // The lock went with the process: a rerun does the whole space.
     let fast = llm(Duration::ZERO).await;
-    let rerun = command(dir.path(), &confluence, &fast, &["--report", "report.json"])
-        .output()
-        .unwrap();
+    let rerun = command(
+        dir.path(),
+        &confluence,
+        &fast.uri(),
+        &["--report", "report.json"],
+    )
+    .output_bounded();
     assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun.stderr));
     assert_eq!(report_counts(dir.path()), (PAGES as u64, PAGES as u64));
 }
@@ -243,14 +165,13 @@ async fn ctrl_c_finishes_in_flight_work_writes_the_partial_report_and_exits_130(
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_interrupts_like_ctrl_c() {
     let confluence = site().await;
-    let slow = llm(Duration::from_millis(300)).await;
+    let held = GatedLlm::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let child = command(dir.path(), &confluence, &slow, &["--report", "report.json"])
-        .spawn()
-        .unwrap();
-    wait_for_requests(&slow, 1).await;
-    signal(&child, libc::SIGTERM);
-    let (out, _) = finish(child, Duration::from_secs(8)).await;
+    let mut run = run_held(dir.path(), &confluence, &held).await;
+    run.signal(libc::SIGTERM);
+    run.until_stderr_shows(INTERRUPTED).await;
+    held.open();
+    let out = run.finish().await;
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("SIGTERM"),
@@ -263,24 +184,16 @@ async fn sigterm_interrupts_like_ctrl_c() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_ctrl_c_stops_at_once() {
     let confluence = site().await;
-    // Longer than the grace: only a second Ctrl-C ends this quickly.
-    let stuck = llm(Duration::from_secs(20)).await;
+    // Never answered while the run lives: only a second Ctrl-C ends it before the grace.
+    let stuck = GatedLlm::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let child = command(
-        dir.path(),
-        &confluence,
-        &stuck,
-        &["--report", "report.json"],
-    )
-    .spawn()
-    .unwrap();
-    wait_for_requests(&stuck, 1).await;
-    signal(&child, libc::SIGINT);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    signal(&child, libc::SIGINT);
-    let (out, took) = finish(child, Duration::from_secs(4)).await;
+    let mut run = run_held(dir.path(), &confluence, &stuck).await;
+    run.signal(libc::SIGINT);
+    run.until_stderr_shows(INTERRUPTED).await;
+    run.signal(libc::SIGINT);
+    let out = run.finish().await;
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    // Not the end after the grace (which writes the reports): stopped at once.
     assert!(text(&out.stderr).contains("stopping now"));
     assert!(!dir.path().join("report.json").exists());
 }
@@ -292,9 +205,7 @@ async fn an_overlapping_run_exits_2_naming_the_lock_and_its_holder() {
     let dir = tempfile::tempdir().unwrap();
     let held_path = lock_file(dir.path(), &confluence, "ENG");
     let _held = tag_space::lock::try_acquire(&held_path).unwrap();
-    let out = command(dir.path(), &confluence, &fast, &[])
-        .output()
-        .unwrap();
+    let out = command(dir.path(), &confluence, &fast.uri(), &[]).output_bounded();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -315,14 +226,17 @@ async fn wait_lock_waits_for_the_holder_then_runs() {
     let fast = llm(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
     let held = tag_space::lock::try_acquire(&lock_file(dir.path(), &confluence, "ENG")).unwrap();
-    let mut child = command(dir.path(), &confluence, &fast, &["--wait-lock"])
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(child.try_wait().unwrap().is_none(), "it should be waiting");
+    let mut run = Running::start(&mut command(
+        dir.path(),
+        &confluence,
+        &fast.uri(),
+        &["--wait-lock"],
+    ));
+    // Not a sleep: the run says it waits once it has found the lock held.
+    run.until_stderr_shows("waiting (--wait-lock)").await;
     assert!(fast.received_requests().await.unwrap().is_empty());
     drop(held);
-    let (out, _) = finish(child, Duration::from_secs(5)).await;
+    let out = run.finish().await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("waiting (--wait-lock)"), "{stderr}");
@@ -353,11 +267,10 @@ async fn log_format_json_writes_only_json_lines_on_stderr() {
     let out = command(
         dir.path(),
         &confluence,
-        &refusing,
+        &refusing.uri(),
         &["--log-format", "json", "--limit", "2"],
     )
-    .output()
-    .unwrap();
+    .output_bounded();
     let stderr = text(&out.stderr);
     // The only provider refuses its key: a total outage, so the run stops (exit 2).
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -386,9 +299,7 @@ async fn no_escape_codes_when_not_on_a_terminal_even_without_no_color() {
     let refusing = refusing_llm().await;
     let dir = tempfile::tempdir().unwrap();
     // `command` sets no NO_COLOR: only "not a terminal" keeps colour out.
-    let out = command(dir.path(), &confluence, &refusing, &["--limit", "2"])
-        .output()
-        .unwrap();
+    let out = command(dir.path(), &confluence, &refusing.uri(), &["--limit", "2"]).output_bounded();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(!text(&out.stderr).is_empty());
     for (name, stream) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
@@ -402,7 +313,7 @@ async fn no_escape_codes_when_not_on_a_terminal_even_without_no_color() {
 
 #[test]
 fn help_documents_every_exit_code() {
-    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let out = Command::new(BIN).arg("--help").output_bounded();
     let help = text(&out.stdout);
     for code in ["0 ", "1 ", "2 ", "130"] {
         assert!(

@@ -3,8 +3,7 @@
 //! SIGTERM, a restart, the non-loopback refusal). Real clock and real sockets on 127.0.0.1.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,9 +17,9 @@ use tag_space::serve::{Service, ServiceSettings};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use super::serve::until_over;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
+use super::serve::{client, until_over};
+use crate::harness::proc::POLL_PATIENCE;
+use crate::harness::{BIN, OutputBounded, Running};
 
 /// A Cloud site with spaces ENG (id 1) and OPS (id 2), `pages` unlabelled pages each.
 struct TwoSpaces {
@@ -193,7 +192,7 @@ async fn two_spaces_at_once_stay_within_one_rpm_quota() {
         shutdown.clone(),
     ));
 
-    let c = reqwest::Client::new();
+    let c = client();
     let started = Instant::now();
     let mut ids = Vec::new();
     for space in ["ENG", "OPS"] {
@@ -234,11 +233,13 @@ async fn two_spaces_at_once_stay_within_one_rpm_quota() {
     server.await.unwrap().unwrap();
 }
 
-/// As `until_over`, for a run paced over several seconds (at most 60 s: a hang fails).
+/// As `until_over`, for a run paced over several seconds (at most a minute: a hang fails).
 async fn until_over_slow(base: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + POLL_PATIENCE;
     loop {
-        let t: Value = reqwest::get(format!("{base}/bulk/tasks/{id}"))
+        let t: Value = client()
+            .get(format!("{base}/bulk/tasks/{id}"))
+            .send()
             .await
             .unwrap()
             .json()
@@ -252,69 +253,66 @@ async fn until_over_slow(base: &str, id: &str) -> Value {
     }
 }
 
-/// `tag-space serve --demo` on 127.0.0.1:0; returns the child and its base URL (read from
-/// its "serving on" line).
-fn spawn_demo(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--demo",
-            "--bind",
-            "127.0.0.1:0",
-            "--cache-path",
-            "demo.db",
-        ])
-        .args(extra)
-        .current_dir(dir)
-        .env_clear()
-        .env("HOME", dir)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let base = line
+/// `tag-space serve --demo` on 127.0.0.1:0 with its state in `dir`; returns the child and
+/// its base URL (read from its "serving on" line).
+async fn spawn_demo(dir: &std::path::Path, extra: &[&str]) -> (Running, String) {
+    let mut child = Running::start(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--demo",
+                "--bind",
+                "127.0.0.1:0",
+                "--cache-path",
+                "demo.db",
+            ])
+            .args(extra)
+            .current_dir(dir)
+            .env_clear()
+            .env("HOME", dir),
+    );
+    child.until_stderr_shows("serving on ").await;
+    let stderr = child.stderr_so_far();
+    let base = stderr
         .split("serving on ")
         .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .and_then(|r| r.split([' ', '\n']).next())
+        .unwrap_or_else(|| panic!("no address in {stderr:?}"))
         .to_string();
-    // Keep draining stderr so that the child never blocks on it.
-    std::thread::spawn(move || for _ in stderr.lines() {});
     (child, base)
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    panic!("the service did not exit within {within:?}");
+/// SIGTERM, then the exit code (the end waited for with a deadline).
+async fn sigterm(mut child: Running) -> Option<i32> {
+    child.signal(libc::SIGTERM);
+    child.finish().await.status.code()
 }
 
-/// The demo through the real binary: a task runs to its end offline; SIGTERM during a
-/// second one exits 0 and records it; after a restart both are listed, the second
-/// interrupted.
-#[tokio::test]
-async fn the_binary_serves_the_demo_stops_on_sigterm_and_keeps_its_tasks() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = spawn_demo(dir.path(), &["--demo-delay-ms", "200"]);
-    let c = reqwest::Client::new();
-    let done: Value = c
-        .post(format!("{base}/bulk/tag-space/DEMO?wait=true"))
-        .body(r#"{"dry_run": true, "limit": 3}"#)
+async fn post_json(base: &str, path: &str, body: &str) -> Value {
+    client()
+        .post(format!("{base}{path}"))
+        .body(body.to_string())
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The demo through the real binary: a task runs to its end offline; SIGTERM during a
+/// second one exits 0 and records it; after a restart both are listed, the second
+/// interrupted.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_serves_the_demo_stops_on_sigterm_and_keeps_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = spawn_demo(dir.path(), &[]).await;
+    let done = post_json(
+        &base,
+        "/bulk/tag-space/DEMO?wait=true",
+        r#"{"dry_run": true, "limit": 3}"#,
+    )
+    .await;
     assert_eq!(done["status"], "finished", "{done}");
     assert_eq!(done["processed"].as_u64(), done["total"].as_u64());
     assert!(
@@ -327,23 +325,32 @@ async fn the_binary_serves_the_demo_stops_on_sigterm_and_keeps_its_tasks() {
         done["metrics"]["providers"].is_array() || done["metrics"].is_object(),
         "{done}"
     );
-    let running: Value = c
-        .post(format!("{base}/bulk/tag-space/DEMO"))
-        .body(r#"{"dry_run": true}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let running = running["task_id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = child.id() as i32;
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), Some(0));
+    assert_eq!(sigterm(child).await, Some(0));
 
-    let (mut child, base) = spawn_demo(dir.path(), &[]);
-    let list: Value = reqwest::get(format!("{base}/bulk/tasks"))
+    // Each answer takes an hour: the task is still running at the SIGTERM, however slowly
+    // the test gets there (with a fast one it could end first).
+    let (child, base) = spawn_demo(dir.path(), &["--demo-delay-ms", "3600000"]).await;
+    let running = post_json(&base, "/bulk/tag-space/DEMO", r#"{"dry_run": true}"#).await;
+    let running = running["task_id"].as_str().unwrap().to_string();
+    let (b, r) = (&base, &running);
+    crate::harness::proc::until("the task running", move || async move {
+        let t = client()
+            .get(format!("{b}/bulk/tasks/{r}"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        t["status"] == "running"
+    })
+    .await;
+    assert_eq!(sigterm(child).await, Some(0));
+
+    let (child, base) = spawn_demo(dir.path(), &[]).await;
+    let list: Value = client()
+        .get(format!("{base}/bulk/tasks"))
+        .send()
         .await
         .unwrap()
         .json()
@@ -353,24 +360,11 @@ async fn the_binary_serves_the_demo_stops_on_sigterm_and_keeps_its_tasks() {
     assert_eq!(list["tasks"][0]["status"], "interrupted");
     assert_eq!(list["tasks"][1]["status"], "finished");
     // A space the demo does not have fails, naming it.
-    let other = until_over(
-        &base,
-        reqwest::Client::new()
-            .post(format!("{base}/bulk/tag-space/ENG"))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["task_id"]
-            .as_str()
-            .unwrap(),
-    )
-    .await;
+    let other = post_json(&base, "/bulk/tag-space/ENG", "").await;
+    let other = until_over(&base, other["task_id"].as_str().unwrap()).await;
     assert_eq!(other["status"], "failed");
     assert!(other["error"].as_str().unwrap().contains("ENG"), "{other}");
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), Some(0));
+    assert_eq!(sigterm(child).await, Some(0));
 }
 
 #[test]
@@ -381,8 +375,7 @@ fn the_binary_refuses_a_non_loopback_address_without_a_token() {
         .current_dir(dir.path())
         .env_clear()
         .env("HOME", dir.path())
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");

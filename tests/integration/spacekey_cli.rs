@@ -4,29 +4,12 @@
 //! recorded spaces the same way. Offline keyword rules stand in for the LLM; Confluence is a
 //! wiremock fake on 127.0.0.1.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use serde_json::{Value, json};
 use tag_space::cache::{RunMode, Store, StoreOptions};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tag-space");
-
-fn run_in(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("NO_COLOR", "1")
-        // The state file and the locks live under HOME: keep them in the test's directory.
-        .env("HOME", dir);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run tag-space")
-}
+use crate::harness::proc::run_at_home as run_in;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
