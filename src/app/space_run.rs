@@ -12,7 +12,7 @@ use super::{
     Session, batch_size, new_report, plan_out, providers_metrics, run_options, state, via_batch,
 };
 use crate::config::Config;
-use crate::confluence::PageSource;
+use crate::confluence::{ConfluenceError, PageSource};
 use crate::ending::{OutageWatch, one_line};
 use crate::events::{Event, EventSink};
 use crate::governor::Chain;
@@ -301,7 +301,7 @@ impl SpaceRun<'_> {
 
 /// How the pipeline and the batch jobs ended, for [`SpaceRun::close`].
 struct Ended {
-    listed: Result<u64, crate::confluence::ConfluenceError>,
+    listed: Result<u64, ConfluenceError>,
     submitted: anyhow::Result<()>,
     outage: Option<String>,
     halted: Option<String>,
@@ -322,7 +322,7 @@ fn or_failed(
 /// failed after it may be the stop's doing.
 fn ending(
     cancelled: bool,
-    listed: Result<u64, crate::confluence::ConfluenceError>,
+    listed: Result<u64, ConfluenceError>,
     outage: Option<String>,
     confluence_halt: Option<String>,
     space: &str,
@@ -330,7 +330,15 @@ fn ending(
     let failure: Option<anyhow::Error> = if cancelled {
         None
     } else if let Err(e) = listed {
-        Some(anyhow::Error::new(e).context(format!("the run over space {space} stopped early")))
+        let failure = match e {
+            // No HTTP answer at all: the address, or the way to it, is what to check. (This
+            // error carries its cause as text: adding to its message repeats nothing.)
+            ConfluenceError::Transport { .. } => anyhow::anyhow!(
+                "{e}: check CONFLUENCE_BASE_URL, and that this machine can reach the site"
+            ),
+            e => anyhow::Error::new(e),
+        };
+        Some(failure.context(format!("the run over space {space} stopped early")))
     } else if let Some(halt) = confluence_halt {
         Some(anyhow::anyhow!(
             "the run over space {space} stopped early: {halt}"

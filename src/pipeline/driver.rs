@@ -3,12 +3,13 @@
 //! into batches, keeps up to `max_in_flight` batches (and cache answers) being finished at
 //! once, and reports every outcome. A run goes through named [`Phase`]s.
 //!
-//! The listing is read as fast as it comes (metadata only: ids, titles, versions), so the
-//! total is known early; pages that need their body wait in `pending` (metadata, small). One
-//! bulk fetch at a time takes up to [`BODIES_PER_FETCH`] of them, when that many wait, when
-//! the listing is over, or when `--limit` is covered; its pages wait in `ready` until there is
-//! room in flight, and the next fetch starts when a round of work is left of them. Bodies
-//! held: at most two fetches' worth.
+//! The listing is read as fast as it comes (metadata only: ids, titles, versions) until
+//! [`LOOK_AHEAD`] pages wait for their body, so the total is known early for most spaces and
+//! memory stays flat for larger ones; pages that need their body wait in `pending` (metadata,
+//! small). One bulk fetch at a time takes up to [`BODIES_PER_FETCH`] of them, when that many
+//! wait, when the listing is over, or when `--limit` is covered; its pages wait in `ready`
+//! until there is room in flight, and the next fetch starts when a round of work is left of
+//! them. Bodies held: at most two fetches' worth.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -27,6 +28,16 @@ use crate::llm::Provider;
 
 /// Pages per bulk body fetch: the most Cloud takes in one request.
 pub(super) const BODIES_PER_FETCH: usize = crate::confluence::client::IDS_PER_REQUEST;
+
+/// How many listed pages may wait for their body (`pending`, the fetch under way and `ready`)
+/// before the listing is paused: 40 bulk fetches. Each waiting page holds its metadata, about
+/// 0.3 KiB measured (`cargo bench --bench memory`, HARDENING.md §4), so this costs at most
+/// ~3 MiB, while a space of up to about this many pages still has its total (and ETA) known
+/// from the start. Beyond it the listing waits (the bounded channel holds the producer back)
+/// and memory stays flat; pages skipped as unchanged never wait here, so an unchanged rerun
+/// lists at full speed. At least one fetch's worth, or no fetch would ever be due.
+pub(super) const LOOK_AHEAD: usize = 40 * BODIES_PER_FETCH;
+const _: () = assert!(LOOK_AHEAD >= BODIES_PER_FETCH);
 
 /// The reason given for a page that is gone by the time its body is read.
 pub const GONE_SINCE_LISTED: &str = "deleted, or no longer visible, since the listing";
@@ -219,13 +230,17 @@ impl<'c, 'a: 'c, S: PageSource, P: Provider, F: FnMut(PageOutcome)> Driver<'c, '
     }
 
     /// Whether the next page may be taken from the listing. A listing without bodies is read
-    /// as fast as it comes (metadata is small, and the total comes sooner); one that carries
-    /// them (a source that cannot list without) only when the page can be admitted at once,
-    /// so that bodies are never piled up.
+    /// as fast as it comes (metadata is small, and the total comes sooner) while fewer than
+    /// [`LOOK_AHEAD`] pages wait for their body; one that carries them (a source that cannot
+    /// list without) only when the page can be admitted at once, so that bodies are never
+    /// piled up. Not reading leaves the listing blocked on the full channel.
     fn room_to_read(&self) -> bool {
-        let room_for_bodies = !self.bodies_listed
-            || (self.ready.is_empty() && self.in_flight.len() < self.max_in_flight);
-        room_for_bodies && self.room_under_limit()
+        let room = if self.bodies_listed {
+            self.ready.is_empty() && self.in_flight.len() < self.max_in_flight
+        } else {
+            self.outstanding() < LOOK_AHEAD
+        };
+        room && self.room_under_limit()
     }
 
     /// A page from the listing, or its end.

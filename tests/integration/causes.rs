@@ -114,6 +114,7 @@ fn an_unreachable_confluence_names_the_request_and_its_cause_once() {
             "the run over space ENG stopped early",
             "cannot reach http://127.0.0.1",
             &refused,
+            "check CONFLUENCE_BASE_URL, and that this machine can reach the site",
         ],
     );
 }

@@ -105,6 +105,10 @@ async fn ten_percent_429s_every_page_labelled_and_no_request_inside_a_window() {
     // way, so any arrival inside the window was sent after the client knew of it. (With
     // several in flight, one sent before the 429 reached the client could be served late
     // on a loaded machine and look like a violation; no time allowance is safe for that.)
+    // The shared cooldown is still what is tested: the throttled request gives its slot back
+    // once the pause is set, and the next request, of another page, takes it at once and
+    // must find the pause (a per-request retry would send it inside the window). Holding
+    // several requests at once is `pace_tests::a_429_on_one_request_holds_every_other…`.
     let source = client(server.uri(), Flavor::Cloud).with_pace(PaceConfig {
         concurrency: 1,
         ..PaceConfig::default()
