@@ -20,6 +20,9 @@
 
 #[path = "../tests/integration/livesite.rs"]
 mod livesite;
+#[path = "support/site.rs"]
+mod site;
+use site::{client, env, serve};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,68 +31,12 @@ use std::time::{Duration, Instant};
 use livesite::{Flavor, LiveSite};
 use tag_space::cache::{ContentHash, RunMode, Setup, Store, StoreOptions};
 use tag_space::confluence::pace::PaceConfig;
-use tag_space::confluence::{
-    ConfluenceAuth, ConfluenceClient, ConfluenceSettings, Page, PageSource,
-};
+use tag_space::confluence::{ConfluenceClient, Page, PageSource};
 use tag_space::pipeline::{
     self, ListedNow, PlannedWrite, Provenance, RunOptions, RunState, Status,
 };
-use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
 use tokio::sync::mpsc;
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The site, each answer after `delay`.
-struct Slow {
-    site: LiveSite,
-    delay: Duration,
-}
-
-impl Respond for Slow {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        self.site.respond(req).set_delay(self.delay)
-    }
-}
-
-async fn serve(site: &LiveSite, delay: Duration) -> MockServer {
-    let server = MockServer::builder()
-        .disable_request_recording()
-        .start()
-        .await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(Slow {
-            site: site.clone(),
-            delay,
-        })
-        .mount(&server)
-        .await;
-    server
-}
-
-fn client(server: &MockServer, concurrency: usize) -> ConfluenceClient {
-    ConfluenceClient::new(ConfluenceSettings {
-        root: server.uri(),
-        flavor: tag_space::confluence::Flavor::Cloud,
-        auth: ConfluenceAuth::Basic {
-            email: "bench@acme.test".into(),
-            token: Secret::new("bench-token"),
-        },
-        timeout: Duration::from_secs(60),
-        max_retries: 3,
-    })
-    .expect("client")
-    .with_pace(PaceConfig {
-        concurrency,
-        ..PaceConfig::default()
-    })
-}
 
 /// The plan: `type-howto` on every page, planned at version 1.
 fn plan(pages: u64) -> Vec<PlannedWrite> {
@@ -153,7 +100,10 @@ async fn one_apply(pages: u64, latency: Duration, site_limit: usize, in_flight: 
         ..RunOptions::default()
     };
     let writes = plan(pages);
-    let source = client(&server, site_limit);
+    let source = client(&server).with_pace(PaceConfig {
+        concurrency: site_limit,
+        ..PaceConfig::default()
+    });
     let started = Instant::now();
     let now = listed(&source).await;
     let (mut tagged, mut order) = (0, Vec::new());

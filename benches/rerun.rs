@@ -23,6 +23,9 @@
 
 #[path = "../tests/integration/livesite.rs"]
 mod livesite;
+#[path = "support/site.rs"]
+mod site;
+use site::{client, env, serve};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,62 +33,13 @@ use std::time::{Duration, Instant};
 
 use livesite::{Flavor, LiveSite};
 use tag_space::cache::{RunMode, Setup, Store, StoreOptions};
-use tag_space::confluence::{ConfluenceAuth, ConfluenceClient, ConfluenceSettings, PageSource};
+use tag_space::confluence::PageSource;
 use tag_space::governor::{Chain, Governed, GovernorConfig};
 use tag_space::llm::AnyProvider;
 use tag_space::llm::rules::RulesProvider;
 use tag_space::pipeline::{self, RULES_MODEL, RunOptions, RunState, Status};
-use tag_space::secret::Secret;
 use tag_space::taxonomy::Taxonomy;
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The site, each answer after `delay`.
-struct Slow {
-    site: LiveSite,
-    delay: Duration,
-}
-
-impl Respond for Slow {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        self.site.respond(req).set_delay(self.delay)
-    }
-}
-
-async fn serve(site: &LiveSite, delay: Duration) -> MockServer {
-    let server = MockServer::builder()
-        .disable_request_recording()
-        .start()
-        .await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(Slow {
-            site: site.clone(),
-            delay,
-        })
-        .mount(&server)
-        .await;
-    server
-}
-
-fn client(server: &MockServer) -> ConfluenceClient {
-    ConfluenceClient::new(ConfluenceSettings {
-        root: server.uri(),
-        flavor: tag_space::confluence::Flavor::Cloud,
-        auth: ConfluenceAuth::Basic {
-            email: "bench@acme.test".into(),
-            token: Secret::new("bench-token"),
-        },
-        timeout: Duration::from_secs(60),
-        max_retries: 3,
-    })
-    .expect("client")
-}
+use wiremock::MockServer;
 
 #[derive(Default)]
 struct Measured {
